@@ -1,0 +1,43 @@
+"""`python -m mivis`: a thin command line over the library.
+
+Each command group lives in its own module with `register(subparsers)`; flags come from the
+same parameter declarations the UI uses.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..data import DataError
+from ..params import ParamError
+from ..progress import Cancelled
+from ..runs import RunError
+from ..weights import WeightsError
+
+COMMAND_MODULES = ["data", "train", "runs"]
+EXTRA_COMMAND_MODULES: list[str] = []  # appended by later command groups (prior, attack, ...)
+
+USER_ERRORS = (ParamError, DataError, RunError, WeightsError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mivis", description="mivis: model-inversion explorer")
+    parser.add_argument("--workspace", help="workspace folder (default: $MIVIS_WORKSPACE or ./workspace)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES + EXTRA_COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print("\ncancelled", file=sys.stderr)
+        return 130

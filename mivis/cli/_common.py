@@ -1,0 +1,53 @@
+"""Helpers shared by command modules: workspace, progress printing, tables."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+
+from ..progress import Reporter
+from ..runs import Workspace
+
+
+def workspace(args) -> Workspace:
+    return Workspace(getattr(args, "workspace", None))
+
+
+def console_reporter(quiet: bool = False) -> Reporter:
+    """Prints progress at most twice a second; Ctrl-C sets the cancel flag (clean stop)."""
+    cancel = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        def on_sigint(signum, frame):
+            if cancel.is_set():
+                raise KeyboardInterrupt
+            cancel.set()
+            print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+        signal.signal(signal.SIGINT, on_sigint)
+    t0 = time.monotonic()
+
+    def show(ev: dict) -> None:
+        if quiet:
+            return
+        parts = [f"{k}={_fmt(v)}" for k, v in ev.items() if k not in ("phase",)]
+        line = f"[{time.monotonic() - t0:6.1f}s] {ev.get('phase', '')}: " + " ".join(parts)
+        end = "\n" if ev.get("phase") in ("epoch", "done") else "\r"
+        print(line[:160].ljust(100), end=end, file=sys.stderr, flush=True)
+    return Reporter(show, cancel, min_interval=0.5)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=1, default=str))
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    cols = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cols)

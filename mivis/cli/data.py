@@ -1,0 +1,32 @@
+"""`mivis data`: the face data and its private/public split."""
+from __future__ import annotations
+
+from ..data import DATA_PARAMS, load_split
+from ._common import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="show the face data set and its seeded private/public split")
+    DATA_PARAMS.add_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the full split record as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    split = load_split(DATA_PARAMS.from_namespace(args))
+    rec = split.record()
+    if args.json:
+        print_json(rec)
+        return 0
+    c, h, w = split.image_shape
+    print(f"dataset        {split.config['dataset']}  ({h}x{w}, {c} channel{'s' if c > 1 else ''})")
+    print(f"split seed     {split.config['split_seed']}   fingerprint {split.fingerprint[:16]}")
+    print(f"private        {len(split.private_names)} identities: {', '.join(split.private_names)}")
+    print(f"               {rec['n_train']} train / {rec['n_test']} held-out test images")
+    print(f"public         {len(split.public_names)} identities, {rec['n_public']} images: "
+          f"{', '.join(split.public_names)}")
+    if split.config["dataset"] == "orl":
+        print("credit         ORL faces: AT&T Laboratories Cambridge")
+    for p in split.problems:
+        print(f"warning        {p}")
+    return 0

@@ -1,0 +1,79 @@
+"""`mivis train`: train a target, evaluation or public pre-training classifier."""
+from __future__ import annotations
+
+import argparse
+
+from ..data import DATA_PARAMS
+from ..defenses import DEFENSES
+from ..models import ARCHITECTURES
+from ..params import ParamError
+from ..train import ROLES, TRAIN_PARAMS, train_run
+from ._common import console_reporter, print_json, workspace
+
+
+def _arch_param_names() -> dict:
+    out = {}
+    for e in ARCHITECTURES.entries():
+        for p in e.params:
+            out.setdefault(p.name, p)
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a classifier (target, evaluation model or public pre-training)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--role", choices=ROLES, default="target",
+                   help="target: private classes, attacked; eval: judges attacks (use another architecture); "
+                        "public: pre-training on the public identities (for TL-DMI)")
+    p.add_argument("--name", default="", help="a label for the run")
+    p.add_argument("--json", action="store_true", help="print the finished run as JSON")
+    g = p.add_argument_group("training")
+    TRAIN_PARAMS.add_arguments(g)
+    g = p.add_argument_group("architecture options")
+    seen = set()
+    for e in ARCHITECTURES.entries():
+        for prm in e.params:
+            if prm.name not in seen:
+                seen.add(prm.name)
+                g.add_argument(prm.flag, dest="arch_" + prm.name, default=None,
+                               help=f"{prm.help} ({prm.allowed()}; default {prm.default})")
+    g = p.add_argument_group("data")
+    DATA_PARAMS.add_arguments(g)
+    g = p.add_argument_group("defenses (combine freely where the papers do)")
+    g.add_argument("--defense", action="append", default=[], choices=DEFENSES.names(),
+                   help="enable a defense with its default settings (repeatable)")
+    for e in DEFENSES.entries():
+        e.params.add_arguments(g, prefix=f"{e.name}_")
+    p.set_defaults(func=run)
+
+
+def defenses_from_args(args) -> dict:
+    out = {name: {} for name in args.defense}
+    for e in DEFENSES.entries():
+        given = {prm.name: getattr(args, f"{e.name}_{prm.name}") for prm in e.params
+                 if getattr(args, f"{e.name}_{prm.name}", None) is not None}
+        if given:
+            out.setdefault(e.name, {}).update(given)
+    return out
+
+
+def run(args) -> int:
+    train_cfg = TRAIN_PARAMS.from_namespace(args)
+    entry = ARCHITECTURES.get(train_cfg["arch"])
+    arch_params = {}
+    for name in _arch_param_names():
+        v = getattr(args, "arch_" + name, None)
+        if v is not None:
+            if name not in entry.params:
+                raise ParamError(f"--{name.replace('_', '-')} does not apply to {train_cfg['arch']}")
+            arch_params[name] = v
+    rec = train_run(args.role, train_cfg, DATA_PARAMS.from_namespace(args), arch_params=arch_params,
+                    defenses=defenses_from_args(args), workspace=workspace(args),
+                    reporter=console_reporter(), name=args.name)
+    if args.json:
+        print_json({"id": rec.id, "metrics": rec.metrics, "config": rec.config})
+    else:
+        m = rec.metrics
+        print(f"run {rec.id}: natural accuracy {m['natural_acc']:.1%} on held-out images "
+              f"({m['train_seconds']:.0f} s on {m['device']}, {m['params']:,} parameters)")
+    return 0

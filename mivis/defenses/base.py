@@ -1,0 +1,74 @@
+"""The defense interface: hooks the trainer calls. Each concrete defense overrides a few.
+
+A defense is registered in `DEFENSES` with its parameters; `instantiate` validates a config
+{name: params} and returns Defense objects in registry order, refusing impossible settings
+before any training starts.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..params import ParamError, ParamSet
+from ..registry import Registry
+
+DEFENSES = Registry("defense")
+
+
+class Defense:
+    name: str = ""
+    params: ParamSet = ParamSet()
+
+    def __init__(self, params: dict, model_cfg: dict):
+        self.p = params
+        self.model_cfg = model_cfg
+
+    # --- validation (before any compute) ---
+    def check(self) -> None:
+        """Raise ParamError if this setting is impossible for model_cfg."""
+
+    # --- structure ---
+    def modify_model(self, model: nn.Module, phase: str) -> nn.Module:
+        """phase 'initial': the model training starts with; 'final': the model as saved."""
+        return model
+
+    def trainable_names(self, model: nn.Module) -> set[str] | None:
+        """Names of parameters that train (None = all). Others are frozen, BN stats included."""
+        return None
+
+    def frozen_modules(self, model: nn.Module) -> list[nn.Module]:
+        """Modules to keep in eval mode during training (frozen BatchNorm statistics)."""
+        return []
+
+    # --- training ---
+    def on_epoch_start(self, epoch: int, model: nn.Module, trainer: Any) -> nn.Module:
+        return model
+
+    def loss(self, loss: torch.Tensor, *, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             logits: torch.Tensor, epoch: int, trainer: Any) -> torch.Tensor:
+        """Transform the (mean) training loss; default returns it unchanged."""
+        return loss
+
+    def extra_epochs(self) -> int:
+        """Epochs this defense appends after the main schedule (e.g. CALoR's adaptation)."""
+        return 0
+
+    def describe(self) -> str:
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.p.items())})"
+
+
+def instantiate(cfg: dict, model_cfg: dict) -> list[Defense]:
+    unknown = [n for n in cfg if n not in DEFENSES]
+    if unknown:
+        raise ParamError(f"unknown defense(s) {', '.join(unknown)}; choose from: {', '.join(DEFENSES.names())}")
+    out = []
+    for name in DEFENSES.names():
+        if name in cfg:
+            entry = DEFENSES.get(name)
+            d = entry.obj(entry.params.validate(cfg[name], context=f"defense {name}"), model_cfg)
+            d.name = name
+            d.check()
+            out.append(d)
+    return out

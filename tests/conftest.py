@@ -1,0 +1,35 @@
+"""Shared fixtures: a temporary workspace and a tiny synthetic data set (fast on CPU)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+TINY_DATA = {"dataset": "synthetic", "n_private": 6, "image_size": 32, "test_per_identity": 2}
+TINY_TRAIN = {"arch": "resnet18", "epochs": 2, "batch_size": 16, "device": "cpu"}
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    from mivis.runs import Workspace
+    monkeypatch.setenv("MIVIS_WORKSPACE", str(tmp_path / "ws"))
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def tiny_data():
+    return dict(TINY_DATA)
+
+
+@pytest.fixture
+def tiny_train():
+    return dict(TINY_TRAIN)
+
+
+@pytest.fixture
+def trained_target(ws, tiny_data, tiny_train):
+    from mivis.train import train_run
+    return train_run("target", tiny_train, tiny_data, workspace=ws)

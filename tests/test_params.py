@@ -1,0 +1,37 @@
+import argparse
+
+import pytest
+
+from mivis.params import FLOAT_LIST, Param, ParamError, ParamSet
+
+PS = ParamSet([
+    Param("lr", float, 0.1, "learning rate", min=0.0, max=1.0),
+    Param("epochs", int, 3, "epochs", min=1, max=10),
+    Param("opt", str, "adam", "optimiser", choices=("adam", "sgd")),
+    Param("flag", bool, False, "a switch"),
+    Param("scales", FLOAT_LIST, [1.0, 1.0], "scales", min=0.0, max=1.0),
+])
+
+
+def test_defaults_and_coercion_from_strings():
+    assert PS.validate({}) == {"lr": 0.1, "epochs": 3, "opt": "adam", "flag": False, "scales": [1.0, 1.0]}
+    v = PS.validate({"lr": "0.5", "epochs": "4", "flag": "yes", "scales": "1,0.2"})
+    assert v["lr"] == 0.5 and v["epochs"] == 4 and v["flag"] is True and v["scales"] == [1.0, 0.2]
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"lr": 2.0}, "[0, 1]"), ({"epochs": "2.5"}, "an integer"), ({"opt": "rmsprop"}, "adam, sgd"),
+    ({"scales": "1,1.5"}, "[0, 1]"), ({"lr": "nan"}, "a number"), ({"nope": 1}, "unknown parameter"),
+    ({"flag": "maybe"}, "true/false"),
+])
+def test_refusals_name_the_allowed_values(bad, words):
+    with pytest.raises(ParamError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        PS.validate(bad)
+
+
+def test_argparse_round_trip():
+    parser = argparse.ArgumentParser()
+    PS.add_arguments(parser)
+    ns = parser.parse_args(["--lr", "0.25", "--scales", "1,1,0"])
+    assert PS.from_namespace(ns)["scales"] == [1.0, 1.0, 0.0]
+    assert PS.from_namespace(ns)["lr"] == 0.25
