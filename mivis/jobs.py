@@ -1,0 +1,580 @@
+"""Jobs: long work (training, priors, attacks, analyses) run outside the app's script thread.
+
+One `JobManager` per server process. A job is a registered kind plus JSON-able params; its
+function runs on a worker thread with a `Reporter` (progress callback + cancel Event) and a
+workspace that links every run it creates to the job. Workers are daemon threads fed by a
+FIFO `queue.Queue`: one per GPU, one on CPU. Each session may have one active (queued or
+running) job. Job state lives in the workspace's SQLite file (`jobs` and `job_events` tables),
+so a page reload or a server restart finds the job again; a job whose server died is shown as
+interrupted. Nothing here imports streamlit.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import secrets
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .params import ParamError
+from .progress import Cancelled, Reporter
+from .registry import Registry
+from .runs import RunError, Workspace, _owner_alive, _owner_token
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+ACTIVE = ("queued", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    kind TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL,
+    session TEXT,
+    status TEXT NOT NULL,
+    owner TEXT,
+    device TEXT,
+    runs TEXT NOT NULL DEFAULT '[]',
+    result TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    progress TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE INDEX IF NOT EXISTS jobs_session ON jobs(session);
+CREATE TABLE IF NOT EXISTS job_events (
+    job_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    t REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_id, n)
+);
+"""
+
+
+class JobError(RuntimeError):
+    """A job request that cannot be honoured (quota, unknown job, not yours, shutting down)."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .data import DataError
+    from .weights import WeightsError
+    return (ParamError, DataError, RunError, WeightsError, JobError)
+
+
+# --- job kinds -------------------------------------------------------------------------------
+JOB_KINDS = Registry("job kind")
+
+
+def job_kind(name: str, *, validate: Callable[[dict], dict] | None = None, help: str = ""):
+    """Register `fn(params, ctx) -> dict | None` as a job kind. `validate(params) -> params` runs
+    in the submitting thread, so a bad setting is refused before anything is queued."""
+    def deco(fn):
+        JOB_KINDS.register(name, fn, help=help, validate=validate)
+        return fn
+    return deco
+
+
+@dataclass
+class JobContext:
+    """What a job function gets besides its params."""
+    job_id: str
+    workspace: Workspace  # runs created through it are linked to the job
+    reporter: Reporter
+    device: str           # "cpu" or "cuda:i": the worker's device
+    dir: Path             # the job's own folder (live previews, logs)
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Atomically write a preview file (e.g. the current reconstructions) into the job folder."""
+        p = (self.dir / name).resolve()
+        if self.dir.resolve() not in p.parents:
+            raise JobError(f"file name {name!r} escapes the job folder")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.{secrets.token_hex(3)}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+        return p
+
+
+class _TrackingWorkspace(Workspace):
+    def __init__(self, path: Path, on_create: Callable[[str], None]):
+        super().__init__(path)
+        self._on_create = on_create
+
+    def create(self, *args, **kwargs):
+        run = super().create(*args, **kwargs)
+        self._on_create(run.id)
+        return run
+
+
+@dataclass
+class JobRecord:
+    id: str
+    seq: int
+    kind: str
+    label: str
+    params: dict
+    session: str | None
+    status: str
+    device: str | None
+    runs: list[str]
+    result: dict
+    error: str | None
+    progress: dict
+    created: float
+    started: float | None
+    finished: float | None
+    owner: str | None = field(default=None, repr=False)
+    position: int | None = None   # 1 = next to start; None unless queued
+    running: int = 0              # jobs running right now (for "N ahead" messages)
+    dir: Path | None = field(default=None, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def run_id(self) -> str | None:
+        """The run this job produced: its declared result, else the last run it created."""
+        return self.result.get("run_id") or (self.runs[-1] if self.runs else None)
+
+    @property
+    def fraction(self) -> float | None:
+        return progress_fraction(self.progress)
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+
+def progress_fraction(ev: dict) -> float | None:
+    """A 0..1 completion estimate from a progress event, or None when it says nothing."""
+    try:
+        if "fraction" in ev:
+            return min(1.0, max(0.0, float(ev["fraction"])))
+        if ev.get("epochs") and "epoch" in ev:
+            within = ev["step"] / ev["steps"] if ev.get("steps") and "step" in ev else 1.0
+            if "step" not in ev:  # an end-of-epoch summary
+                return min(1.0, ev["epoch"] / ev["epochs"])
+            return min(1.0, (ev["epoch"] - 1 + within) / ev["epochs"])
+        for a, b in (("iteration", "iterations"), ("step", "steps"), ("done", "total")):
+            if ev.get(b) and a in ev:
+                return min(1.0, max(0.0, ev[a] / ev[b]))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def _clean(ev: dict) -> dict:
+    """Keep what is small and JSON-able: numbers, text, flags and short lists of those."""
+    out = {}
+    for k, v in ev.items():
+        if isinstance(v, (bool, int, str)) or v is None:
+            out[k] = v
+        elif isinstance(v, float):
+            out[k] = v if math.isfinite(v) else None
+        elif isinstance(v, (list, tuple)) and len(v) <= 256 and all(
+                isinstance(x, (int, float, str, bool)) or x is None for x in v):
+            out[k] = [x if not isinstance(x, float) or math.isfinite(x) else None for x in v]
+        elif hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # numpy / torch scalar
+            out[k] = _clean({k: v.item()})[k]
+    return out
+
+
+# --- liveness of managers ----------------------------------------------------------------------
+_LIVE: set[str] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _manager_alive(owner: str | None) -> bool:
+    if not owner or "|" not in owner:
+        return False
+    proc, _ = owner.rsplit("|", 1)
+    if proc == _owner_token():
+        with _LIVE_LOCK:
+            return owner in _LIVE
+    return _owner_alive(proc)
+
+
+def detect_devices() -> list[str]:
+    """One worker per GPU, else one CPU worker."""
+    try:
+        import torch
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # pragma: no cover - torch broken
+        n = 0
+    return [f"cuda:{i}" for i in range(n)] or ["cpu"]
+
+
+class _EventSink:
+    """The Reporter callback: keeps the latest event, records a thinned history, flushes to disk."""
+
+    ALWAYS_KEEP = ("epoch", "eval", "done", "snapshot", "summary")
+
+    def __init__(self, manager: "JobManager", job_id: str, history_interval: float, flush_interval: float):
+        self.m, self.job_id = manager, job_id
+        self.history_interval, self.flush_interval = history_interval, flush_interval
+        self.latest: dict = {}
+        self.pending: list[tuple[int, float, str]] = []
+        self.n = 0
+        self.last_kept: dict[str, float] = {}
+        self.last_flush = 0.0
+        self.skipped: tuple[str, float, dict] | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self, fields: dict) -> None:
+        ev = _clean(fields)
+        now = time.time()
+        phase = str(ev.get("phase", ""))
+        with self.lock:
+            self.latest = ev
+            if (phase in self.ALWAYS_KEEP or now - self.last_kept.get(phase, -1e9) >= self.history_interval):
+                if self.skipped is not None and self.skipped[0] != phase:
+                    self._keep(*self.skipped)  # a phase's last event ends its curve
+                self.skipped = None
+                self.last_kept[phase] = now
+                self._keep(phase, now, ev)
+            else:
+                self.skipped = (phase, now, ev)
+            if now - self.last_flush >= self.flush_interval:
+                self._flush(now)
+
+    def _keep(self, phase: str, t: float, ev: dict) -> None:
+        self.pending.append((self.n, t, json.dumps(ev)))
+        self.n += 1
+
+    def flush(self) -> None:
+        """Final flush: the last event of every curve is kept."""
+        with self.lock:
+            if self.skipped is not None:
+                self._keep(*self.skipped)
+                self.skipped = None
+            self._flush(time.time())
+
+    def _flush(self, now: float) -> None:
+        self.last_flush = now
+        rows, self.pending = self.pending, []
+        with self.m.ws._connect() as con:
+            if rows:
+                con.executemany("INSERT OR REPLACE INTO job_events (job_id, n, t, data) VALUES (?,?,?,?)",
+                                [(self.job_id, n, t, d) for n, t, d in rows])
+            con.execute("UPDATE jobs SET progress = ?, updated = ? WHERE id = ?",
+                        (json.dumps(self.latest), now, self.job_id))
+
+
+class JobManager:
+    """FIFO job queue with daemon workers and on-disk state. Thread-safe."""
+
+    def __init__(self, workspace: Workspace | str | Path | None = None, *, devices: list[str] | None = None,
+                 per_session: int = 1, max_queued: int = 64, flush_interval: float = 0.5,
+                 history_interval: float = 0.2):
+        self.ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        self.jobs_dir = self.ws.path / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.owner = f"{_owner_token()}|{secrets.token_hex(4)}"
+        with _LIVE_LOCK:
+            _LIVE.add(self.owner)
+        self.per_session, self.max_queued = per_session, max_queued
+        self.flush_interval, self.history_interval = flush_interval, history_interval
+        self._devices = devices
+        self._lock = threading.RLock()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._cancel: dict[str, threading.Event] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
+        with self.ws._connect() as con:
+            con.executescript(_SCHEMA)
+        self.reap()
+
+    # --- submitting and cancelling --------------------------------------------------------------
+    def submit(self, kind: str, params: dict | None = None, *, session: str | None = None,
+               label: str = "") -> JobRecord:
+        """Validate, then queue. Raises ParamError (bad settings) or JobError (quota, shutdown)."""
+        entry = JOB_KINDS.get(kind)
+        params = dict(params or {})
+        if entry.meta.get("validate"):
+            params = entry.meta["validate"](params)
+        try:
+            params_json = json.dumps(params)
+        except (TypeError, ValueError) as e:
+            raise ParamError(f"job parameters must be JSON-able: {e}") from None
+        with self._lock:
+            if self._stopped:
+                raise JobError("the job system is shutting down; try again in a moment")
+            if session is not None:
+                mine = self.active(session=session)
+                if len(mine) >= self.per_session:
+                    j = mine[0]
+                    raise JobError(f"this session already has a {j.status} job ({j.label or j.kind}, {j.id}); "
+                                   "wait for it to finish or cancel it first")
+            if len(self.active(status="queued")) >= self.max_queued:
+                raise JobError(f"the queue is full ({self.max_queued} jobs waiting); try again later")
+            now = time.time()
+            job_id = f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            with self.ws._connect() as con:
+                con.execute("INSERT INTO jobs (id, kind, label, params, session, status, owner, created, updated) "
+                            "VALUES (?,?,?,?,?,?,?,?,?)",
+                            (job_id, kind, label or kind, params_json, session, "queued", self.owner, now, now))
+            self._cancel[job_id] = threading.Event()
+            self._ensure_workers()
+            self._queue.put(job_id)
+        return self.get(job_id)
+
+    def cancel(self, job_id: str, session: str | None = None) -> JobRecord:
+        """Cancel a queued job at once, or ask a running one to stop at its next step."""
+        with self._lock:
+            rec = self.get(job_id)
+            if session is not None and rec.session not in (None, session):
+                raise JobError(f"job {job_id} belongs to another session")
+            if rec.status == "queued":
+                self._set(job_id, status="cancelled", error="cancelled before it started", finished=time.time())
+            elif rec.status == "running":
+                ev = self._cancel.get(job_id)
+                if ev is None:  # running in another (live) server process: not ours to stop
+                    raise JobError(f"job {job_id} runs in another server process")
+                ev.set()
+        return self.get(job_id)
+
+    def claim(self, job_id: str, session: str) -> JobRecord:
+        """Hand an active job to a new session (a page reload opened with the job's id)."""
+        with self._lock:
+            rec = self.get(job_id)
+            if rec.active and rec.session != session:
+                self._set(job_id, session=session)
+        return self.get(job_id)
+
+    # --- reading --------------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord:
+        self.reap()
+        with self.ws._connect() as con:
+            row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobError(f"no job {job_id!r} in workspace {self.ws.path}")
+        return self._record(row)
+
+    def exists(self, job_id: str) -> bool:
+        with self.ws._connect() as con:
+            return con.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
+
+    def list(self, *, session: str | None = None, status: str | None = None, kind: str | None = None,
+             limit: int = 100) -> list[JobRecord]:
+        self.reap()
+        q, args = "SELECT * FROM jobs WHERE 1=1", []
+        for col, val in (("session", session), ("status", status), ("kind", kind)):
+            if val is not None:
+                q += f" AND {col} = ?"
+                args.append(val)
+        with self.ws._connect() as con:
+            rows = con.execute(q + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+        return [self._record(r) for r in rows]
+
+    def active(self, *, session: str | None = None, status: str | None = None) -> list[JobRecord]:
+        """Queued and running jobs (optionally of one session), oldest first."""
+        q, args = "SELECT * FROM jobs WHERE status IN ('queued', 'running')", []
+        if session is not None:
+            q += " AND session = ?"
+            args.append(session)
+        if status is not None:
+            q += " AND status = ?"
+            args.append(status)
+        with self.ws._connect() as con:
+            rows = con.execute(q + " ORDER BY seq", args).fetchall()
+        return [self._record(r) for r in rows]
+
+    def events(self, job_id: str, since: int = 0) -> list[dict]:
+        """The recorded progress history (thinned in time; summaries always kept)."""
+        with self.ws._connect() as con:
+            rows = con.execute("SELECT data FROM job_events WHERE job_id = ? AND n >= ? ORDER BY n",
+                               (job_id, since)).fetchall()
+        return [json.loads(r["data"]) for r in rows]
+
+    def _record(self, row) -> JobRecord:
+        rec = JobRecord(
+            id=row["id"], seq=row["seq"], kind=row["kind"], label=row["label"], params=json.loads(row["params"]),
+            session=row["session"], status=row["status"], device=row["device"], runs=json.loads(row["runs"]),
+            result=json.loads(row["result"]), error=row["error"], progress=json.loads(row["progress"]),
+            created=row["created"], started=row["started"], finished=row["finished"],
+            owner=row["owner"], dir=self.jobs_dir / row["id"])
+        if rec.status == "queued":
+            with self.ws._connect() as con:
+                rec.position = 1 + con.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND owner = ? AND seq < ?",
+                    (row["owner"], rec.seq)).fetchone()[0]
+                rec.running = con.execute("SELECT COUNT(*) FROM jobs WHERE status = 'running' AND owner = ?",
+                                          (row["owner"],)).fetchone()[0]
+        return rec
+
+    def reap(self) -> list[str]:
+        """Mark queued/running jobs whose server is gone as interrupted; returns their ids."""
+        with self.ws._connect() as con:
+            rows = con.execute("SELECT id, owner, status FROM jobs WHERE status IN ('queued', 'running')").fetchall()
+        dead = [(r["id"], r["status"]) for r in rows if not _manager_alive(r["owner"])]
+        for job_id, status in dead:
+            why = ("the server stopped while it was running" if status == "running"
+                   else "the server stopped before it started")
+            self._set(job_id, status="interrupted", error=why, finished=time.time())
+        if dead:
+            self.ws.reap()
+        return [j for j, _ in dead]
+
+    def _set(self, job_id: str, **cols: Any) -> None:
+        cols["updated"] = time.time()
+        for k in ("runs", "result", "progress"):
+            if k in cols and not isinstance(cols[k], str):
+                cols[k] = json.dumps(cols[k], default=str)
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        with self.ws._connect() as con:
+            con.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*cols.values(), job_id))
+
+    # --- workers ----------------------------------------------------------------------------------
+    def _ensure_workers(self) -> None:
+        if self._threads:
+            return
+        devices = self._devices or detect_devices()
+        for i, dev in enumerate(devices):
+            t = threading.Thread(target=self._worker, args=(dev,), name=f"mivis-job-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    @property
+    def devices(self) -> list[str]:
+        return [t.name for t in self._threads]
+
+    def _worker(self, device: str) -> None:
+        if device.startswith("cuda:"):
+            import torch
+            torch.cuda.set_device(int(device.split(":")[1]))  # per thread: "cuda" means this GPU
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            try:
+                self._run(job_id, device)
+            except Exception:  # never let a worker die
+                log.exception("job %s crashed its worker", job_id)
+
+    def _run(self, job_id: str, device: str) -> None:
+        with self._lock:
+            rec = self.get(job_id)
+            if rec.status != "queued" or self._stopped:
+                self._cancel.pop(job_id, None)
+                return
+            self._set(job_id, status="running", started=time.time(), device=device)
+        cancel = self._cancel[job_id]
+        sink = _EventSink(self, job_id, self.history_interval, self.flush_interval)
+        runs: list[str] = []
+
+        def on_create(run_id: str) -> None:
+            runs.append(run_id)
+            self._set(job_id, runs=runs)
+
+        ctx = JobContext(job_id=job_id, workspace=_TrackingWorkspace(self.ws.path, on_create),
+                         reporter=Reporter(sink, cancel), device=device, dir=self.jobs_dir / job_id)
+        fn = JOB_KINDS.get(rec.kind).obj
+        try:
+            result = fn(rec.params, ctx) or {}
+            sink.flush()
+            self._set(job_id, status="done", result=_jsonable(result), finished=time.time())
+        except Cancelled:
+            sink.flush()
+            self._set(job_id, status="cancelled", error="cancelled by user", finished=time.time())
+        except _user_errors() as e:
+            sink.flush()
+            self._set(job_id, status="failed", error=str(e)[:2000], finished=time.time())
+        except BaseException as e:  # keep the worker alive; the page shows one readable line
+            sink.flush()
+            try:
+                ctx.write_bytes("error.log", traceback.format_exc().encode())
+            except OSError:
+                pass
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            self._set(job_id, status="failed", error=f"{type(e).__name__}: {msg}"[:2000], finished=time.time())
+            log.exception("job %s failed", job_id)
+        finally:
+            self._cancel.pop(job_id, None)
+
+    def shutdown(self, *, wait: float = 10.0) -> None:
+        """Stop taking jobs, cancel queued and running ones, and let the workers exit."""
+        with self._lock:
+            self._stopped = True
+            for j in self.active():
+                if j.status == "queued" and j.owner == self.owner:
+                    self._set(j.id, status="cancelled", error="the job system shut down", finished=time.time())
+            for ev in self._cancel.values():
+                ev.set()
+            for _ in self._threads:
+                self._queue.put(None)
+        deadline = time.monotonic() + wait
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        with _LIVE_LOCK:
+            _LIVE.discard(self.owner)
+
+    def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> JobRecord:
+        """Block until the job is no longer active (for tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rec = self.get(job_id)
+            if not rec.active or time.monotonic() > deadline:
+                return rec
+            time.sleep(poll)
+
+
+def _jsonable(obj: Any) -> dict:
+    try:
+        json.dumps(obj)
+        return obj if isinstance(obj, dict) else {"value": obj}
+    except (TypeError, ValueError):
+        return json.loads(json.dumps(obj, default=str)) if isinstance(obj, dict) else {"value": str(obj)}
+
+
+# --- built-in job kinds -------------------------------------------------------------------------
+def _validate_train(params: dict) -> dict:
+    """Everything `train_run` would refuse, refused now (without building the model)."""
+    from .data import DATA_PARAMS
+    from .defenses import instantiate
+    from .models import ARCHITECTURES, model_config
+    from .train import ROLES, TRAIN_PARAMS
+    p = dict(params)
+    unknown = set(p) - {"role", "train", "data", "arch_params", "defenses", "name"}
+    if unknown:
+        raise ParamError(f"unknown training job field(s): {', '.join(sorted(unknown))}")
+    role = p.get("role", "target")
+    if role not in ROLES:
+        raise ParamError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+    train = TRAIN_PARAMS.validate(p.get("train"), context="training")
+    data = DATA_PARAMS.validate(p.get("data"), context="data")
+    ARCHITECTURES.get(train["arch"])
+    n_classes = data["n_private"] if role != "public" else 2
+    mcfg = model_config(train["arch"], n_classes, data["channels"], data["image_size"],
+                        p.get("arch_params"), p.get("defenses"))
+    instantiate(mcfg["defenses"], mcfg)
+    return {"role": role, "train": train, "data": data, "arch_params": mcfg["arch_params"],
+            "defenses": mcfg["defenses"], "name": str(p.get("name") or "")}
+
+
+@job_kind("train", validate=_validate_train, help="train a classifier (target, evaluation or public model)")
+def _train_job(params: dict, ctx: JobContext) -> dict:
+    from .train import train_run
+    train = dict(params["train"])
+    if train.get("device") == "auto":
+        train["device"] = "cuda" if ctx.device.startswith("cuda") else "cpu"
+    rec = train_run(params["role"], train, params["data"], arch_params=params["arch_params"],
+                    defenses=params["defenses"], workspace=ctx.workspace, reporter=ctx.reporter,
+                    name=params.get("name", ""))
+    return {"run_id": rec.id, "metrics": rec.metrics}
