@@ -1,6 +1,17 @@
-"""mivis entry point: `streamlit run app.py`."""
+"""mivis entry point: `streamlit run app.py`. Routes the pages; the pages and mivis do the rest."""
 import streamlit as st
 
-st.set_page_config(page_title="mivis: model-inversion explorer", layout="wide")
-st.title("mivis")
-st.write("An interactive explorer of model-inversion attacks and architecture-level defenses.")
+from mivis import ui
+
+st.set_page_config(page_title="mivis: model-inversion explorer", page_icon=":material/face_retouching_off:",
+                   layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:", url_path="architecture"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs"),
+]
+
+page = st.navigation(PAGES)
+ui.sidebar_jobs()
+page.run()

@@ -1,0 +1,600 @@
+"""The one library module that imports streamlit: widgets generated from Param declarations,
+URL-backed knobs, the job panel, and render helpers shared by the pages.
+
+Pages stay thin: they declare knobs, call the library or submit a job, and render with these.
+Nothing here computes results; torch is imported only by the helpers that draw tensors.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import streamlit as st
+
+from .jobs import JobError, JobManager, JobRecord
+from .params import FLOAT_LIST, INT_LIST, Param, ParamError
+from .runs import RunError, RunRecord, Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+POLL_SECONDS = 1.5          # job polling interval while a job is active (1-2 s: see docs)
+ORL_CREDIT = "ORL faces: AT&T Laboratories Cambridge"
+
+
+def ensure_router() -> None:
+    """Call first in every page. On Streamlit 1.67 the very first run of a fresh server opened on a
+    deep link (e.g. /attack?job=...) executes the page through the legacy pages/ folder handling,
+    without app.py (no page config, wrong sidebar). Switch to app.py's st.navigation and rerun."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - internal API moved
+        return
+    import sys
+    if "streamlit.testing.v1.app_test" in sys.modules:  # AppTest resets the flag every run and a
+        return                                          # rerun would drop the run's clicks
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+# --- shared resources ---------------------------------------------------------------------------
+_MANAGERS: list[JobManager] = []  # every manager this process built (tests shut them down)
+
+
+@st.cache_resource(show_spinner=False)
+def _manager(path: str) -> JobManager:
+    m = JobManager(Workspace(path))
+    _MANAGERS.append(m)
+    return m
+
+
+def shutdown_managers() -> None:
+    """Stop every job manager's workers and forget the cached one (tests; server shutdown)."""
+    while _MANAGERS:
+        _MANAGERS.pop().shutdown(wait=10)
+    _manager.clear()
+
+
+def workspace() -> Workspace:
+    return Workspace()
+
+
+def job_manager() -> JobManager:
+    """The server's one job manager (per workspace), shared by every session."""
+    return _manager(str(Workspace().path))
+
+
+def session_id() -> str:
+    """An id for this browser session (a page reload starts a new one)."""
+    if "_mivis_sid" not in st.session_state:
+        sid = None
+        try:
+            from streamlit.runtime.scriptrunner import get_script_run_ctx
+            ctx = get_script_run_ctx()
+            sid = ctx.session_id if ctx else None
+        except Exception:  # pragma: no cover - internal API moved
+            sid = None
+        if not sid:
+            import secrets
+            sid = "s-" + secrets.token_hex(8)
+        st.session_state["_mivis_sid"] = sid
+    return st.session_state["_mivis_sid"]
+
+
+def _session_alive(sid: str | None) -> bool:
+    if not sid:
+        return False
+    try:
+        from streamlit.runtime import Runtime
+        return Runtime.exists() and Runtime.instance().is_active_session(sid)
+    except Exception:  # pragma: no cover
+        return False
+
+
+# --- URL-backed knobs generated from Param declarations -----------------------------------------------
+def to_url(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(to_url(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)
+
+
+def read_url_value(p: Param, raw: str) -> tuple[Any, str | None]:
+    """Validate and clamp a URL string for `p`: (value to use, message or None)."""
+    try:
+        return p.coerce(raw), None
+    except ParamError as e:
+        if p.type in (int, float) and p.choices is None:
+            try:
+                num = float(raw)
+                if math.isfinite(num):
+                    lo = -math.inf if p.min is None else p.min
+                    hi = math.inf if p.max is None else p.max
+                    clamped = min(max(num, lo), hi)
+                    if p.type is int:
+                        clamped = int(round(clamped))
+                    clamped = p.coerce(clamped)
+                    return clamped, (f"URL parameter {p.name}={raw!r} is out of range "
+                                     f"({p.allowed()}); using {to_url(clamped)}.")
+            except (ValueError, ParamError):
+                pass
+        default = p.default
+        return default, f"URL parameter {p.name}={raw!r} ignored: {e}. Using the default {to_url(default)!r}."
+
+
+class Knobs:
+    """Widgets for one page whose values live in the URL (shareable, survive reloads).
+
+    The first time a widget appears in a session its value comes from the URL (validated and
+    clamped; problems become messages at the top of the page), else from this session's last
+    value, else the declared default. Values that differ from the default are written back to
+    the URL.
+    """
+
+    def __init__(self, page: str):
+        self.page = page
+        self.box = st.container()
+        self.names: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.page}:{name}"
+
+    def warn(self, msg: str) -> None:
+        self.box.warning(msg, icon=":material/link_off:")
+
+    def initial(self, p: Param, url_name: str) -> Any:
+        k = self.key(url_name)
+        if url_name in st.query_params:
+            raw = st.query_params[url_name]
+            value, msg = read_url_value(p, raw)
+            if msg:
+                self.warn(msg)
+            return value
+        keep = st.session_state.get("_keep:" + k, _MISSING)
+        return p.default if keep is _MISSING else keep
+
+    def widget(self, p: Param, *, name: str | None = None, label: str | None = None, container=None,
+               help: str | None = None, disabled: bool = False, format_func: Callable | None = None,
+               options: Iterable | None = None, slider: bool | None = None) -> Any:
+        """Render the widget for `p` (type, range and help from the declaration) and return its value."""
+        url_name = name or p.name
+        k = self.key(url_name)
+        self.names.add(url_name)
+        if options is not None:
+            options = list(options)
+            p = Param(p.name, p.type, p.default if p.default in options or not options else options[0], p.help,
+                      p.min, p.max, tuple(options), p.optional, p.step)
+        if k not in st.session_state:
+            st.session_state[k] = _to_widget(p, self.initial(p, url_name))
+        elif p.choices is not None and st.session_state[k] not in p.choices:
+            st.session_state[k] = p.default if p.default in p.choices else p.choices[0]
+        raw = param_input(p, k, label=label, container=container, help=help, disabled=disabled,
+                          format_func=format_func, slider=slider)
+        value = _from_widget(p, raw, container)
+        st.session_state["_keep:" + k] = st.session_state[k]
+        if value is not _INVALID and value != p.default and value is not None:
+            st.query_params[url_name] = to_url(value)
+        elif url_name in st.query_params and value is not _INVALID:
+            del st.query_params[url_name]
+        return p.default if value is _INVALID else value
+
+    def widgets(self, params: Iterable[Param], *, prefix: str = "", container=None,
+                exclude: Iterable[str] = (), columns: int = 1) -> dict[str, Any]:
+        """One widget per param; returns {name: value}."""
+        out = {}
+        params = [p for p in params if p.name not in set(exclude)]
+        cols = (container or st).columns(columns) if columns > 1 else None
+        for i, p in enumerate(params):
+            c = cols[i % columns] if cols else container
+            out[p.name] = self.widget(p, name=prefix + p.name, container=c)
+        return out
+
+
+_MISSING = object()
+_INVALID = object()
+
+
+def _label(p: Param) -> str:
+    return p.name.replace("_", " ").capitalize()
+
+
+def _to_widget(p: Param, value: Any) -> Any:
+    if p.type in (FLOAT_LIST, INT_LIST):
+        return to_url(value or [])
+    if p.type is str and p.choices is None:
+        return "" if value is None else str(value)
+    if p.type is float:
+        return None if value is None else float(value)
+    if p.type is int and p.choices is None:
+        return None if value is None else int(value)
+    return value
+
+
+def _from_widget(p: Param, raw: Any, container=None) -> Any:
+    try:
+        if p.type in (FLOAT_LIST, INT_LIST) or (p.type is str and p.choices is None):
+            return p.coerce(raw)
+        return p.coerce(raw) if raw is not None else p.coerce(None)
+    except ParamError as e:
+        (container or st).error(str(e))
+        return _INVALID
+
+
+def _use_slider(p: Param) -> bool:
+    if p.min is None or p.max is None:
+        return False
+    if p.type is int:
+        return p.step is not None or (p.max - p.min) <= 64
+    return p.step is not None
+
+
+def param_input(p: Param, key: str, *, label: str | None = None, container=None, help: str | None = None,
+                disabled: bool = False, format_func: Callable | None = None, slider: bool | None = None) -> Any:
+    """The Streamlit widget for one Param (its value comes from st.session_state[key])."""
+    c = container or st
+    label = label or _label(p)
+    help = help or (p.help + (f" ({p.allowed()})" if p.choices is None and p.type is not bool else ""))
+    if p.type is bool:
+        return c.toggle(label, key=key, help=help, disabled=disabled)
+    if p.choices is not None:
+        return c.selectbox(label, list(p.choices), key=key, help=help, disabled=disabled,
+                           format_func=format_func or str)
+    if p.type in (FLOAT_LIST, INT_LIST) or p.type is str:
+        return c.text_input(label, key=key, help=help, disabled=disabled,
+                            placeholder="comma-separated" if p.type in (FLOAT_LIST, INT_LIST) else "")
+    use_slider = _use_slider(p) if slider is None else slider
+    if p.type is int:
+        lo = None if p.min is None else int(p.min)
+        hi = None if p.max is None else int(p.max)
+        step = int(p.step or 1)
+        if use_slider:
+            return c.slider(label, lo, hi, step=step, key=key, help=help, disabled=disabled)
+        return c.number_input(label, lo, hi, step=step, key=key, help=help, disabled=disabled)
+    lo = None if p.min is None else float(p.min)
+    hi = None if p.max is None else float(p.max)
+    if use_slider:
+        return c.slider(label, lo, hi, step=float(p.step), key=key, help=help, disabled=disabled)
+    small = p.default is not None and 0 < abs(p.default) < 0.01
+    return c.number_input(label, lo, hi, step=float(p.step) if p.step else None, key=key, help=help,
+                          disabled=disabled, format="%.2e" if small else None)
+
+
+def url_choice(name: str, options: list[str], *, what: str, box=None) -> str | None:
+    """Read a choice (e.g. a run id) from the URL; a value not among `options` gives a message."""
+    raw = st.query_params.get(name)
+    if raw is None:
+        return None
+    if raw in options:
+        return raw
+    (box or st).warning(f"The {what} {raw!r} in the URL does not exist (deleted?). Pick another one.",
+                        icon=":material/link_off:")
+    del st.query_params[name]
+    return None
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+JOB_KEY = "job"
+
+
+def submit_job(kind: str, params: dict, *, label: str, page: str, box=None) -> JobRecord | None:
+    """Queue a job for this session; problems become a message in the page."""
+    try:
+        rec = job_manager().submit(kind, params, session=session_id(), label=label)
+    except (ParamError, JobError) as e:
+        (box or st).error(str(e), icon=":material/error:")
+        return None
+    except Exception as e:  # a data or run problem found while validating
+        (box or st).error(_one_line(e), icon=":material/error:")
+        return None
+    st.session_state[f"{JOB_KEY}:{page}"] = rec.id
+    st.query_params[JOB_KEY] = rec.id
+    return rec
+
+
+def current_job(page: str, *, kinds: Iterable[str] | None = None, box=None) -> JobRecord | None:
+    """The job this page shows: ?job= in the URL (a reload reattaches), else this session's last."""
+    m = job_manager()
+    sk = f"{JOB_KEY}:{page}"
+    job_id = st.query_params.get(JOB_KEY)
+    if job_id is not None:
+        if not m.exists(job_id):
+            (box or st).warning(f"The job {job_id!r} in the URL does not exist in this workspace.",
+                                icon=":material/link_off:")
+            del st.query_params[JOB_KEY]
+            job_id = None
+        else:
+            rec = m.get(job_id)
+            if kinds is not None and rec.kind not in set(kinds):
+                return None
+            if rec.active and rec.session != session_id() and not _session_alive(rec.session):
+                m.claim(job_id, session_id())  # the page was reloaded: this session takes it over
+            st.session_state[sk] = job_id
+    job_id = job_id or st.session_state.get(sk)
+    if job_id is None or not m.exists(job_id):
+        return None
+    rec = m.get(job_id)
+    if kinds is not None and rec.kind not in set(kinds):
+        return None
+    st.query_params[JOB_KEY] = job_id
+    return rec
+
+
+def forget_job(page: str) -> None:
+    st.session_state.pop(f"{JOB_KEY}:{page}", None)
+    if JOB_KEY in st.query_params:
+        del st.query_params[JOB_KEY]
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def job_status(rec: JobRecord) -> None:
+    """Status line, queue position, progress bar and error for one job (no polling here)."""
+    label = rec.label or rec.kind
+    if rec.status == "queued":
+        ahead = (rec.position or 1) - 1
+        st.info(f"**{label}** is queued: position {rec.position} in the queue "
+                f"({ahead} waiting ahead, {rec.running} running). It starts automatically.",
+                icon=":material/hourglass_top:")
+    elif rec.status == "running":
+        frac = rec.fraction
+        text = f"{label}: {_progress_text(rec.progress)} · {_fmt_seconds(rec.elapsed)} elapsed"
+        st.progress(frac if frac is not None else 0.0, text=text)
+    elif rec.status == "done":
+        st.success(f"**{label}** finished in {_fmt_seconds(rec.elapsed)}.", icon=":material/check_circle:")
+    elif rec.status == "cancelled":
+        st.warning(f"**{label}** was cancelled ({rec.error or 'by user'}).", icon=":material/cancel:")
+    elif rec.status == "interrupted":
+        st.warning(f"**{label}** was interrupted: {rec.error}. Its partial run is marked interrupted; "
+                   "start it again.", icon=":material/power_off:")
+    else:
+        st.error(f"**{label}** failed: {rec.error}", icon=":material/error:")
+
+
+def _progress_text(ev: dict) -> str:
+    if not ev:
+        return "starting"
+    parts = [str(ev.get("phase", ""))]
+    if "epoch" in ev and "epochs" in ev:
+        parts.append(f"epoch {ev['epoch']}/{ev['epochs']}")
+    for a, b in (("iteration", "iterations"), ("step", "steps")):
+        if a in ev and b in ev and "epoch" not in ev:
+            parts.append(f"{a} {ev[a]}/{ev[b]}")
+    for k in ("loss", "likelihood", "test_acc"):
+        if isinstance(ev.get(k), (int, float)):
+            parts.append(f"{k.replace('_', ' ')} {ev[k]:.3g}")
+    return " · ".join(p for p in parts if p)
+
+
+def job_panel(page: str, rec: JobRecord, live: Callable[[JobRecord], None] | None = None,
+              done: Callable[[JobRecord], None] | None = None) -> None:
+    """The job's status; polls every POLL_SECONDS only while the job is active, then reruns once."""
+    m = job_manager()
+    was_active = rec.active
+
+    @st.fragment(run_every=POLL_SECONDS if was_active else None)
+    def panel():
+        now = m.get(rec.id)
+        cols = st.columns([5, 1])
+        with cols[0]:
+            job_status(now)
+        with cols[1]:
+            if now.active and now.session == session_id():
+                if st.button("Cancel", key=f"cancel:{page}", icon=":material/stop_circle:"):
+                    try:
+                        now = m.cancel(now.id, session=session_id())
+                    except JobError as e:
+                        st.error(str(e))
+                    if now.status == "queued" or not now.active:
+                        st.rerun()
+            elif not now.active:
+                if st.button("Dismiss", key=f"dismiss:{page}"):
+                    forget_job(page)
+                    st.rerun()
+        if live is not None and (now.status in ("running", "done") or now.progress):
+            live(now)
+        if was_active and not now.active:
+            st.rerun()  # once: the page renders the finished result and polling stops
+
+    panel()
+    if not was_active and done is not None:
+        done(m.get(rec.id))
+
+
+def sidebar_jobs(current_page: str | None = None) -> None:
+    """A compact note in the sidebar about this session's active job (no polling)."""
+    try:
+        mine = job_manager().active(session=session_id())
+    except Exception:
+        return
+    for j in mine:
+        where = "queued" if j.status == "queued" else "running"
+        st.sidebar.caption(f"Your job: **{j.label or j.kind}** ({where}). Open its page to follow it.")
+
+
+# --- rendering helpers --------------------------------------------------------------------------------
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg if isinstance(e, (ParamError, RunError, JobError)) else f"{type(e).__name__}: {msg}"
+
+
+def error(e: BaseException, box=None) -> None:
+    (box or st).error(_one_line(e), icon=":material/error:")
+
+
+def crisp(img, size: int = 128):
+    """Upscale a small uint8 image (H, W[, C]) with nearest neighbour so faces stay sharp."""
+    import numpy as np
+    from PIL import Image
+    arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    im = Image.fromarray(arr)
+    factor = max(1, size // max(im.size))
+    return im.resize((im.size[0] * factor, im.size[1] * factor), Image.NEAREST) if factor > 1 else im
+
+
+def png_crisp(path_or_bytes, size: int = 128):
+    from PIL import Image
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
+    with Image.open(src) as im:
+        im.load()
+        w, h = im.size
+        factor = max(1, size // max(w, h))
+        return im.resize((w * factor, h * factor), Image.NEAREST) if factor > 1 else im.copy()
+
+
+def plot(fig, *, key: str | None = None, on_select: str = "ignore", height: int | None = None):
+    """An interactive plotly figure, full width."""
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
+    if height:
+        fig.update_layout(height=height)
+    kwargs = {"key": key} if key else {}
+    if on_select != "ignore":
+        kwargs.update(on_select=on_select, selection_mode=("points",))
+    return st.plotly_chart(fig, width="stretch", config={"displaylogo": False}, **kwargs)
+
+
+def metric_text(m: Any, pct: bool = True) -> str:
+    """'37% [22, 52]' for a {"value", "lo", "hi"} metric; plain numbers formatted too."""
+    if isinstance(m, dict) and "value" in m:
+        v, lo, hi = m.get("value"), m.get("lo"), m.get("hi")
+        if v is None:
+            return "-"
+        f = (lambda x: f"{100 * x:.0f}") if pct else (lambda x: f"{x:.3g}")
+        ci = f" [{f(lo)}, {f(hi)}]" if lo is not None and hi is not None else ""
+        return f"{f(v)}{'%' if pct else ''}{ci}"
+    if isinstance(m, float):
+        return f"{100 * m:.1f}%" if pct and 0 <= m <= 1 else f"{m:.4g}"
+    return str(m)
+
+
+def run_label(r: RunRecord) -> str:
+    when = time.strftime("%m-%d %H:%M", time.localtime(r.created))
+    name = r.name or r.kind
+    return f"{name} · {r.id[-6:]} · {when}"
+
+
+def download_json(label: str, obj: Any, file_name: str, key: str | None = None) -> None:
+    st.download_button(label, json.dumps(obj, indent=1, default=str), file_name=file_name,
+                       mime="application/json", key=key, icon=":material/download:")
+
+
+# --- result views shared by Home (precomputed demo), Results and Layers ---------------------------------
+def face_pairs(pairs: list[dict], per_row: int = 10, size: int = 96) -> None:
+    """Real private face above its reconstruction, with the evaluation model's verdict.
+
+    Each pair: {"identity", "real" (uint8 array or PNG path/bytes), "recon" (same), "correct" (bool or
+    None), "likelihood" (float or None), "predicted" (optional label)}.
+    """
+    for start in range(0, len(pairs), per_row):
+        cols = st.columns(per_row)
+        for col, pr in zip(cols, pairs[start:start + per_row]):
+            with col:
+                for which in ("real", "recon"):
+                    src = pr.get(which)
+                    if src is None:
+                        continue
+                    img = crisp(src, size) if hasattr(src, "shape") else png_crisp(src, size)
+                    st.image(img, width="content", caption=None)
+                verdict = pr.get("correct")
+                mark = "✅" if verdict else ("❌" if verdict is not None else "")
+                lk = pr.get("likelihood")
+                pred = f" → {pr['predicted']}" if pr.get("predicted") is not None and not verdict else ""
+                st.caption(f"{mark} **{pr.get('identity', '')}**{pred}" + (f"  \np_T={lk:.2f}" if lk is not None else ""))
+
+
+def likelihood_histogram(groups: list[dict], *, split: bool = True, bins: int = 20, key: str | None = None) -> None:
+    """The paper's Fig. 2: the target's likelihood of the attacked class for every reconstruction,
+    one overlaid histogram per run, optionally split by the evaluation model's verdict.
+
+    groups: [{"label": str, "likelihood": [floats], "correct": [bools]}]."""
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for i, g in enumerate(groups):
+        lk, ok = list(g["likelihood"]), list(g.get("correct") or [])
+        color = palette[i % len(palette)]
+        if split and len(ok) == len(lk):
+            for want, name, pattern in ((True, "correct", ""), (False, "wrong", "/")):
+                xs = [x for x, c in zip(lk, ok) if bool(c) == want]
+                fig.add_trace(go.Histogram(x=xs, name=f"{g['label']}: {name} ({len(xs)})", opacity=0.6,
+                                           xbins=dict(start=0, end=1.0001, size=1 / bins),
+                                           marker=dict(color=color, pattern_shape=pattern,
+                                                       line=dict(width=1, color=color)),
+                                           legendgroup=g["label"]))
+        else:
+            fig.add_trace(go.Histogram(x=lk, name=f"{g['label']} ({len(lk)})", opacity=0.6,
+                                       xbins=dict(start=0, end=1.0001, size=1 / bins), marker_color=color))
+    fig.update_layout(barmode="overlay", xaxis_title="target likelihood of the attacked class p_T(y | x*)",
+                      yaxis_title="reconstructions", title="Likelihood of reconstructions",
+                      legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(range=[0, 1])
+    plot(fig, key=key, height=360)
+
+
+def fisher_bars(layers: list[str], series: dict[str, list[float]], *, title: str = "Fisher information per layer",
+                key: str | None = None) -> None:
+    """Normalised Fisher information per layer (input -> output), one bar series per loss."""
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for name, vals in series.items():
+        fig.add_trace(go.Bar(x=layers, y=vals, name=name))
+    fig.update_layout(barmode="group", title=title, yaxis_title="share of Fisher information (F_l / Σ F)",
+                      xaxis_title="layer (input → output)", legend=dict(orientation="h", y=-0.35))
+    plot(fig, key=key, height=360)
+
+
+def metric_row(items: list[dict]) -> None:
+    """items: [{"label", "value" (metric dict or number), "pct" (bool), "help"}]."""
+    cols = st.columns(max(1, len(items)))
+    for col, it in zip(cols, items):
+        col.metric(it["label"], metric_text(it["value"], it.get("pct", True)), help=it.get("help"))
+
+
+def demo_result(folder: Path) -> bool:
+    """Render a finished result from a folder of precomputed files (demo.json + PNGs); no torch."""
+    spec_path = folder / "demo.json"
+    if not spec_path.exists():
+        st.info("The precomputed demo (assets/demo/) is not in this checkout; build it with "
+                "`python scripts/make_demo.py`, or go to **Architecture** and **Attack** to make your own.",
+                icon=":material/info:")
+        return False
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (OSError, ValueError) as e:
+        st.error(f"assets/demo/demo.json is unreadable: {e}")
+        return False
+    st.subheader(spec.get("title", "A finished attack"))
+    if spec.get("caption"):
+        st.markdown(spec["caption"])
+    if spec.get("metrics"):
+        metric_row(spec["metrics"])
+    if spec.get("pairs"):
+        st.markdown("**Top: a real private face. Bottom: the attack's reconstruction.** ✅/❌ is the "
+                    "evaluation model's verdict; p_T is the target's likelihood of the attacked identity.")
+        pairs = [{**p, "real": folder / p["real"], "recon": folder / p["recon"]} for p in spec["pairs"]]
+        face_pairs(pairs)
+    cols = st.columns(2)
+    if spec.get("histograms"):
+        with cols[0]:
+            likelihood_histogram(spec["histograms"], key="demo_hist")
+    if spec.get("fisher"):
+        with cols[1]:
+            fisher_bars(spec["fisher"]["layers"], spec["fisher"]["series"], key="demo_fisher")
+    if spec.get("notes"):
+        st.caption(spec["notes"])
+    st.caption(spec.get("credit", ORL_CREDIT))
+    return True

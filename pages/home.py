@@ -1,0 +1,20 @@
+"""Home: what model inversion is, and a finished demo result at once (rendered from assets/demo/)."""
+import streamlit as st
+
+from mivis import ui
+
+ui.ensure_router()
+
+st.title("mivis: a model-inversion explorer")
+st.markdown(
+    "A **model-inversion attack** takes a trained face classifier and asks it, class by class, *what does "
+    "this person look like?* The attacker holds the model (white-box) and photos of **other** people. It "
+    "trains an image prior on those public photos, then searches the prior for images the classifier "
+    "labels as the target identity. If an independent **evaluation model** recognises the reconstruction "
+    "as that person, private training data has leaked.\n\n"
+    "Recent papers argue the **architecture** decides how much leaks: skip connections carry the attack's "
+    "gradient (RoLSS / SSF / TTS remove or scale them), training fewer parameters on private data helps "
+    "(TL-DMI), and so does a low-rank head with moderated confidence (CALoR). Here you can change those "
+    "knobs, train, attack, and see the result.")
+
+ui.demo_result(ui.ASSETS / "demo")

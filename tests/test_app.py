@@ -1,0 +1,133 @@
+"""AppTest: every page renders; widgets drive the library; bad URL input gives a message in the page."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TINY_URL = {"dataset": "synthetic", "image_size": "32", "n_private": "6", "test_per_identity": "2",
+            "epochs": "1", "batch_size": "16"}
+
+
+@pytest.fixture
+def app(ws):
+    """A fresh AppTest on a temp workspace; job workers are stopped afterwards."""
+    from mivis import ui
+    ui.shutdown_managers()
+    at = AppTest.from_file(APP, default_timeout=120)
+    yield at
+    ui.shutdown_managers()
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [str(getattr(e, "value", "")) for e in at.caption]
+    for kind in ("info", "warning", "error", "success"):
+        parts += [e.value for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def assert_clean(at):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def open_page(at, page: str, **params):
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def poll(at, done, timeout=120.0):
+    """AppTest does not fire run_every timers: rerun until `done(at)`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert_clean(at)
+        if done(at):
+            return at
+        time.sleep(0.3)
+    raise AssertionError("timed out; page said:\n" + texts(at))
+
+
+def test_home_renders(app):
+    app.run()
+    assert_clean(app)
+    assert "model-inversion attack" in texts(app)
+
+
+def test_architecture_counts_follow_the_widgets(app):
+    open_page(app, "architecture", **TINY_URL)
+    total = lambda: next(m.value for m in app.metric if m.label.startswith("Parameters"))  # noqa: E731
+    r18 = total()
+    app.selectbox(key="architecture:arch").select("resnet34").run()
+    assert_clean(app)
+    assert total() != r18 and app.query_params["arch"] == "resnet34"
+
+
+def test_bad_url_values_give_messages(app):
+    open_page(app, "architecture", epochs="99999", arch="alexnet", lr="abc", **{"dataset": "synthetic"})
+    warn = "\n".join(w.value for w in app.warning)
+    assert "epochs='99999' is out of range" in warn and "using 1000" in warn
+    assert "arch='alexnet'" in warn and "resnet18" in warn
+    assert "lr='abc'" in warn
+    assert app.number_input(key="architecture:epochs").value == 1000
+    assert app.selectbox(key="architecture:arch").value == "resnet18"
+
+
+def test_train_from_the_page_and_open_the_run(app, ws):
+    open_page(app, "architecture", **TINY_URL)
+    next(b for b in app.button if b.label == "Train").click().run()
+    assert_clean(app)
+    job_id = app.query_params["job"]
+    poll(app, lambda a: any("finished" in s.value for s in a.success))
+    (run,) = ws.list()
+    assert run.status == "done" and run.kind == "target"
+    assert any(m.label.startswith("Natural accuracy") for m in app.metric)
+    # a second session reloading with ?job= finds the finished job again
+    from mivis import ui
+    again = AppTest.from_file(APP, default_timeout=120)
+    open_page(again, "architecture", job=job_id, **TINY_URL)
+    assert any("finished" in s.value for s in again.success)
+    ui.shutdown_managers()
+
+
+def _fake_run(ws, name, acc):
+    r = ws.create("target", {"model": {"arch": "resnet18"}, "train": {"seed": 0}, "name": name}, name=name)
+    r.finish({"natural_acc": acc})
+    return r.id
+
+
+def test_runs_page_filter_compare_delete(app, ws):
+    a, b, c = _fake_run(ws, "alpha", 0.9), _fake_run(ws, "beta", 0.8), _fake_run(ws, "gamma", 0.7)
+    open_page(app, "runs", run=a, vs=b)
+    assert "Comparison" in [h.value for h in app.subheader]
+    assert any(d for d in app.dataframe)
+    # delete b through the page: a and c stay intact
+    open_page(app, "runs", run=b)
+    app.checkbox(key=f"runs:sure:{b}").check().run()
+    next(x for x in app.button if x.label == "Delete run").click().run()
+    assert_clean(app)
+    assert {r.id for r in ws.list()} == {a, c}
+    assert any(f"Deleted {b}" in s.value for s in app.success)
+
+
+def test_deleted_run_still_in_the_url(app, ws):
+    a = _fake_run(ws, "alpha", 0.9)
+    gone = _fake_run(ws, "gone", 0.5)
+    ws.delete(gone)
+    open_page(app, "runs", run=gone)
+    assert any("does not exist" in w.value for w in app.warning)
+    assert [r.id for r in ws.list()] == [a]
+
+
+def test_unknown_job_in_the_url(app):
+    open_page(app, "architecture", job="job-nope", **TINY_URL)
+    assert any("job-nope" in w.value for w in app.warning)

@@ -1,0 +1,150 @@
+"""Real-browser tests: a `streamlit run` server on a temp workspace, driven by Debian's chromium
+through Playwright. Screenshots of the key states go to test-artifacts/ (gitignored).
+
+They skip themselves, with the reason, where chromium or playwright is missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-dev-shm-usage"]
+TINY = "dataset=synthetic&image_size=32&n_private=6&test_per_identity=2&batch_size=16"
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover
+    sync_playwright = None
+
+if sync_playwright is None:
+    pytest.skip("playwright is not installed (pip install -r requirements-test.txt)", allow_module_level=True)
+if CHROMIUM is None:
+    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium); browser tests skipped",
+                allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("browser-ws")
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
+    env = {**os.environ, "MIVIS_WORKSPACE": str(ws), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            pytest.fail("streamlit did not start:\n" + log.read()[-3000:])
+        time.sleep(0.2)
+    yield {"url": url, "ws": ws, "proc": proc}
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.seek(0)
+    tail = log.read()
+    assert "Traceback" not in tail, tail[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        yield b
+        b.close()
+
+
+def new_page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.set_default_timeout(60_000)
+    return ctx, page
+
+
+def idle(page, timeout=60_000):
+    app = page.locator("[data-testid='stApp']")
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=timeout)
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout)
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_home_shows_a_result_at_once(server, browser):
+    ctx, page = new_page(browser)
+    t0 = time.monotonic()
+    page.goto(server["url"])
+    expect(page.get_by_text("model-inversion attack").first).to_be_visible(timeout=30_000)
+    idle(page)
+    elapsed = time.monotonic() - t0
+    nav = page.get_by_test_id("stSidebarNav")
+    for name in ("Home", "Architecture", "Runs"):
+        expect(nav).to_contain_text(name)
+    shot(page, "01_home")
+    print(f"home rendered in {elapsed:.1f} s")
+    ctx.close()
+
+
+def test_two_sessions_queue_cancel_and_reload(server, browser):
+    """A's long job runs; B's is queued with its position; A reloads and finds its job; A cancels;
+    B's job then runs to the end undisturbed."""
+    ctx_a, a = new_page(browser)
+    ctx_b, b = new_page(browser)
+    a.goto(f"{server['url']}/architecture?{TINY}&epochs=400&name=long")
+    idle(a)
+    a.get_by_role("button", name="Train", exact=True).click()
+    expect(a.get_by_test_id("stProgress")).to_be_visible(timeout=60_000)
+
+    b.goto(f"{server['url']}/architecture?{TINY}&epochs=1")
+    idle(b)
+    b.get_by_role("button", name="Train", exact=True).click()
+    expect(b.get_by_text("position 1 in the queue")).to_be_visible(timeout=30_000)
+    shot(b, "02_second_session_queued")
+
+    # a reload during the job finds it again (job id in the URL)
+    assert "job=" in a.url
+    a.reload()
+    expect(a.get_by_test_id("stProgress")).to_be_visible(timeout=60_000)
+    expect(a.get_by_test_id("stProgress")).to_contain_text("epoch", timeout=60_000)
+    shot(a, "03_reloaded_job_running")
+
+    a.get_by_role("button", name="Cancel", exact=True).click()
+    expect(a.get_by_text("was cancelled")).to_be_visible(timeout=60_000)
+    expect(b.get_by_text("finished")).to_be_visible(timeout=120_000)
+    expect(b.get_by_test_id("stMetricValue").filter(has_text="%").first).to_be_visible()
+    shot(b, "04_queued_job_finished")
+    ctx_a.close()
+    ctx_b.close()
