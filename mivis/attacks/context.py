@@ -1,0 +1,86 @@
+"""Loading what an attack needs, with every refusal made before any compute."""
+from __future__ import annotations
+
+import torch
+
+from ..data import load_split
+from ..device import resolve_device
+from ..params import ParamError
+from ..runs import RunRecord, Workspace
+from .base import AttackContext
+
+ATTACKABLE = ("target", "eval")
+
+
+def check_target(ws: Workspace, target_run: str) -> RunRecord:
+    rec = ws.get(target_run)
+    if rec.kind not in ATTACKABLE:
+        what = "a classifier trained on public identities" if rec.kind == "public" else f"a {rec.kind} run"
+        raise ParamError(f"run {rec.id} is {what}, not a classifier of the private identities; "
+                         f"attack a target run")
+    if rec.status != "done":
+        raise ParamError(f"target run {rec.id} is {rec.status}; only finished classifiers can be attacked")
+    return rec
+
+
+def check_identities(identities: list[int] | None, num_classes: int) -> list[int]:
+    if identities is None or len(identities) == 0:
+        return list(range(num_classes))
+    bad = sorted({i for i in identities if not 0 <= i < num_classes})
+    if bad:
+        raise ParamError(f"identities {', '.join(map(str, bad))} are outside the target's classes; "
+                         f"allowed: 0..{num_classes - 1}")
+    if len(set(identities)) != len(identities):
+        raise ParamError("identities: each identity may be listed once (use restarts for more latents)")
+    return list(identities)
+
+
+def check_prior(ws: Workspace, prior_run: str, target: RunRecord) -> RunRecord:
+    import json
+    rec = ws.get(prior_run)
+    if rec.kind != "prior":
+        raise ParamError(f"run {rec.id} is a {rec.kind} run, not a prior")
+    if rec.status != "done":
+        raise ParamError(f"prior run {rec.id} is {rec.status}; only finished priors can be used")
+    info = json.loads(rec.file("prior.json").read_text())
+    net, m = info["net"], target.config["model"]
+    if (net["img_size"], net["channels"]) != (m["img_size"], m["in_chans"]):
+        raise ParamError(f"prior {rec.id} makes {net['img_size']} px images with {net['channels']} channel(s), "
+                         f"but target {target.id} takes {m['img_size']} px with {m['in_chans']}; "
+                         "train or pick a prior for the target's resolution and channels")
+    private = set(_private_names(ws, target))
+    leaked = sorted(private & set(info.get("public", [])))
+    if leaked:
+        raise ParamError(f"prior {rec.id} was trained on identities that are private to target {target.id} "
+                         f"({', '.join(leaked[:5])}); the attacker may only use public identities")
+    if net.get("conditional") and net["num_classes"] != m["num_classes"]:
+        raise ParamError(f"conditional prior {rec.id} has {net['num_classes']} classes, target {target.id} "
+                         f"{m['num_classes']}")
+    return rec
+
+
+def _private_names(ws: Workspace, target: RunRecord) -> list[str]:
+    import json
+    try:
+        return json.loads(target.file("split.json").read_text())["private"]
+    except (OSError, ValueError, KeyError):
+        return load_split(target.config["data"]).private_names
+
+
+def build_context(ws: Workspace, target: RunRecord, prior_rec: RunRecord | None, device: str,
+                  reporter=None) -> AttackContext:
+    from ..priors import load_prior
+    from ..train import load_classifier
+    dev = resolve_device(device)
+    model, _ = load_classifier(ws, target.id, dev)
+    model.requires_grad_(False)
+    prior = load_prior(ws, prior_rec.id, dev) if prior_rec is not None else None
+    m = target.config["model"]
+    split = load_split(target.config["data"])
+    return AttackContext(model, target, prior, dev, m["num_classes"], (m["in_chans"], m["img_size"], m["img_size"]),
+                         split=split, workspace=ws, reporter=reporter)
+
+
+def frozen(module: torch.nn.Module) -> torch.nn.Module:
+    module.eval().requires_grad_(False)
+    return module

@@ -1,0 +1,105 @@
+"""LOMMA (Nguyen et al. 2023) on top of GMI or KEDMI.
+
+Identity loss: the logit loss -logit_y averaged over the target and surrogate students distilled
+from it on public data (model augmentation), plus a feature regulariser
+reg_weight * mean_d (phi_T(x) - mu_public)^2, mu_public = the target's mean penultimate feature on
+the public images. Latents, optimiser and prior loss are the base attack's.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..device import autocast, to_device
+from ..params import Param, ParamSet
+from ..progress import NULL
+from .base import Attack, Forward, register_attack
+from .gmi import GMI
+from .kedmi import KEDMI
+from .losses import identity_loss
+from .surrogates import distill
+
+
+class LOMMA(Attack):
+    name = "lomma"
+    prior = "unconditional"
+
+    def __init__(self, p, ctx):
+        super().__init__(p, ctx)
+        base_cls = {"gmi": GMI, "kedmi": KEDMI}[p["base"]]
+        bp = {k: p[k] for k in ("iterations", "id_weight", "prior_weight", "lr", "clip")}
+        bp.update(loss="logit", momentum=p["momentum"], prior_loss=p["prior_loss"])
+        self.base = base_cls(bp, ctx)
+        archs = [a.strip() for a in p["students"].split(",") if a.strip()]
+        from ..models import ARCHITECTURES
+        for a in archs:
+            ARCHITECTURES.get(a)
+        self.archs = archs
+        self.students: list[torch.nn.Module] = []
+        self.mu: torch.Tensor | None = None
+
+    def prepare(self) -> None:
+        """Distil (or reuse) the students and compute the public feature mean; called before the loop."""
+        ctx = self.ctx
+        pub = ctx.split.public.x
+        self.students = [distill(ctx.workspace, ctx.target_record, self.T, pub, a, self.p["student_epochs"],
+                                 self.p["seed"] + k, ctx.device, ctx.reporter.child(student=a) if ctx.reporter else NULL)
+                         for k, a in enumerate(self.archs)]
+        feats = []
+        with torch.no_grad():
+            for i in range(0, len(pub), 256):
+                with autocast(ctx.device):
+                    feats.append(self.T.embed(to_device(pub[i:i + 256], ctx.device)).float())
+        self.mu = torch.cat(feats).mean(0)
+
+    @property
+    def loss_name(self) -> str:
+        return "logit"
+
+    def optimizer(self):
+        return self.base.optimizer()
+
+    def init(self, y, restarts, seed):
+        return self.base.init(y, restarts, seed)
+
+    def noise(self, n, gen):
+        return self.base.noise(n, gen)
+
+    def project(self, lat):
+        self.base.project(lat)
+
+    def render(self, lat, y):
+        return self.base.render(lat, y)
+
+    def finalize(self, lat, y, restarts, seed, keep):
+        return self.base.finalize(lat, y, restarts, seed, keep)
+
+    def forward(self, lat, y, noise) -> Forward:
+        if self.mu is None:
+            raise RuntimeError("LOMMA.prepare() was not called")
+        x = self.base.images(lat, noise)
+        feat = self.T.embed(x)
+        logits = self.T.head(feat)
+        idl = identity_loss("logit", logits, y)
+        for s in self.students:
+            idl = idl + identity_loss("logit", s(x), y)
+        idl = idl / (1 + len(self.students))
+        reg = (feat.float() - self.mu).pow(2).mean(1)
+        loss = self.p["prior_weight"] * self.base.prior_loss(x) + self.p["id_weight"] * idl + self.p["reg_weight"] * reg
+        return Forward(x, logits, loss, idl)
+
+
+register_attack(LOMMA, ParamSet([
+    Param("base", str, "gmi", "the attack LOMMA augments", choices=("gmi", "kedmi")),
+    Param("iterations", int, 1500, "optimisation steps", min=1, max=100000),
+    Param("id_weight", float, 100.0, "weight of the (augmented) logit loss", min=0.0, max=1e6),
+    Param("prior_weight", float, 1.0, "weight of the base attack's prior loss", min=0.0, max=1e6),
+    Param("reg_weight", float, 1.0, "weight of the feature regulariser to the public feature mean", min=0.0,
+          max=1e6),
+    Param("lr", float, 0.02, "learning rate (momentum SGD for gmi, Adam for kedmi)", min=1e-6, max=100.0),
+    Param("momentum", float, 0.9, "SGD momentum (base gmi)", min=0.0, max=0.999),
+    Param("clip", float, 1.0, "latent clip range", min=0.01, max=100.0),
+    Param("prior_loss", str, "realness", "prior loss of base kedmi", choices=("realness", "lse")),
+    Param("students", str, "efficientnet_b0", "architectures of the surrogate students, comma-separated "
+          "(LOMMA: EfficientNets); '' = no model augmentation"),
+    Param("student_epochs", int, 40, "distillation epochs per student on the public images", min=1, max=1000),
+]), "LOMMA: logit loss, feature regulariser and model augmentation on top of GMI or KEDMI")

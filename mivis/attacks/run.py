@@ -1,0 +1,110 @@
+"""Attack runs: validate, invert, evaluate, and store everything in the registry (kind "attack").
+
+Files: reconstructions.safetensors (x as float16, y, restart, p_target, target_pred, the
+per-latent likelihood trace), reconstructions.png (per identity: a real training face, then the
+reconstructions), trace.json, evaluation.json (metrics with intervals, histogram data, rows).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..data import load_split
+from ..params import ParamError
+from ..progress import NULL, Cancelled, Reporter
+from ..runs import Run, RunRecord, Workspace
+from .invert import InversionResult, invert, plan_attack
+
+MAX_GRID_IDENTITIES = 50
+
+
+def _judges(ws: Workspace, target: RunRecord, eval_run: str | None, extra: list[str], device):
+    from ..evaluation import check_judge, load_judge, pick_eval_run
+    primary = eval_run or pick_eval_run(ws, target)
+    check_judge(ws, primary, target)
+    for e in extra:
+        check_judge(ws, e, target)
+    if primary in extra:
+        raise ParamError(f"extra judge {primary} is already the primary evaluation model")
+    return primary, lambda: [load_judge(ws, r, target, device) for r in [primary, *extra]]
+
+
+def attack_run(attack: str, target_run: str, prior_run: str | None = None, identities: list[int] | None = None,
+               restarts: int | None = None, params: dict | None = None, *, eval_run: str | None = None,
+               extra_judges: list[str] = (), dlib: bool = False, workspace: Workspace | None = None,
+               reporter: Reporter = NULL, on_step=None, hook_every: int = 1, name: str = "",
+               n_boot: int = 2000) -> RunRecord:
+    ws = workspace or Workspace()
+    plan = plan_attack(attack, target_run, prior_run, identities, restarts, params, workspace=ws)
+    primary, make_judges = _judges(ws, plan.target, eval_run, list(extra_judges), "cpu")
+    if dlib:
+        from ..evaluation.dlib_judge import check_available
+        check_available()
+    config = {"attack": {"name": attack, "params": plan.params}, "target_run": plan.target.id,
+              "prior_run": plan.prior.id if plan.prior else None, "eval_run": primary,
+              "extra_judges": list(extra_judges), "dlib": dlib, "data": plan.target.config["data"]}
+    parents = [plan.target.id] + ([plan.prior.id] if plan.prior else []) + [primary] + list(extra_judges)
+    run = ws.create("attack", config, parents=parents, seed=plan.params["seed"],
+                    data_fingerprint=plan.target.data_fingerprint,
+                    name=name or f"{attack} on {plan.target.config['model']['arch']}")
+    try:
+        res = invert(attack, plan.target.id, config["prior_run"], workspace=ws, reporter=reporter, on_step=on_step,
+                     hook_every=hook_every, plan=plan)
+        reporter.report(force=True, phase="evaluate")
+        t0 = time.monotonic()
+        evaluation = evaluate_result(ws, res, plan.target, make_judges(), dlib, n_boot, plan.params["seed"])
+        store_result(run, res, plan.target)
+        run.write_json("evaluation.json", evaluation)
+        m = dict(evaluation["metrics"])
+        m.update({"attack_seconds": round(res.seconds, 2), "evaluate_seconds": round(time.monotonic() - t0, 2),
+                  "device": res.device, "batch_size": res.batch_size, "chunks": res.chunks,
+                  "identity_steps_per_second": round(len(res.trace.p_samples[0]) * res.params["iterations"]
+                                                     / max(res.seconds, 1e-9), 1),
+                  "n_reconstructions": int(len(res.y)), "extra_judges": evaluation["extra_judges"],
+                  "events": res.events})
+        run.finish(m)
+    except Cancelled:
+        run.fail("cancelled by user", status="cancelled")
+        raise
+    except BaseException as e:
+        run.fail(f"{type(e).__name__}: {e}")
+        raise
+    return run.record()
+
+
+def evaluate_result(ws, res: InversionResult, target: RunRecord, judges, dlib: bool, n_boot: int, seed: int) -> dict:
+    from ..evaluation import evaluate
+    split = load_split(target.config["data"])
+    extra = {}
+    if dlib:
+        from ..evaluation.dlib_judge import dlib_verdicts
+        extra["dlib"] = dlib_verdicts(res.x, res.y, split)
+    return evaluate(res.x, res.y, res.restart, res.p_target, res.target_pred, judges, split, n_boot, seed, extra)
+
+
+def store_result(run: Run, res: InversionResult, target: RunRecord) -> None:
+    from ..grid import grid_png
+    run.save_weights({"x": res.x.half(), "y": res.y, "restart": res.restart, "p_target": res.p_target,
+                      "target_pred": res.target_pred, "trace_p_samples": res.trace.p_samples,
+                      "trace_checkpoints": torch.tensor(res.trace.checkpoints)},
+                     {"attack": res.attack, "run": run.id}, name="reconstructions.safetensors")
+    run.write_json("trace.json", res.trace.to_json())
+    run.write_bytes("reconstructions.png", reconstruction_grid(res, target))
+
+
+def reconstruction_grid(res: InversionResult, target: RunRecord) -> bytes:
+    """One row per identity: a real private training face, then that identity's reconstructions."""
+    from ..grid import grid_png
+    split = load_split(target.config["data"])
+    ids = res.identities[:MAX_GRID_IDENTITIES]
+    per = max(int((res.y == c).sum()) for c in ids)
+    rows = []
+    blank = -torch.ones(res.x.shape[1:])  # black
+    for c in ids:
+        real = split.private_images(c, "train")[:1]
+        rec = res.x[res.y == c]
+        pad = [blank] * (per - len(rec))
+        rows += [real[0], *rec, *pad]
+    size = res.x.shape[-1]
+    return grid_png(torch.stack(rows), per + 1, scale=2 if size <= 32 else 1)

@@ -1,0 +1,114 @@
+"""Evaluation models ("judges"): loading with the protocol's refusals, and a lighting-normalised view.
+
+The primary judge E is a classifier trained on the private identities, never the target, of a
+different architecture. Extra judges (another family, or one trained on lighting-normalised
+images) score the same reconstructions to show hits are not lighting matches.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+
+from ..device import autocast, to_device
+from ..models import ARCHITECTURES
+from ..params import ParamError
+from ..runs import RunRecord, Workspace
+
+PREPROCESS = ("none", "histeq")
+
+
+def family(arch: str) -> str:
+    return ARCHITECTURES.get(arch).meta.get("family", arch)
+
+
+def histeq(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Per-image, per-channel histogram equalisation of [-1, 1] images (lighting normalisation)."""
+    n, c = x.shape[:2]
+    flat = ((x.float().clamp(-1, 1) + 1) * 127.5).round().long().flatten(2)  # (n, c, hw)
+    hist = torch.zeros(n, c, bins, device=x.device).scatter_add_(2, flat, torch.ones_like(flat, dtype=torch.float))
+    cdf = hist.cumsum(2)
+    cmin = torch.where(hist > 0, cdf, torch.full_like(cdf, float("inf"))).amin(2, keepdim=True)
+    total = cdf[:, :, -1:]
+    lut = ((cdf - cmin) / (total - cmin).clamp_min(1)).clamp(0, 1)
+    return (lut.gather(2, flat) * 2 - 1).view_as(x)
+
+
+@dataclass
+class Judge:
+    name: str
+    run: RunRecord
+    model: torch.nn.Module
+    device: torch.device
+    preprocess: str = "none"
+
+    @property
+    def arch(self) -> str:
+        return self.run.config["model"]["arch"]
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, penultimate features) for [-1, 1] images, float32 on the CPU."""
+        logits, feats = [], []
+        for i in range(0, len(x), batch):
+            xb = to_device(x[i:i + batch], self.device)
+            if self.preprocess == "histeq":
+                xb = histeq(xb)
+            with autocast(self.device):
+                f = self.model.embed(xb)
+                lg = self.model.head(f)
+            logits.append(lg.float().cpu())
+            feats.append(f.float().cpu())
+        return torch.cat(logits), torch.cat(feats)
+
+
+def _private(rec: RunRecord) -> list[str] | None:
+    try:
+        return json.loads(rec.file("split.json").read_text())["private"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def check_judge(ws: Workspace, eval_run: str, target: RunRecord) -> RunRecord:
+    rec = ws.get(eval_run)
+    if rec.id == target.id:
+        raise ParamError(f"run {rec.id} is the target itself; the evaluation model must never be the target")
+    if rec.kind != "eval":
+        raise ParamError(f"run {rec.id} is a {rec.kind} run; the evaluation model must be a classifier trained on "
+                         "the private identities (train one with --role eval)")
+    if rec.status != "done":
+        raise ParamError(f"evaluation run {rec.id} is {rec.status}; only finished classifiers can judge")
+    m, tm = rec.config["model"], target.config["model"]
+    if m["arch"] == tm["arch"]:
+        others = ", ".join(a for a in ARCHITECTURES.names() if a != tm["arch"])
+        raise ParamError(f"evaluation model {rec.id} is a {m['arch']} like the target {target.id}; the protocol "
+                         f"needs a different architecture (e.g. {others.split(', ')[0]}; allowed: {others})")
+    if (m["num_classes"], m["img_size"], m["in_chans"]) != (tm["num_classes"], tm["img_size"], tm["in_chans"]):
+        raise ParamError(f"evaluation model {rec.id} takes {m['img_size']} px x {m['in_chans']} channel(s) with "
+                         f"{m['num_classes']} classes; the target {tm['img_size']} px x {tm['in_chans']} with "
+                         f"{tm['num_classes']}")
+    if rec.data_fingerprint != target.data_fingerprint or _private(rec) != _private(target):
+        raise ParamError(f"evaluation model {rec.id} was trained on another data split than target {target.id}")
+    return rec
+
+
+def pick_eval_run(ws: Workspace, target: RunRecord) -> str:
+    """The newest finished eval run that may judge this target (different architecture, same split)."""
+    for rec in ws.list(kind="eval", status="done"):
+        try:
+            check_judge(ws, rec.id, target)
+            return rec.id
+        except ParamError:
+            continue
+    raise ParamError(f"no evaluation model can judge target {target.id}: train one on the same data with another "
+                     f"architecture, e.g. `python -m mivis train --role eval --arch vgg11 --lr 1e-3`")
+
+
+def load_judge(ws: Workspace, eval_run: str, target: RunRecord, device, name: str | None = None) -> Judge:
+    from ..train import load_classifier
+    rec = check_judge(ws, eval_run, target)
+    model, _ = load_classifier(ws, rec.id, device)
+    model.requires_grad_(False)
+    pre = rec.config.get("preprocess", "none")
+    return Judge(name or f"{rec.config['model']['arch']}:{rec.id}", rec, model, next(model.parameters()).device, pre)

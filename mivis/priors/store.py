@@ -1,0 +1,210 @@
+"""Prior runs: train (registry run with progress/cancel), load, and import/export shipped weights.
+
+A prior run's folder holds generator.safetensors (EMA weights), discriminator.safetensors,
+prior.json (the net config + data record, enough to rebuild both nets), samples.png and
+history.json. Shipped priors live in assets/priors/<name>/ with the same three files.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ..data import load_split
+from ..device import resolve_device
+from ..params import ParamError
+from ..progress import NULL, Cancelled, Reporter
+from ..runs import RunError, RunRecord, Workspace
+from ..weights import WeightsError, load_into
+from .base import PRIORS, Prior, build_nets, check_policy, net_config
+from .nets import bake_spectral_norm
+
+ASSETS = Path(__file__).resolve().parent.parent.parent / "assets" / "priors"
+FILES = ("generator.safetensors", "discriminator.safetensors", "prior.json")
+
+PRESETS = {
+    # the default prior: train it on a GPU (~4 min on an H100) and ship it in assets/priors/
+    "default": {"iterations": 9000, "batch_size": 64},
+    # a CPU-trainable prior (32 px: ~10-15 min on 2 cores); crude but usable for classroom attacks
+    "cpu": {"iterations": 3000, "batch_size": 64},
+    # seconds: for tests and smoke runs only (produces blobs)
+    "smoke": {"iterations": 20, "batch_size": 16},
+}
+
+
+def prepare_prior(ptype: str, params: dict | None, data_cfg: dict | None, target_run: str | None,
+                  ws: Workspace, preset: str | None = None):
+    """Validate everything (before any compute): returns (params, split, target record or None)."""
+    from ..train import load_classifier  # noqa: F401  (imported for the error types only)
+    entry = PRIORS.get(ptype)
+    given = dict(params or {})
+    if preset:
+        if preset not in PRESETS:
+            raise ParamError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
+        given = {**PRESETS[preset], **given}
+    p = entry.params.validate(given, context=f"prior {ptype}")
+    p["diffaug"] = check_policy(p["diffaug"])
+    resolve_device(p["device"])
+    target = None
+    if entry.meta.get("needs_target"):
+        if not target_run:
+            raise ParamError(f"a {ptype} prior is trained with a target model's labels: give target_run")
+        target = ws.get(target_run)
+        if target.kind != "target" or target.status != "done":
+            raise ParamError(f"target_run {target.id} is a {target.status} {target.kind} run; "
+                             "a finished target classifier is needed")
+        if data_cfg and {**target.config["data"], **data_cfg} != target.config["data"]:
+            raise ParamError(f"a {ptype} prior uses its target's data split; do not pass other data settings")
+        data_cfg = target.config["data"]
+    elif target_run:
+        raise ParamError(f"a {ptype} prior does not use a target model; leave target_run empty")
+    split = load_split(data_cfg)
+    c, h, _ = split.image_shape
+    net_config(ptype, p, h, c, split.num_classes)  # refuses unsupported resolutions
+    if len(split.public) < 2:
+        raise ParamError("the public set has fewer than 2 images; a prior cannot be trained")
+    return p, split, target
+
+
+def train_prior(ptype: str, params: dict | None = None, data_cfg: dict | None = None, *,
+                target_run: str | None = None, preset: str | None = None, workspace: Workspace | None = None,
+                reporter: Reporter = NULL, name: str = "") -> RunRecord:
+    from .gan_train import train_gan
+    from .variants import build_variant
+    from ..grid import grid_png
+    ws = workspace or Workspace()
+    p, split, target = prepare_prior(ptype, params, data_cfg, target_run, ws, preset)
+    c, h, _ = split.image_shape
+    ncfg = net_config(ptype, p, h, c, split.num_classes)
+    config = {"type": ptype, "params": p, "data": split.config, "net": ncfg, "preset": preset,
+              "target_run": target.id if target else None}
+    run = ws.create("prior", config, parents=[target.id] if target else [], seed=p["seed"],
+                    data_fingerprint=split.fingerprint, name=name or f"{ptype} prior {h}px")
+    run.write_json("split.json", split.record())
+    try:
+        device = resolve_device(p["device"])
+        torch.manual_seed(p["seed"])
+        G, D = build_nets(ncfg)
+        variant = build_variant(ptype, p, split, ws, target, device)
+        g = torch.Generator().manual_seed(p["seed"] + 7)
+        fixed_z = torch.randn(64, ncfg["z_dim"], generator=g)
+        fixed_y = (torch.arange(64) % ncfg["num_classes"]) if ncfg["conditional"] else None
+        t0 = time.monotonic()
+        res = train_gan(G, D, split.public.x, p, device, variant, reporter, fixed_z, fixed_y)
+        seconds = time.monotonic() - t0
+        meta = {"prior_type": ptype, "net": ncfg, "run": run.id}
+        run.save_weights(res.G.state_dict(), meta, name="generator.safetensors")
+        run.save_weights(res.D.state_dict(), meta, name="discriminator.safetensors")
+        run.write_json("prior.json", _prior_json(ncfg, split, target))
+        run.write_json("history.json", res.history)
+        run.write_bytes("samples.png", grid_png(res.snapshots[-1][1], 8, scale=2 if h <= 32 else 1))
+        for it, imgs in res.snapshots[:-1]:
+            run.write_bytes(f"samples/iter{it:06d}.png", grid_png(imgs, 8))
+        if variant.pairs is not None:
+            run.write_json("pseudo_labels.json", variant.pairs.tolist())
+        last = res.history[-1] if res.history else {}
+        run.finish({"train_seconds": round(seconds, 2), "device": str(device), "iterations": p["iterations"],
+                    "d_loss": last.get("d_loss"), "g_loss": last.get("g_loss"),
+                    "g_params": sum(x.numel() for x in res.G.parameters()),
+                    "d_params": sum(x.numel() for x in res.D.parameters())})
+    except Cancelled:
+        run.fail("cancelled by user", status="cancelled")
+        raise
+    except BaseException as e:
+        run.fail(f"{type(e).__name__}: {e}")
+        raise
+    return run.record()
+
+
+def _prior_json(ncfg: dict, split, target: RunRecord | None) -> dict:
+    return {"format": "mivis-prior-1", "net": ncfg, "data": split.config, "public": split.public_names,
+            "private_excluded": split.private_names, "data_fingerprint": split.fingerprint,
+            "target_run": target.id if target else None}
+
+
+def load_prior(ws: Workspace, run_id: str, device: str | torch.device = "cpu") -> Prior:
+    """Rebuild G and D from the stored config and load their safetensors (checked key by key)."""
+    rec = ws.get(run_id)
+    if rec.kind != "prior":
+        raise ParamError(f"run {run_id} is a {rec.kind} run, not a prior")
+    if rec.status != "done":
+        raise ParamError(f"prior run {run_id} is {rec.status}; only finished priors can be used")
+    try:
+        info = json.loads(rec.file("prior.json").read_text())
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"prior run {run_id}: prior.json is missing or corrupt ({e})") from None
+    ncfg = info["net"]
+    G, D = build_nets(ncfg)
+    load_into(G, rec.file("generator.safetensors"))
+    load_into(D, rec.file("discriminator.safetensors"))
+    D.eval()
+    bake_spectral_norm(D)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    for m in (G, D):
+        m.requires_grad_(False)
+    return Prior(G, D, ncfg, {"run": rec.id, **{k: v for k, v in info.items() if k != "net"}}).to(dev)
+
+
+def export_prior(ws: Workspace, run_id: str, dest: str | Path) -> Path:
+    """Copy a finished prior's weights + prior.json (+ samples.png) to a folder, e.g. assets/priors/<name>."""
+    rec = ws.get(run_id)
+    if rec.kind != "prior" or rec.status != "done":
+        raise ParamError(f"run {run_id} is a {rec.status} {rec.kind} run; a finished prior is needed")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in FILES + ("samples.png",):
+        shutil.copyfile(rec.file(f), dest / f)
+    info = json.loads((dest / "prior.json").read_text())
+    info["exported_from"] = {"run": rec.id, "config": rec.config, "metrics": rec.metrics, "versions": rec.versions}
+    (dest / "prior.json").write_text(json.dumps(info, indent=1))
+    return dest
+
+
+def shipped_priors() -> list[str]:
+    return sorted(d.name for d in ASSETS.iterdir() if (d / "prior.json").exists()) if ASSETS.is_dir() else []
+
+
+def import_prior(source: str | Path, ws: Workspace, name: str = "") -> RunRecord:
+    """Register a shipped prior folder (or a name under assets/priors/) as a prior run.
+
+    The weights are checked by rebuilding the nets from prior.json and loading them; importing
+    the same folder twice returns the existing run.
+    """
+    src = Path(source)
+    if not src.is_dir() and (ASSETS / str(source)).is_dir():
+        src = ASSETS / str(source)
+    missing = [f for f in FILES if not (src / f).is_file()]
+    if missing:
+        raise RunError(f"{src}: not a prior folder (missing {', '.join(missing)}); "
+                       f"shipped priors: {', '.join(shipped_priors()) or 'none'}")
+    try:
+        info = json.loads((src / "prior.json").read_text())
+        ncfg = info["net"]
+        G, D = build_nets(ncfg)
+    except (ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"{src}/prior.json is not a mivis prior description ({e})") from None
+    load_into(G, src / "generator.safetensors")
+    load_into(D, src / "discriminator.safetensors")
+    import hashlib
+    digest = hashlib.sha256((src / "generator.safetensors").read_bytes()).hexdigest()
+    config = {"type": ncfg["type"], "imported": True, "sha256": digest, "data": info["data"], "net": ncfg,
+              "target_run": None}
+    found = ws.find("prior", config)
+    if found is not None:
+        return found
+    exported = info.get("exported_from", {})
+    run = ws.create("prior", config, seed=exported.get("config", {}).get("params", {}).get("seed"),
+                    data_fingerprint=info.get("data_fingerprint"), name=name or f"{ncfg['type']} prior ({src.name})")
+    try:
+        for f in FILES:
+            run.write_bytes(f, (src / f).read_bytes())
+        if (src / "samples.png").exists():
+            run.write_bytes("samples.png", (src / "samples.png").read_bytes())
+        run.finish({**exported.get("metrics", {}), "imported_from": str(src)})
+    except BaseException as e:
+        run.fail(f"{type(e).__name__}: {e}")
+        raise
+    return run.record()
