@@ -79,9 +79,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 JOB_KINDS = Registry("job kind")
 
 
-def job_kind(name: str, *, validate: Callable[[dict], dict] | None = None, help: str = ""):
-    """Register `fn(params, ctx) -> dict | None` as a job kind. `validate(params) -> params` runs
-    in the submitting thread, so a bad setting is refused before anything is queued."""
+def job_kind(name: str, *, validate: Callable[[dict, Workspace], dict] | None = None, help: str = ""):
+    """Register `fn(params, ctx) -> dict | None` as a job kind. `validate(params, workspace) -> params`
+    runs in the submitting thread, so a bad setting is refused before anything is queued."""
     def deco(fn):
         JOB_KINDS.register(name, fn, help=help, validate=validate)
         return fn
@@ -308,7 +308,7 @@ class JobManager:
         entry = JOB_KINDS.get(kind)
         params = dict(params or {})
         if entry.meta.get("validate"):
-            params = entry.meta["validate"](params)
+            params = entry.meta["validate"](params, self.ws)
         try:
             params_json = json.dumps(params)
         except (TypeError, ValueError) as e:
@@ -544,28 +544,19 @@ def _jsonable(obj: Any) -> dict:
 
 
 # --- built-in job kinds -------------------------------------------------------------------------
-def _validate_train(params: dict) -> dict:
-    """Everything `train_run` would refuse, refused now (without building the model)."""
-    from .data import DATA_PARAMS
-    from .defenses import instantiate
-    from .models import ARCHITECTURES, model_config
-    from .train import ROLES, TRAIN_PARAMS
+def _validate_train(params: dict, ws: Workspace) -> dict:
+    """Everything `train_run` would refuse, refused now: `prepare_training` validates every
+    setting (data, architecture, each defense against the training config) and builds the model."""
+    from .train import prepare_training
     p = dict(params)
     unknown = set(p) - {"role", "train", "data", "arch_params", "defenses", "name"}
     if unknown:
         raise ParamError(f"unknown training job field(s): {', '.join(sorted(unknown))}")
     role = p.get("role", "target")
-    if role not in ROLES:
-        raise ParamError(f"role: {role!r} is not one of {', '.join(ROLES)}")
-    train = TRAIN_PARAMS.validate(p.get("train"), context="training")
-    data = DATA_PARAMS.validate(p.get("data"), context="data")
-    ARCHITECTURES.get(train["arch"])
-    n_classes = data["n_private"] if role != "public" else 2
-    mcfg = model_config(train["arch"], n_classes, data["channels"], data["image_size"],
-                        p.get("arch_params"), p.get("defenses"))
-    instantiate(mcfg["defenses"], mcfg)
-    return {"role": role, "train": train, "data": data, "arch_params": mcfg["arch_params"],
-            "defenses": mcfg["defenses"], "name": str(p.get("name") or "")}
+    cfg, split, *_ = prepare_training(role, p.get("train"), p.get("data"), p.get("arch_params"),
+                                      p.get("defenses"), ws)
+    return {"role": role, "train": cfg, "data": split.config, "arch_params": dict(p.get("arch_params") or {}),
+            "defenses": dict(p.get("defenses") or {}), "name": str(p.get("name") or "")}
 
 
 @job_kind("train", validate=_validate_train, help="train a classifier (target, evaluation or public model)")

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 POLL_SECONDS = 1.5          # job polling interval while a job is active (1-2 s: see docs)
 ORL_CREDIT = "ORL faces: AT&T Laboratories Cambridge"
+JOB_KEY_URL = "job"
 
 
 def ensure_router() -> None:
@@ -185,6 +186,14 @@ class Knobs:
         elif url_name in st.query_params and value is not _INVALID:
             del st.query_params[url_name]
         return p.default if value is _INVALID else value
+
+    def finish(self, keep: Iterable[str] = (JOB_KEY_URL,)) -> None:
+        """Warn about and drop URL parameters this page did not use (e.g. a stage the chosen
+        architecture does not have)."""
+        for name in list(st.query_params.keys()):
+            if name not in self.names and name not in set(keep):
+                self.warn(f"URL parameter {name}={st.query_params[name]!r} does not apply here; ignored.")
+                del st.query_params[name]
 
     def widgets(self, params: Iterable[Param], *, prefix: str = "", container=None,
                 exclude: Iterable[str] = (), columns: int = 1) -> dict[str, Any]:
@@ -598,3 +607,57 @@ def demo_result(folder: Path) -> bool:
         st.caption(spec["notes"])
     st.caption(spec.get("credit", ORL_CREDIT))
     return True
+
+
+# --- architecture diagram -------------------------------------------------------------------------------
+def _fmt_params(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else (f"{n / 1e3:.1f}k" if n >= 1e3 else str(n))
+
+
+def stage_dot(desc: dict, max_blocks: int = 4) -> str:
+    """A Graphviz (DOT) diagram of stages and blocks from `mivis.surgery.describe`: an arc around
+    every block that carries a skip (solid = kept, dashed = scaled by s, none = removed)."""
+    kind = desc.get("skip_kind", "")
+    lines = ["digraph G {", 'rankdir=LR; nodesep=0.2; ranksep=0.3; bgcolor="transparent";',
+             'node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, '
+             'fillcolor="#eef3fb", color="#8aa4c8", height=0.35];',
+             'edge [color="#555555", arrowsize=0.6];',
+             'input [label="input", shape=plaintext, style=""];']
+    chain: list[tuple[str, dict | None, float | None]] = [("input", None, None)]
+    for st_ in desc["stages"]:
+        i, blocks, scale = st_["index"], st_["blocks"], st_.get("scale")
+        removed = st_["has_skip"] and scale == 0
+        scaled = st_["has_skip"] and scale is not None and 0 < scale < 1
+        state = ("no skips" if not st_["has_skip"] else "skips removed" if removed
+                 else f"skips x{scale:g}" if scaled else "skips kept")
+        fill = "#fde2e1" if removed else ("#fff4d6" if scaled else "#eef3fb")
+        lines.append(f'subgraph cluster_{i} {{ label="{st_["name"]}\\n{state} · {_fmt_params(st_["params"])}"; '
+                     f'fontname="Helvetica"; fontsize=10; style="rounded"; color="#b8c4d6";')
+        shown = list(enumerate(blocks))
+        if len(blocks) > max_blocks:
+            shown = shown[:max_blocks - 1] + [(-1, None)] + shown[-1:]
+        for j, b in shown:
+            nid = f"s{i}b{j if j >= 0 else 'more'}"
+            if b is None:
+                lines.append(f'{nid} [label="… {len(blocks) - max_blocks} more", shape=plaintext, style=""];')
+                chain.append((nid, None, None))
+            else:
+                lines.append(f'{nid} [label="{b["type"]}", fillcolor="{fill}"];')
+                s = scale if kind == "concatenative" else b.get("scale")
+                chain.append((nid, b, s))
+        lines.append("}")
+    lines.append('head [label="head", fillcolor="#e6f4ea", color="#7fb58f"];')
+    chain.append(("head", None, None))
+    for (a, _, _), (b, _, _) in zip(chain, chain[1:]):
+        lines.append(f"{a} -> {b};")
+    for k in range(1, len(chain) - 1):
+        nid, b, s = chain[k]
+        if b is None or not b.get("skip"):
+            continue
+        a, c = chain[k - 1][0], chain[k + 1][0]
+        if s is None or s >= 1:
+            lines.append(f'{a} -> {c} [constraint=false, color="#2b6cb0", penwidth=1.4];')
+        elif s > 0:
+            lines.append(f'{a} -> {c} [constraint=false, style=dashed, color="#d69e2e", label="x{s:g}", fontsize=8];')
+    lines.append("}")
+    return "\n".join(lines)

@@ -1,19 +1,23 @@
-"""Architecture: pick a model, set its defenses, see parameter counts live, train it as a job."""
+"""Architecture: pick a model, edit its skip connections per stage, set defenses, see parameter counts
+live, and train it as a background job."""
+import json
+
 import streamlit as st
 
 from mivis import ui
 
 ui.ensure_router()
-from mivis.data import DATA_PARAMS, load_split
-from mivis.defenses import DEFENSES
-from mivis.models import ARCHITECTURES
-from mivis.params import Param, ParamError
-from mivis.train import ROLES, TRAIN_PARAMS
+
+from mivis.data import DATA_PARAMS, load_split  # noqa: E402
+from mivis.defenses import DEFENSES  # noqa: E402
+from mivis.models import ARCHITECTURES  # noqa: E402
+from mivis.params import Param, ParamError  # noqa: E402
+from mivis.train import ROLES, TRAIN_PARAMS  # noqa: E402
 
 PAGE = "architecture"
 st.title("Architecture")
-st.caption("Choose a classifier and the architecture-level defenses it is trained with. Parameter counts "
-           "update as you change settings; **Train** runs in the background job queue.")
+st.caption("Choose a classifier, switch its skip connections per stage, add defenses, and train it. "
+           "Parameter counts follow every change; **Train** runs in the background job queue.")
 knobs = ui.Knobs(PAGE)
 
 ROLE = Param("role", str, "target", "target: trained on the private identities and attacked; eval: the "
@@ -25,6 +29,7 @@ arch = knobs.widget(TRAIN_PARAMS["arch"], container=top[0], label="Architecture"
                     format_func=lambda n: f"{n}: {ARCHITECTURES.get(n).help}")
 role = knobs.widget(ROLE, container=top[1], label="Role")
 arch_params = knobs.widgets(ARCHITECTURES.get(arch).params, prefix="arch_", container=top[2])
+counts_box = st.container()
 
 with st.expander("Data", expanded=False, icon=":material/dataset:"):
     data = knobs.widgets(DATA_PARAMS, columns=3)
@@ -36,61 +41,156 @@ try:
     split = load_split(data)
     c, h, _ = split.image_shape
     n_classes = len(split.public_names) if role == "public" else split.num_classes
-except Exception as e:  # DataError, ParamError: a readable message, the rest of the page still works
+except Exception as e:  # DataError, ParamError: a readable message; the rest of the page still works
     ui.error(e)
     blocked = True
     c, h, n_classes = data["channels"], data["image_size"], data["n_private"]
 
-# --- defenses, generated from the registry ----------------------------------------------------------
-defenses: dict = {}
-if len(DEFENSES):
-    st.subheader("Defenses")
-    cols = st.columns(min(3, len(DEFENSES)))
-    for i, entry in enumerate(DEFENSES.entries()):
-        with cols[i % len(cols)].container(border=True):
-            on = knobs.widget(Param(f"use_{entry.name}", bool, False, entry.help), label=entry.name)
-            if on:
-                defenses[entry.name] = knobs.widgets(entry.params, prefix=f"{entry.name}_")
-else:
-    st.info("No defense is registered in this build; the model trains as is.", icon=":material/shield:")
 
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def counts(arch: str, n_classes: int, c: int, h: int, arch_params_json: str, defenses_json: str) -> dict:
-    import json
-
+@st.cache_data(show_spinner=False, max_entries=512)
+def anatomy(arch: str, n_classes: int, c: int, h: int, arch_params_json: str, defenses_json: str) -> dict:
+    """Shapes only (meta device: instant even for ResNet-152): counts, stages, layer groups."""
     import torch
 
     from mivis.defenses import instantiate
     from mivis.models import model_config, model_from_config
-    mcfg = model_config(arch, n_classes, c, h, json.loads(arch_params_json), json.loads(defenses_json))
+    from mivis.surgery import describe, layer_groups
+    defenses = json.loads(defenses_json)
+    mcfg = model_config(arch, n_classes, c, h, json.loads(arch_params_json), defenses)
     objs = instantiate(mcfg["defenses"], mcfg)
-    with torch.device("meta"):  # shapes only: instant even for ResNet-152
+    with torch.device("meta"):
         model = model_from_config(mcfg, phase="final")
-    total = sum(p.numel() for p in model.parameters())
     allowed = None
     for d in objs:
         names = d.trainable_names(model)
         if names is not None:
             allowed = names if allowed is None else allowed & names
+    total = sum(p.numel() for p in model.parameters())
     trained = sum(p.numel() for n, p in model.named_parameters() if allowed is None or n in allowed)
-    return {"total": total, "trained": trained, "body": sum(p.numel() for p in model.body.parameters()),
-            "head": sum(p.numel() for p in model.head.parameters())}
+    mode = defenses.get("skips", {}).get("mode", "both")
+    out = {"total": total, "trained": trained,
+           "groups": [{"name": g["name"], "n_params": g["n_params"]} for g in layer_groups(model)]}
+    try:
+        out["stages"] = describe(model, mode)
+    except TypeError:  # a family without a stage map
+        out["stages"] = None
+    try:
+        from mivis.defenses.tldmi import default_depth
+        out["default_freeze"] = default_depth(model)
+    except Exception:
+        out["default_freeze"] = None
+    return out
 
 
-import json  # noqa: E402
+def get_anatomy(defenses: dict) -> dict | None:
+    try:
+        return anatomy(arch, n_classes, c, h, json.dumps(arch_params, sort_keys=True),
+                       json.dumps(defenses, sort_keys=True))
+    except (ParamError, ValueError, TypeError) as e:
+        ui.error(e)
+        return None
 
-try:
-    cnt = counts(arch, n_classes, c, h, json.dumps(arch_params, sort_keys=True), json.dumps(defenses, sort_keys=True))
-except (ParamError, ValueError) as e:
-    ui.error(e)
-    blocked, cnt = True, None
-if cnt:
-    m = st.columns(4)
-    m[0].metric("Parameters |θ_T|", f"{cnt['total']:,}")
-    m[1].metric("Trained on private data |θ_C|", f"{cnt['trained']:,}", help="parameters that are not frozen")
-    m[2].metric("Fraction trained", f"{cnt['trained'] / max(1, cnt['total']):.1%}")
-    m[3].metric("Classes", f"{n_classes}", help=f"{h}x{h} px, {c} channel{'s' if c > 1 else ''}")
+
+# --- skip connections per stage ----------------------------------------------------------------------
+defenses: dict = {}
+base = get_anatomy({})
+st.subheader("Skip connections per stage")
+desc = base["stages"] if base else None
+family = ARCHITECTURES.get(arch).meta.get("family")
+if desc is None or not desc["toggleable"]:
+    if family == "repvgg":
+        st.markdown("RepVGG's identity and 1x1 branches exist only at training time: they fuse into one 3x3 "
+                    "conv that computes **the same function**, so input gradients, and with them model "
+                    "inversion, are identical. Measure it:")
+        if st.button("Check train-time vs fused model", key=f"{PAGE}:repvgg", icon=":material/science:"):
+            from mivis.surgery import repvgg_equivalence
+            with st.spinner("building both forms and comparing"):
+                eq = repvgg_equivalence(in_chans=c, img_size=h, num_classes=n_classes)
+            st.dataframe([{"quantity": k.replace("_", " "), "value": f"{v:.3g}" if isinstance(v, float) else str(v)}
+                          for k, v in eq.items()], hide_index=True)
+    else:
+        st.info(f"{arch} has no skip connections (the reference architecture): nothing to toggle.",
+                icon=":material/block:")
+elif "skips" in DEFENSES:
+    stages = desc["stages"]
+    tog = desc["toggleable"]
+    ssf_default = 0.01 if desc["skip_kind"] == "concatenative" else 0.2
+
+    def preset(kind: str) -> None:
+        for i in tog:
+            st.session_state[knobs.key(f"skip{i + 1}")] = not (kind != "full" and i == tog[-1] and kind == "rolss")
+            st.session_state[knobs.key(f"ssf{i + 1}")] = ssf_default if (kind == "ssf" and i == tog[-1]) else 1.0
+
+    p = st.columns([1, 1, 1, 3])
+    p[0].button("Full (all skips)", on_click=preset, args=("full",), key=f"{PAGE}:p_full")
+    p[1].button("RoLSS: remove last stage", on_click=preset, args=("rolss",), key=f"{PAGE}:p_rolss")
+    p[2].button(f"SSF: last stage x{ssf_default:g}", on_click=preset, args=("ssf",), key=f"{PAGE}:p_ssf")
+    p[3].caption("s = 1 keeps a stage's skips, 0 removes them (RoLSS), between scales them (SSF). "
+                 f"Skip kind: **{desc['skip_kind']}**. Only stages whose blocks really carry a skip have a toggle.")
+    cols = st.columns(len(stages))
+    scales = []
+    for col, s in zip(cols, stages):
+        i = s["index"]
+        with col.container(border=True):
+            n_skip = sum(b["skip"] for b in s["blocks"])
+            nb = len(s["blocks"])
+            st.markdown(f"**{s['name']}**  \n{nb} block{'s' if nb != 1 else ''}, {n_skip} with a skip")
+            if i in tog:
+                on = knobs.widget(Param(f"skip{i + 1}", bool, True, f"keep the skip connections of {s['name']}"),
+                                  label="skips")
+                sc = knobs.widget(Param(f"ssf{i + 1}", float, 1.0, "skip scale s (SSF); 1 = original",
+                                        min=0.0, max=1.0, step=0.01), label="scale s", disabled=not on)
+                scales.append(sc if on else 0.0)
+            else:
+                st.caption("no skip: nothing to toggle")
+                scales.append(1.0)
+    mode = "both"
+    if family == "vit":
+        mode = knobs.widget(DEFENSES.get("skips").params["mode"], name="skip_mode", label="ViT residuals scaled")
+    if any(x != 1.0 for x in scales) or mode != "both":
+        defenses["skips"] = {"scales": scales, "mode": mode}
+    shaped = get_anatomy(defenses)
+    if shaped is not None and shaped["stages"] is not None:
+        st.graphviz_chart(ui.stage_dot(shaped["stages"]), width="stretch")
+        st.caption("Blue arcs: skip kept; dashed orange: scaled by s; no arc: removed (red blocks). "
+                   "Long stages are shortened to their first and last blocks.")
+
+# --- other defenses, generated from the registry ------------------------------------------------------
+others = [e for e in DEFENSES.entries() if e.name != "skips"]
+if others:
+    st.subheader("Defenses")
+    cols = st.columns(3)
+    for k, entry in enumerate(others):
+        with cols[k % 3].container(border=True):
+            on = knobs.widget(Param(f"use_{entry.name}", bool, False, entry.help),
+                              label=f"{entry.name}: {entry.meta.get('paper', entry.help)}")
+            if not on:
+                continue
+            if entry.name == "tldmi":
+                pre = get_anatomy(defenses)
+                if pre is None:
+                    continue
+                n = len(pre["groups"])
+                fp = Param("tldmi_freeze", int, pre["default_freeze"] or 0,
+                           "layer groups frozen from the input (conv+BN = one group)", min=0, max=n - 1)
+                k_ = knobs.widget(fp, label="frozen layer groups k", slider=True)
+                first = pre["groups"][k_]["name"]
+                st.caption(f"frozen: the first {k_} of {n} groups; training starts at `{first}`. "
+                           "Needs a public pre-trained run of this architecture (Start from, below).")
+                defenses["tldmi"] = {"freeze": k_}
+            else:
+                defenses[entry.name] = knobs.widgets(entry.params, prefix=f"{entry.name}_")
+
+ana = get_anatomy(defenses)
+if ana is None:
+    blocked = True
+else:
+    with counts_box:
+        m = st.columns(4)
+        m[0].metric("Parameters |θ_T|", f"{ana['total']:,}")
+        m[1].metric("Trained on private data |θ_C|", f"{ana['trained']:,}", help="parameters that are not frozen")
+        m[2].metric("Fraction trained", f"{ana['trained'] / max(1, ana['total']):.1%}")
+        m[3].metric("Classes", f"{n_classes}", help=f"{h}x{h} px, {c} channel{'s' if c > 1 else ''}")
 
 # --- training ------------------------------------------------------------------------------------------
 st.subheader("Train")
@@ -157,3 +257,4 @@ def done(rec):
 job = ui.current_job(PAGE, kinds=("train",), box=box)
 if job is not None:
     ui.job_panel(PAGE, job, live=live, done=done)
+knobs.finish()

@@ -72,6 +72,36 @@ def test_architecture_counts_follow_the_widgets(app):
     assert total() != r18 and app.query_params["arch"] == "resnet34"
 
 
+def test_skip_toggles_presets_and_freeze_slider(app):
+    open_page(app, "architecture", **TINY_URL)
+    total = lambda: next(m.value for m in app.metric if m.label.startswith("Parameters"))  # noqa: E731
+    trained = lambda: next(m.value for m in app.metric if m.label.startswith("Trained"))  # noqa: E731
+    full = total()
+    app.toggle(key="architecture:skip4").set_value(False).run()  # RoLSS: the projection goes too
+    assert_clean(app)
+    assert total() != full and app.query_params["skip4"] == "false"
+    assert len(app.get("graphviz_chart")) == 1
+    next(b for b in app.button if b.label.startswith("Full")).click().run()
+    assert total() == full and app.toggle(key="architecture:skip4").value is True
+    next(b for b in app.button if b.label.startswith("SSF")).click().run()
+    assert app.slider(key="architecture:ssf4").value == 0.2 and total() == full  # scaling keeps weights
+    app.toggle(key="architecture:use_tldmi").set_value(True).run()
+    assert_clean(app)
+    before = trained()
+    app.slider(key="architecture:tldmi_freeze").set_value(3).run()
+    assert trained() != before and trained() != total()
+
+
+def test_stage_without_skips_is_never_offered(app):
+    open_page(app, "architecture", arch="efficientnet_b0", skip7="false", **TINY_URL)
+    keys = {t.key for t in app.toggle}
+    assert "architecture:skip2" in keys and "architecture:skip1" not in keys and "architecture:skip7" not in keys
+    assert any("skip7='false' does not apply" in w.value for w in app.warning)
+    app.selectbox(key="architecture:arch").select("vgg16").run()
+    assert_clean(app)
+    assert any("no skip connections" in i.value for i in app.info)
+
+
 def test_bad_url_values_give_messages(app):
     open_page(app, "architecture", epochs="99999", arch="alexnet", lr="abc", **{"dataset": "synthetic"})
     warn = "\n".join(w.value for w in app.warning)

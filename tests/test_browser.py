@@ -6,6 +6,7 @@ They skip themselves, with the reason, where chromium or playwright is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,9 @@ if sync_playwright is None:
 if CHROMIUM is None:
     pytest.skip("Debian's chromium is not installed (apt-get install -y chromium); browser tests skipped",
                 allow_module_level=True)
+
+
+expect.set_options(timeout=30_000)  # a page's first run imports torch and timm
 
 
 def _free_port() -> int:
@@ -86,8 +90,8 @@ def browser():
         b.close()
 
 
-def new_page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+def new_page(browser, height=1000):
+    ctx = browser.new_context(viewport={"width": 1400, "height": height})
     page = ctx.new_page()
     page.set_default_timeout(60_000)
     return ctx, page
@@ -118,12 +122,29 @@ def test_home_shows_a_result_at_once(server, browser):
     ctx.close()
 
 
+def test_toggle_last_stage_skip_changes_the_count(server, browser):
+    ctx, page = new_page(browser, height=1700)
+    page.goto(f"{server['url']}/architecture?{TINY}")
+    idle(page)
+    count = page.get_by_test_id("stMetricValue").first
+    expect(count).to_have_text("11,173,318")
+    toggles = page.get_by_role("switch", name="skips", exact=True)
+    expect(toggles).to_have_count(4)
+    toggles.nth(3).locator("xpath=ancestor::label").click()  # layer4: RoLSS
+    expect(count).to_have_text("11,041,222")  # the projection shortcut is removed with the skip
+    expect(page).to_have_url(re.compile(r"skip4=false"))
+    idle(page)
+    expect(page.get_by_test_id("stGraphVizChart").locator("svg")).to_be_visible()
+    shot(page, "05_architecture_rolss")
+    ctx.close()
+
+
 def test_two_sessions_queue_cancel_and_reload(server, browser):
     """A's long job runs; B's is queued with its position; A reloads and finds its job; A cancels;
     B's job then runs to the end undisturbed."""
     ctx_a, a = new_page(browser)
     ctx_b, b = new_page(browser)
-    a.goto(f"{server['url']}/architecture?{TINY}&epochs=400&name=long")
+    a.goto(f"{server['url']}/architecture?{TINY}&epochs=400")
     idle(a)
     a.get_by_role("button", name="Train", exact=True).click()
     expect(a.get_by_test_id("stProgress")).to_be_visible(timeout=60_000)
