@@ -109,7 +109,13 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ParamError("no parameter is left to train: the freeze depth covers the whole model")
+        old = getattr(self, "optimizer", None)
         self.optimizer = _optimizer(params, self.cfg)
+        if old is not None:  # a mid-training switch (TTS) keeps the optimiser state of surviving params
+            for p in params:
+                if p in old.state:
+                    self.optimizer.state[p] = old.state[p]
+        self._param_ids = [id(p) for p in self.model.parameters()]
 
     def _set_train_mode(self) -> None:
         self.model.train()
@@ -128,7 +134,8 @@ class Trainer:
             self.epoch = epoch
             for d in self.defenses:
                 new = d.on_epoch_start(epoch, self.model, self)
-                if new is not self.model:
+                # a new model, or one edited in place (TTS drops projections): re-place and re-plan
+                if new is not self.model or [id(p) for p in new.parameters()] != self._param_ids:
                     self.model = prepare(new, self.device)
                     self._apply_trainable()
             self._set_train_mode()
@@ -139,12 +146,19 @@ class Trainer:
                 idx = order[b * bs:(b + 1) * bs]
                 x = augment(self.train_set.x[idx], self.cfg["augment"], g)
                 x, y = to_device(x, self.device), self.train_set.y[idx].to(self.device)
-                lr = _lr_at(self.cfg, min(step, total), total) * self.lr_scale
+                # appended defense epochs (e.g. CALoR's adaptation) run at a constant lr * lr_scale
+                base_lr = self.cfg["lr"] if epoch >= self.main_epochs else _lr_at(self.cfg, min(step, total), total)
+                lr = base_lr * self.lr_scale
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 with autocast(self.device):
                     logits = self.model(x)
-                    loss = F.cross_entropy(logits.float(), y)
+                    loss = None  # a defense may replace cross-entropy (the later one wins)
+                    for d in self.defenses:
+                        t = d.task_loss(logits.float(), y, epoch=epoch, trainer=self)
+                        loss = loss if t is None else t
+                    if loss is None:
+                        loss = F.cross_entropy(logits.float(), y)
                     for d in self.defenses:
                         loss = d.loss(loss, model=self.model, x=x, y=y, logits=logits, epoch=epoch, trainer=self)
                 if not torch.isfinite(loss):
@@ -212,6 +226,10 @@ def prepare_training(role: str, train_cfg: dict | None, data_cfg: dict | None,
             raise ParamError(f"init_run {init.id} is a {init.config['model']['arch']}, not a {cfg['arch']}")
     torch.manual_seed(cfg["seed"])
     model = model_from_config(mcfg, phase="initial")
+    for d in defense_objs:
+        d.check_training(cfg, model)
+    # record every defense's full, resolved parameters (defaults included) in the run's config
+    mcfg["defenses"] = {d.name: dict(d.p) for d in defense_objs}
     return cfg, split, train_set, test_set, mcfg, defense_objs, model, init
 
 

@@ -44,6 +44,10 @@ def register(sub) -> None:
                    help="enable a defense with its default settings (repeatable)")
     for e in DEFENSES.entries():
         e.params.add_arguments(g, prefix=f"{e.name}_")
+        for pname, alias in e.meta.get("cli_aliases", {}).items():  # short spellings, e.g. --skips 1,1,1,0
+            prm = e.params[pname]
+            g.add_argument(alias, dest=f"{e.name}_{pname}", default=None, metavar="VALUE",
+                           help=f"short for --{e.name}-{pname.replace('_', '-')}: {prm.help} ({prm.allowed()})")
     p.set_defaults(func=run)
 
 

@@ -29,6 +29,10 @@ class Defense:
     def check(self) -> None:
         """Raise ParamError if this setting is impossible for model_cfg."""
 
+    def check_training(self, train_cfg: dict, model: nn.Module) -> None:
+        """Raise ParamError if this setting is impossible with these training settings or this
+        built model (e.g. a freeze depth beyond its layers). Called before any run exists."""
+
     # --- structure ---
     def modify_model(self, model: nn.Module, phase: str) -> nn.Module:
         """phase 'initial': the model training starts with; 'final': the model as saved."""
@@ -46,6 +50,11 @@ class Defense:
     def on_epoch_start(self, epoch: int, model: nn.Module, trainer: Any) -> nn.Module:
         return model
 
+    def task_loss(self, logits: torch.Tensor, y: torch.Tensor, *, epoch: int, trainer: Any) -> torch.Tensor | None:
+        """Replace cross-entropy as the base loss (label smoothing, CALoR's adaptation); None keeps it.
+        If several defenses replace it in the same epoch, the later one in registry order wins."""
+        return None
+
     def loss(self, loss: torch.Tensor, *, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              logits: torch.Tensor, epoch: int, trainer: Any) -> torch.Tensor:
         """Transform the (mean) training loss; default returns it unchanged."""
@@ -57,6 +66,25 @@ class Defense:
 
     def describe(self) -> str:
         return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.p.items())})"
+
+
+def family(model_cfg: dict) -> str:
+    from ..models import ARCHITECTURES
+    return ARCHITECTURES.get(model_cfg["arch"]).meta["family"]
+
+
+def archs_of(families) -> str:
+    """Registered architecture names of these families, for refusal messages."""
+    from ..models import ARCHITECTURES
+    return ", ".join(n for n in ARCHITECTURES.names() if ARCHITECTURES.get(n).meta["family"] in families)
+
+
+def skeleton(model_cfg: dict) -> nn.Module:
+    """The plain architecture built on the meta device: its structure, no memory, no RNG use."""
+    from ..models import build_classifier
+    with torch.device("meta"):
+        return build_classifier(model_cfg["arch"], model_cfg["num_classes"], model_cfg["in_chans"],
+                                model_cfg["img_size"], model_cfg.get("arch_params"))
 
 
 def instantiate(cfg: dict, model_cfg: dict) -> list[Defense]:
