@@ -9,6 +9,8 @@ st.set_page_config(page_title="mivis: model-inversion explorer", page_icon=":mat
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
     st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:", url_path="architecture"),
+    st.Page("pages/attack.py", title="Attack", icon=":material/bolt:", url_path="attack"),
+    st.Page("pages/results.py", title="Results", icon=":material/insights:", url_path="results"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs"),
 ]
 

@@ -569,3 +569,122 @@ def _train_job(params: dict, ctx: JobContext) -> dict:
                     defenses=params["defenses"], workspace=ctx.workspace, reporter=ctx.reporter,
                     name=params.get("name", ""))
     return {"run_id": rec.id, "metrics": rec.metrics}
+
+
+class _Preview:
+    """An attack's step hook: about once a second, the current image of every attacked identity
+    (its first latent) goes to the job folder as preview.png (+ preview.json), for the live view."""
+
+    def __init__(self, ctx: JobContext, every: float = 1.0, max_identities: int = 40):
+        self.ctx, self.every, self.max_ids = ctx, every, max_identities
+        self.last = 0.0
+
+    def __call__(self, ev) -> None:
+        now = time.monotonic()
+        last_step = ev.iteration == ev.iterations - 1
+        if now - self.last < self.every and not last_step:
+            return
+        self.last = now
+        import torch
+
+        from .grid import grid_png
+        y = ev.y.detach().cpu()
+        first: dict[int, int] = {}
+        for i, c in enumerate(y.tolist()):
+            first.setdefault(c, i)
+        ids = sorted(first)[:self.max_ids]
+        x = ev.x.detach().float().cpu()[torch.tensor([first[c] for c in ids])]
+        scale = 2 if x.shape[-1] <= 32 else 1
+        self.ctx.write_bytes("preview.png", grid_png(x, min(10, len(ids)), scale=scale))
+        self.ctx.write_bytes("preview.json", json.dumps({"iteration": ev.iteration + 1, "iterations": ev.iterations,
+                                                         "identities": ids}).encode())
+
+
+ATTACK_FIELDS = {"attack", "target_run", "prior_run", "eval_run", "params", "name"}
+
+
+def _validate_attack(params: dict, ws: Workspace) -> dict:
+    from .attacks import plan_attack
+    from .evaluation import check_judge, pick_eval_run
+    p = dict(params)
+    unknown = set(p) - ATTACK_FIELDS
+    if unknown:
+        raise ParamError(f"unknown attack job field(s): {', '.join(sorted(unknown))}")
+    if not p.get("target_run"):
+        raise ParamError("choose a target run to attack")
+    plan = plan_attack(p.get("attack", "gmi"), p["target_run"], p.get("prior_run"), params=p.get("params"),
+                       workspace=ws)
+    eval_run = p.get("eval_run") or pick_eval_run(ws, plan.target)
+    check_judge(ws, eval_run, plan.target)
+    return {"attack": plan.attack, "target_run": plan.target.id, "prior_run": plan.prior.id if plan.prior else None,
+            "eval_run": eval_run, "params": plan.params, "name": str(p.get("name") or "")}
+
+
+@job_kind("attack", validate=_validate_attack, help="invert a target with a registered attack; evaluated and stored")
+def _attack_job(params: dict, ctx: JobContext) -> dict:
+    from .attacks import attack_run
+    p = dict(params["params"])
+    if p.get("device") == "auto":
+        p["device"] = "cuda" if ctx.device.startswith("cuda") else "cpu"
+    rec = attack_run(params["attack"], params["target_run"], params["prior_run"], params=p,
+                     eval_run=params["eval_run"], workspace=ctx.workspace, reporter=ctx.reporter,
+                     on_step=_Preview(ctx), hook_every=max(1, p.get("iterations", 100) // 60),
+                     name=params.get("name", ""))
+    keep = ("attack_acc_top1", "attack_acc_top5", "target_likelihood", "attack_seconds", "evaluate_seconds")
+    return {"run_id": rec.id, "metrics": {k: rec.metrics[k] for k in keep if k in rec.metrics}}
+
+
+PRIOR_FIELDS = {"type", "params", "data", "target_run", "preset", "name"}
+
+
+def _validate_prior(params: dict, ws: Workspace) -> dict:
+    from .priors import prepare_prior
+    p = dict(params)
+    unknown = set(p) - PRIOR_FIELDS
+    if unknown:
+        raise ParamError(f"unknown prior job field(s): {', '.join(sorted(unknown))}")
+    ptype = p.get("type", "gmi")
+    prm, split, target = prepare_prior(ptype, p.get("params"), p.get("data"), p.get("target_run"), ws,
+                                       p.get("preset"))
+    return {"type": ptype, "params": prm, "data": None if target else split.config,
+            "target_run": target.id if target else None, "preset": None, "name": str(p.get("name") or "")}
+
+
+@job_kind("prior", validate=_validate_prior, help="train an image prior on the public identities")
+def _prior_job(params: dict, ctx: JobContext) -> dict:
+    from .priors import train_prior
+    p = dict(params["params"])
+    if p.get("device") == "auto":
+        p["device"] = "cuda" if ctx.device.startswith("cuda") else "cpu"
+    rec = train_prior(params["type"], p, params["data"], target_run=params["target_run"], workspace=ctx.workspace,
+                      reporter=ctx.reporter, name=params.get("name", ""))
+    return {"run_id": rec.id}
+
+
+def _validate_layers(params: dict, ws: Workspace) -> dict:
+    from .analysis import LAYERS_PARAMS
+    p = dict(params)
+    unknown = set(p) - {"target_run", "attack_run", "params", "name"}
+    if unknown:
+        raise ParamError(f"unknown layers job field(s): {', '.join(sorted(unknown))}")
+    target = ws.get(p.get("target_run") or "")
+    if target.kind not in ("target", "eval") or target.status != "done":
+        raise ParamError(f"run {target.id} is a {target.status} {target.kind} run; a finished target is needed")
+    if p.get("attack_run"):
+        a = ws.get(p["attack_run"])
+        if a.kind != "attack" or a.status != "done" or a.config.get("target_run") != target.id:
+            raise ParamError(f"run {a.id} is not a finished attack on target {target.id}")
+    return {"target_run": target.id, "attack_run": p.get("attack_run") or None,
+            "params": LAYERS_PARAMS.validate(p.get("params"), context="layers analysis"),
+            "name": str(p.get("name") or "")}
+
+
+@job_kind("layers", validate=_validate_layers, help="Fisher information per layer and gradient flow per stage")
+def _layers_job(params: dict, ctx: JobContext) -> dict:
+    from .analysis import layers_run
+    p = dict(params["params"])
+    if p.get("device") == "auto":
+        p["device"] = "cuda" if ctx.device.startswith("cuda") else "cpu"
+    rec = layers_run(params["target_run"], params["attack_run"], p, workspace=ctx.workspace,
+                     reporter=ctx.reporter, name=params.get("name", ""))
+    return {"run_id": rec.id}

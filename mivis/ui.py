@@ -359,7 +359,7 @@ def job_status(rec: JobRecord) -> None:
                 icon=":material/hourglass_top:")
     elif rec.status == "running":
         frac = rec.fraction
-        text = f"{label}: {_progress_text(rec.progress)} · {_fmt_seconds(rec.elapsed)} elapsed"
+        text = f"{label}: {progress_text(rec.progress)} · {_fmt_seconds(rec.elapsed)} elapsed"
         st.progress(frac if frac is not None else 0.0, text=text)
     elif rec.status == "done":
         st.success(f"**{label}** finished in {_fmt_seconds(rec.elapsed)}.", icon=":material/check_circle:")
@@ -372,7 +372,7 @@ def job_status(rec: JobRecord) -> None:
         st.error(f"**{label}** failed: {rec.error}", icon=":material/error:")
 
 
-def _progress_text(ev: dict) -> str:
+def progress_text(ev: dict) -> str:
     if not ev:
         return "starting"
     parts = [str(ev.get("phase", ""))]
@@ -437,6 +437,9 @@ def sidebar_jobs(current_page: str | None = None) -> None:
 def _one_line(e: BaseException) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return msg if isinstance(e, (ParamError, RunError, JobError)) else f"{type(e).__name__}: {msg}"
+
+
+one_line = _one_line
 
 
 def error(e: BaseException, box=None) -> None:
@@ -661,3 +664,48 @@ def stage_dot(desc: dict, max_blocks: int = 4) -> str:
             lines.append(f'{a} -> {c} [constraint=false, style=dashed, color="#d69e2e", label="x{s:g}", fontsize=8];')
     lines.append("}")
     return "\n".join(lines)
+
+
+def attack_curves(events: list[dict], *, key: str | None = None) -> None:
+    """Loss and target likelihood over the attack's iterations (means over all latents)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    chunks = {e.get("chunk", 1) for e in events}
+    xs = [e["iteration"] + (e.get("chunk", 1) - 1) * e["iterations"] for e in events]
+    fig.add_trace(go.Scatter(x=xs, y=[e.get("loss") for e in events], name="loss", mode="lines"))
+    fig.add_trace(go.Scatter(x=xs, y=[e.get("p_target") for e in events], name="target likelihood p_T(y|x)",
+                             mode="lines"), secondary_y=True)
+    fig.update_xaxes(title="iteration" + (" (chunks one after another)" if len(chunks) > 1 else ""))
+    fig.update_yaxes(title="loss", secondary_y=False)
+    fig.update_yaxes(title="p_T", range=[0, 1.02], secondary_y=True)
+    fig.update_layout(legend=dict(orientation="h", y=-0.3), title="Attack progress")
+    plot(fig, key=key, height=320)
+
+
+def to_display(img) -> "np.ndarray":
+    """A [-1, 1] float image (C, H, W) -> uint8 (H, W) or (H, W, 3) for display."""
+    import numpy as np
+    a = np.asarray(img, dtype=np.float32)
+    u8 = ((np.clip(a, -1, 1) + 1) * 127.5).round().astype(np.uint8)
+    return u8[0] if u8.shape[0] == 1 else u8.transpose(1, 2, 0)
+
+
+def overlay(img, amap, size: int = 192, alpha: float = 0.65):
+    """Grey image with a signed attribution map on top (red = raises the class score, blue = lowers it)."""
+    import numpy as np
+    from PIL import Image
+    base = to_display(img)
+    grey = base if base.ndim == 2 else base.mean(2).astype(np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, 2).astype(np.float32) * 0.8
+    m = np.asarray(amap, dtype=np.float32)
+    scale = float(np.abs(m).max()) or 1.0
+    m = m / scale
+    color = np.zeros_like(rgb)
+    color[..., 0] = np.clip(m, 0, 1) * 255
+    color[..., 2] = np.clip(-m, 0, 1) * 255
+    w = (np.abs(m) * alpha)[..., None]
+    out = (rgb * (1 - w) + color * w).clip(0, 255).astype(np.uint8)
+    im = Image.fromarray(out)
+    f = max(1, size // max(im.size))
+    return im.resize((im.size[0] * f, im.size[1] * f), Image.NEAREST)

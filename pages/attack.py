@@ -1,0 +1,237 @@
+"""Attack: choose a target, a prior, an attack and its budget; estimate; launch; watch it live; cancel."""
+import dataclasses
+import json
+
+import streamlit as st
+
+from mivis import ui
+
+ui.ensure_router()
+
+from mivis.attacks import ATTACKS, estimate_seconds  # noqa: E402
+from mivis.attacks.context import check_prior  # noqa: E402
+from mivis.attacks.presets import PRESETS, apply_preset  # noqa: E402
+from mivis.evaluation import check_judge  # noqa: E402
+from mivis.params import Param, ParamError  # noqa: E402
+from mivis.priors import GAN_PARAMS, PRIORS, PRESETS as PRIOR_PRESETS, import_prior, shipped_priors  # noqa: E402
+
+PAGE = "attack"
+ADVANCED = ("device", "batch_size", "amp", "compile")
+st.title("Attack")
+st.caption("Invert a trained target: search an image prior learned on **public** faces for images the target "
+           "labels as each **private** identity. An independent evaluation model judges whether the identity leaked.")
+knobs = ui.Knobs(PAGE)
+ws = ui.workspace()
+box = st.container()
+
+targets = ws.list(kind="target", status="done")
+if not targets:
+    st.info("There is no trained target in the workspace yet. Train one on the **Architecture** page "
+            "(role: target), and an evaluation model of another architecture (role: eval).", icon=":material/info:")
+    st.page_link("pages/architecture.py", label="Go to Architecture", icon=":material/account_tree:")
+    knobs.finish(keep=("job",))
+    st.stop()
+
+by_id = {r.id: r for r in targets}
+
+
+def describe_target(r) -> str:
+    m = r.config["model"]
+    d = ", ".join(m.get("defenses") or {}) or "no defense"
+    acc = r.metrics.get("natural_acc")
+    return f"{r.name or m['arch']} · {m['arch']} {m['img_size']}px · {d}" + (f" · acc {acc:.0%}" if acc is not None else "")
+
+
+tp = Param("target", str, targets[0].id, "the trained classifier to attack", choices=tuple(by_id))
+cols = st.columns([3, 2])
+target_id = knobs.widget(tp, container=cols[0], label="Target run", format_func=lambda i: describe_target(by_id[i]))
+target = by_id[target_id]
+attack = knobs.widget(Param("attack", str, "gmi", "the attack", choices=tuple(ATTACKS.names())), container=cols[1],
+                      label="Attack", format_func=lambda n: f"{n}: {ATTACKS.get(n).help.split(':')[0]}")
+entry = ATTACKS.get(attack)
+st.caption(entry.help)
+need = entry.meta["prior"]
+
+# --- prior ---------------------------------------------------------------------------------------------
+prior_id = None
+blocked = False
+if need != "none":
+    fits = []
+    for r in ws.list(kind="prior", status="done"):
+        try:
+            check_prior(ws, r.id, target)
+        except ParamError:
+            continue
+        if bool(r.config["net"]["conditional"]) == (need == "conditional"):
+            fits.append(r)
+    shipped = [f"shipped:{n}" for n in shipped_priors()] if need != "conditional" else []
+    labels = {r.id: f"{r.name} · {r.id[-6:]}" for r in fits} | {s: f"shipped prior {s[8:]} (imported on launch)"
+                                                                for s in shipped}
+    options = tuple(labels)
+    pc = st.columns([3, 2])
+    if options:
+        prior_choice = knobs.widget(Param("prior", str, options[0], "the image prior the attack searches",
+                                          choices=options), container=pc[0], label="Prior",
+                                    format_func=lambda v: labels[v])
+        if prior_choice.startswith("shipped:"):
+            prior_id = prior_choice
+        else:
+            prior_id = prior_choice
+            samples = ws.get(prior_choice).file("samples.png")
+            if samples.exists():
+                pc[1].image(ui.png_crisp(samples, 256), caption="prior samples", width=220)
+    else:
+        blocked = True
+        kind = "conditional (PLG-MI) prior trained with this target" if need == "conditional" else "GAN prior"
+        pc[0].warning(f"No {kind} fits this target ({target.config['model']['img_size']} px). Train one below.",
+                      icon=":material/warning:")
+    with st.expander("Train a new prior", expanded=not options, icon=":material/model_training:"):
+        ptypes = ("plgmi",) if need == "conditional" else ("gmi", "kedmi")
+        ptype = knobs.widget(Param("prior_type", str, ptypes[0], "prior type", choices=ptypes), label="Prior type")
+        ppreset = knobs.widget(Param("prior_preset", str, "cpu", "iterations and batch: smoke = seconds (blobs, "
+                                     "tests only); cpu = ~10-15 min on 2 cores; default = the GPU recipe",
+                                     choices=tuple(PRIOR_PRESETS)), label="Prior preset")
+        st.caption(f"{PRIORS.get(ptype).help}. Trained on the public identities of the target's data split.")
+        if st.button("Train prior", key=f"{PAGE}:train_prior", icon=":material/play_arrow:"):
+            is_t = PRIORS.get(ptype).meta.get("needs_target")
+            ui.submit_job("prior", {"type": ptype, "params": {}, "preset": ppreset,
+                                    "data": None if is_t else target.config["data"],
+                                    "target_run": target.id if is_t else None, "name": f"{ptype} prior ({ppreset})"},
+                          label=f"train {ptype} prior", page=PAGE, box=box)
+
+# --- evaluation model ----------------------------------------------------------------------------------
+judges = []
+for r in ws.list(kind="eval", status="done"):
+    try:
+        check_judge(ws, r.id, target)
+        judges.append(r)
+    except ParamError:
+        continue
+jl = {r.id: f"{r.name or r.config['model']['arch']} · {r.config['model']['arch']} · acc "
+            f"{r.metrics.get('natural_acc', 0):.0%}" for r in judges}
+ec = st.columns([3, 2])
+if judges:
+    eval_id = knobs.widget(Param("eval", str, judges[0].id, "the evaluation model (never the target)",
+                                 choices=tuple(jl)), container=ec[0], label="Evaluation model",
+                           format_func=lambda i: jl[i])
+else:
+    eval_id, blocked = None, True
+    tarch = target.config["model"]["arch"]
+    earch = "vgg11" if tarch != "vgg11" else "resnet18"
+    ec[0].warning(f"No evaluation model can judge this target: it must be another architecture trained on the same "
+                  f"split. Train a {earch} evaluation model (a job):", icon=":material/warning:")
+    if ec[1].button(f"Train {earch} evaluation model", key=f"{PAGE}:train_eval", icon=":material/play_arrow:"):
+        tcfg = target.config["train"]
+        ui.submit_job("train", {"role": "eval", "train": {"arch": earch, "epochs": tcfg["epochs"], "lr": 1e-3,
+                                                          "batch_size": tcfg["batch_size"], "seed": tcfg["seed"]},
+                                "data": target.config["data"], "name": f"eval {earch}"},
+                      label=f"train eval {earch}", page=PAGE, box=box)
+
+# --- budget and parameters -----------------------------------------------------------------------------
+st.subheader("Budget")
+preset = knobs.widget(Param("preset", str, "classroom", "fills the attack's defaults: classroom = a laptop CPU in "
+                            "under a minute; paper = the papers' iterations; gpu = paper + torch.compile",
+                            choices=tuple(PRESETS)), label="Preset")
+defaults = apply_preset(preset, attack, {})
+params_decl = [dataclasses.replace(p, default=defaults.get(p.name, p.default)) for p in entry.params]
+main = [p for p in params_decl if p.name not in ADVANCED]
+adv = [p for p in params_decl if p.name in ADVANCED]
+n_classes = target.config["model"]["num_classes"]
+values = knobs.widgets(main, prefix=f"{attack}.", columns=4)
+with st.expander("Device and speed", icon=":material/speed:"):
+    values.update(knobs.widgets(adv, prefix=f"{attack}.", columns=4))
+ids = values.get("identities") or list(range(n_classes))
+restarts = values.get("restarts", 1)
+st.caption(f"{len(ids)} identit{'y' if len(ids) == 1 else 'ies'} x {restarts} restarts = {len(ids) * restarts} "
+           f"reconstructions, {values.get('iterations', '?')} iterations each, all optimised in one batch. "
+           f"Chance level: {1 / n_classes:.0%} top-1.")
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def estimate(attack: str, target: str, prior: str | None, params_json: str, ws_path: str) -> float:
+    return estimate_seconds(attack, target, prior, params=json.loads(params_json), workspace=ui.workspace())
+
+
+def resolve_prior() -> str | None:
+    if prior_id and prior_id.startswith("shipped:"):
+        return import_prior(prior_id[8:], ws).id
+    return prior_id
+
+
+b = st.columns([1, 1, 4])
+est = b[0].button("Estimate run time", key=f"{PAGE}:estimate", icon=":material/timer:", disabled=blocked)
+go = b[1].button("Launch attack", key=f"{PAGE}:launch", type="primary", icon=":material/play_arrow:",
+                 disabled=blocked, help="fix the settings marked above first" if blocked else "queue the attack")
+if est:
+    try:
+        with st.spinner("timing a few steps on the real batch"):
+            s = estimate(attack, target.id, resolve_prior(), json.dumps(values, sort_keys=True), str(ws.path))
+        b[2].info(f"Estimated optimisation time: **{s:.0f} s** (plus loading and evaluation, a few seconds).",
+                  icon=":material/timer:")
+    except Exception as e:
+        ui.error(e, box=b[2])
+if go:
+    try:
+        pid = resolve_prior()
+    except Exception as e:
+        ui.error(e, box=box)
+    else:
+        ui.submit_job("attack", {"attack": attack, "target_run": target.id, "prior_run": pid, "eval_run": eval_id,
+                                 "params": values, "name": f"{attack} on {target.name or target.id}"},
+                      label=f"{attack} attack", page=PAGE, box=box)
+
+
+# --- the job: live view and result -----------------------------------------------------------------------
+def live(rec):
+    if rec.kind == "attack":
+        events = [e for e in ui.job_manager().events(rec.id) if e.get("phase") == "attack"]
+        left, right = st.columns([3, 2])
+        prev = rec.dir / "preview.png"
+        with left:
+            if prev.exists():
+                try:
+                    meta = json.loads((rec.dir / "preview.json").read_text())
+                    cap = f"current reconstructions, iteration {meta['iteration']}/{meta['iterations']}"
+                except (OSError, ValueError, KeyError):
+                    cap = "current reconstructions"
+                st.image(ui.png_crisp(prev.read_bytes(), 640), caption=cap, width="stretch")
+        with right:
+            if events:
+                ui.attack_curves(events)
+    elif rec.kind in ("train", "prior"):
+        ev = [e for e in ui.job_manager().events(rec.id) if "loss" in e or "g_loss" in e]
+        if ev:
+            st.caption(ui.progress_text(ev[-1]))
+
+
+def done(rec):
+    if rec.status != "done" or not rec.run_id:
+        return
+    try:
+        run = ws.get(rec.run_id)
+    except Exception:
+        st.warning(f"The run {rec.run_id} made by this job was deleted.")
+        return
+    if run.kind != "attack":
+        st.success(f"{run.kind} run {run.id} is ready: it is now selectable above.", icon=":material/check:")
+        return
+    m = run.metrics
+    ui.metric_row([
+        {"label": "Attack accuracy top-1", "value": m.get("attack_acc_top1"), "help": "95% identity bootstrap"},
+        {"label": "Attack accuracy top-5", "value": m.get("attack_acc_top5")},
+        {"label": "Target likelihood p_T", "value": m.get("target_likelihood"), "pct": False},
+        {"label": "Time", "value": f"{m.get('attack_seconds', 0):.0f} s + {m.get('evaluate_seconds', 0):.0f} s eval",
+         "pct": False}])
+    png = run.file("reconstructions.png")
+    if png.exists():
+        st.image(ui.png_crisp(png, 900), caption="each row: a real private training face, then the "
+                 "reconstructions of that identity. " + ui.ORL_CREDIT, width="content")
+    st.page_link("pages/results.py", label="Open in Results (verdicts, histograms, attributions)",
+                 icon=":material/insights:", query_params={"run": run.id})
+
+
+job = ui.current_job(PAGE, kinds=("attack", "prior", "train"), box=box)
+if job is not None:
+    st.subheader("Job")
+    ui.job_panel(PAGE, job, live=live, done=done)
+knobs.finish(keep=("job",))
