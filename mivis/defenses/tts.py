@@ -29,9 +29,12 @@ class TwoStage(Defense):
                              f"layer widths or there are none); choose one of: {archs_of(FAMILIES)}")
 
     def check_training(self, train_cfg: dict, model: nn.Module) -> None:
-        if self.p["switch_epoch"] >= train_cfg["epochs"]:
+        n = train_cfg["epochs"]
+        if n < 2:
+            raise ParamError("tts needs at least 2 epochs (one before and one after the switch); allowed epochs: 2 or more")
+        if self.p["switch_epoch"] >= n:
             raise ParamError(f"tts switch_epoch: {self.p['switch_epoch']} leaves no epoch after the switch; "
-                             f"allowed: 1 to {train_cfg['epochs'] - 1} for {train_cfg['epochs']} epochs")
+                             f"allowed: 1 to {n - 1} for {n} epochs")
 
     def _mode(self) -> str:
         return self.model_cfg.get("defenses", {}).get("skips", {}).get("mode", "both")
