@@ -522,10 +522,10 @@ def face_pairs(pairs: list[dict], per_row: int = 10, size: int = 96) -> None:
                     img = crisp(src, size) if hasattr(src, "shape") else png_crisp(src, size)
                     st.image(img, width="content", caption=None)
                 verdict = pr.get("correct")
-                mark = "✅" if verdict else ("❌" if verdict is not None else "")
+                mark = "right" if verdict else ("wrong" if verdict is not None else "")
                 lk = pr.get("likelihood")
                 pred = f" → {pr['predicted']}" if pr.get("predicted") is not None and not verdict else ""
-                st.caption(f"{mark} **{pr.get('identity', '')}**{pred}" + (f"  \np_T={lk:.2f}" if lk is not None else ""))
+                st.caption(f"**{pr.get('identity', '')}** {mark}{pred}" + (f"  \np_T={lk:.2f}" if lk is not None else ""))
 
 
 def likelihood_histogram(groups: list[dict], *, split: bool = True, bins: int = 20, key: str | None = None) -> None:
@@ -573,7 +573,14 @@ def metric_row(items: list[dict]) -> None:
     """items: [{"label", "value" (metric dict or number), "pct" (bool), "help"}]."""
     cols = st.columns(max(1, len(items)))
     for col, it in zip(cols, items):
-        col.metric(it["label"], metric_text(it["value"], it.get("pct", True)), help=it.get("help"))
+        v, pct = it["value"], it.get("pct", True)
+        if isinstance(v, dict) and "value" in v:
+            col.metric(it["label"], metric_text({"value": v["value"]}, pct), help=it.get("help"))
+            if v.get("lo") is not None and v.get("hi") is not None:
+                f = (lambda x: f"{100 * x:.0f}%") if pct else (lambda x: f"{x:.3g}")
+                col.caption(f"95% CI [{f(v['lo'])}, {f(v['hi'])}] · n={v.get('n', '?')}")
+        else:
+            col.metric(it["label"], metric_text(v, pct), help=it.get("help"))
 
 
 def demo_result(folder: Path) -> bool:
@@ -595,7 +602,7 @@ def demo_result(folder: Path) -> bool:
     if spec.get("metrics"):
         metric_row(spec["metrics"])
     if spec.get("pairs"):
-        st.markdown("**Top: a real private face. Bottom: the attack's reconstruction.** ✅/❌ is the "
+        st.markdown("**Top: a real private face. Bottom: the attack's reconstruction.** right / wrong is the "
                     "evaluation model's verdict; p_T is the target's likelihood of the attacked identity.")
         pairs = [{**p, "real": folder / p["real"], "recon": folder / p["recon"]} for p in spec["pairs"]]
         face_pairs(pairs)

@@ -109,7 +109,7 @@ with tab_faces:
         pages = max(1, -(-len(ids) // per_page))
         pg = st.number_input("Identities page", 1, pages, 1, key=f"{PAGE}:facepage") if pages > 1 else 1
         st.caption("First image of each row: a real private training face. Then the reconstructions, each with the "
-                   "evaluation model's verdict (✅ correct identity / ❌ judged as someone else) and p_T, the "
+                   "evaluation model's verdict (right: the attacked identity / wrong: judged as someone else) and p_T, the "
                    "target's likelihood of the attacked identity." +
                    (f" {ui.ORL_CREDIT}." if fc["dataset"] == "orl" else ""))
         for c in ids[(pg - 1) * per_page: pg * per_page]:
@@ -118,7 +118,7 @@ with tab_faces:
             caps = [f"real: {names[c]}"]
             for i in idx:
                 r = rows[i]
-                mark = "✅" if r["eval_top1"] else f"❌ {names[r['eval_pred']]}"
+                mark = "right" if r["eval_top1"] else f"wrong: {names[r['eval_pred']]}"
                 caps.append(f"{mark} p_T={r['p_target']:.2f}")
             st.image(imgs, caption=caps, width=96)
 

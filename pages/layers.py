@@ -1,0 +1,162 @@
+"""Layers: Fisher information per layer (classification vs model inversion, and over attack iterations)
+and gradient flow per stage, for one target or two side by side."""
+import json
+
+import streamlit as st
+
+from mivis import ui
+
+ui.ensure_router()
+
+from mivis.analysis import LAYERS_PARAMS  # noqa: E402
+from mivis.params import Param  # noqa: E402
+
+PAGE = "layers"
+st.title("Layers")
+st.caption("Why a defense works. **Fisher information** of each layer's parameters: for classification (cross-entropy "
+           "on the private training images) and for model inversion (the attack's identity loss on its "
+           "reconstructions, differentiated w.r.t. the target's parameters). TL-DMI's argument: MI information sits "
+           "in the first layers, classification information in the last ones. **Gradient flow**: how much of the "
+           "attack's gradient reaches each stage, and the share carried by the skip path.")
+knobs = ui.Knobs(PAGE)
+ws = ui.workspace()
+box = st.container()
+
+targets = ws.list(kind="target", status="done")
+if not targets:
+    st.info("No trained target yet: train one on the **Architecture** page.", icon=":material/info:")
+    knobs.finish()
+    st.stop()
+by_id = {r.id: r for r in targets}
+analyses = [r for r in ws.list(kind="analysis", status="done") if r.config.get("type") == "layers"]
+
+
+def tlabel(i: str) -> str:
+    r = by_id[i]
+    m = r.config["model"]
+    return f"{r.name or m['arch']} · {', '.join(m.get('defenses') or {}) or 'no defense'} · {r.id[-6:]}"
+
+
+ids = tuple(by_id)
+c = st.columns(2)
+a_id = knobs.widget(Param("target", str, ids[0], "target to analyse", choices=ids), container=c[0],
+                    label="Target", format_func=tlabel)
+b_id = knobs.widget(Param("vs", str, "", "a second target, side by side", choices=("",) + ids, optional=True),
+                    container=c[1], label="Side by side with (optional)",
+                    format_func=lambda i: tlabel(i) if i else "none")
+
+
+def short(name: str) -> str:
+    return name.split("+")[0].removeprefix("body.")
+
+
+def latest(target_id: str):
+    rows = [r for r in analyses if r.config.get("target_run") == target_id]
+    with_mi = [r for r in rows if r.config.get("attack_run")]
+    return (with_mi or rows or [None])[0]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def layers_json(run_id: str, ws_path: str) -> dict:
+    return json.loads(ui.workspace().get(run_id).file("layers.json").read_text())
+
+
+def compute_box(target_id: str, key: str) -> None:
+    attacks = [r for r in ws.list(kind="attack", status="done") if r.config.get("target_run") == target_id]
+    opts = ("",) + tuple(r.id for r in attacks)
+    al = {r.id: f"{r.config['attack']['name']} · top-1 {ui.metric_text(r.metrics.get('attack_acc_top1'))} · "
+                f"{r.id[-6:]}" for r in attacks}
+    atk = st.selectbox("Attack run for the MI part", opts, key=f"{PAGE}:{key}:attack",
+                       format_func=lambda i: al.get(i, "none: classification FI only"))
+    if not attacks:
+        st.caption("No attack on this target yet: only classification Fisher information can be computed. "
+                   "Run an attack on the **Attack** page for the MI part and gradient flow.")
+    with st.expander("Analysis settings", icon=":material/tune:"):
+        prm = knobs.widgets(LAYERS_PARAMS, prefix=f"{key}.", columns=3)
+    if st.button("Compute Fisher information and gradient flow", key=f"{PAGE}:{key}:go",
+                 icon=":material/play_arrow:"):
+        ui.submit_job("layers", {"target_run": target_id, "attack_run": atk or None, "params": prm,
+                                 "name": f"layers of {by_id[target_id].name or target_id}"},
+                      label="layers analysis", page=PAGE, box=box)
+
+
+def show(target_id: str, key: str) -> None:
+    t = by_id[target_id]
+    st.markdown(f"#### {tlabel(target_id)}")
+    rec = latest(target_id)
+    if rec is None:
+        st.info("No layers analysis of this target yet.", icon=":material/info:")
+        compute_box(target_id, key)
+        return
+    d = layers_json(rec.id, str(ws.path))
+    names = [short(n) for n in d["layers"]]
+    series = {"classification": [r["normalised"] for r in d["classification"]]}
+    if d.get("mi_final"):
+        series[f"model inversion ({d.get('mi_loss', 'attack loss')})"] = [r["normalised"] for r in d["mi_final"]]
+    ui.fisher_bars(names, series, title="Fisher information per layer (normalised)", key=f"fi:{key}:{rec.id}")
+    mm = rec.metrics
+    txt = f"Share in the first half of the layers: classification {mm.get('fi_classification_first_half', 0):.0%}"
+    if "fi_mi_first_half" in mm:
+        txt += f", model inversion {mm['fi_mi_first_half']:.0%}"
+    st.caption(txt + f". Analysis run `{rec.id}` (attack `{rec.config.get('attack_run')}`).")
+    snaps = d.get("mi_snapshots") or []
+    if snaps:
+        import plotly.graph_objects as go
+        z = [[r["normalised"] for r in s["rows"]] for s in snaps]
+        fig = go.Figure(go.Heatmap(z=z, x=names, y=[f"it {s['iteration']}" for s in snaps], colorscale="Viridis",
+                                   colorbar=dict(title="share")))
+        fig.update_layout(title="MI Fisher information over attack iterations", xaxis_title="layer (input → output)")
+        ui.plot(fig, key=f"snap:{key}:{rec.id}", height=320)
+    flows = d.get("gradflow") or []
+    final = d.get("gradflow_final")
+    if final:
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+        st_names = [s["stage"] for s in final["stages"]]
+        fig = make_subplots(specs=[[{"secondary_y": True}]])
+        fig.add_trace(go.Bar(x=st_names, y=[s["grad_norm"] for s in final["stages"]],
+                             name="gradient norm at the stage input"))
+        fig.add_trace(go.Scatter(x=st_names, y=[s["skip_share"] for s in final["stages"]], mode="markers+lines",
+                                 name="skip-path share"), secondary_y=True)
+        fig.update_yaxes(title="‖∂L/∂x‖", secondary_y=False)
+        fig.update_yaxes(title="skip share", range=[0, 1], secondary_y=True)
+        fig.update_layout(title="Gradient flow of the attack's loss per stage (final reconstructions)",
+                          legend=dict(orientation="h", y=-0.3))
+        ui.plot(fig, key=f"flow:{key}:{rec.id}", height=320)
+        if any(s["skip_share"] is None for s in final["stages"]):
+            st.caption("No skip share where a stage has no skip path (removed, or none in this architecture).")
+    if flows:
+        import plotly.graph_objects as go
+        fig = go.Figure()
+        for j, s in enumerate(flows[0]["stages"]):
+            fig.add_trace(go.Scatter(x=[f["iteration"] for f in flows],
+                                     y=[f["stages"][j]["grad_norm"] for f in flows], name=s["stage"],
+                                     mode="lines+markers"))
+        fig.update_layout(title="Gradient norm per stage over attack iterations", xaxis_title="iteration",
+                          yaxis_type="log", legend=dict(orientation="h", y=-0.3))
+        ui.plot(fig, key=f"flowit:{key}:{rec.id}", height=300)
+    with st.expander("Recompute (e.g. with another attack run)", icon=":material/refresh:"):
+        compute_box(target_id, key)
+
+
+if b_id:
+    left, right = st.columns(2)
+    with left:
+        show(a_id, "a")
+    with right:
+        show(b_id, "b")
+else:
+    show(a_id, "a")
+
+
+def live(rec):
+    if rec.status == "running" and rec.progress:
+        st.caption(ui.progress_text(rec.progress) + (f" · {rec.progress.get('part')}" if rec.progress.get("part")
+                                                     else ""))
+
+
+job = ui.current_job(PAGE, kinds=("layers",), box=box)
+if job is not None:
+    st.subheader("Job")
+    ui.job_panel(PAGE, job, live=live)
+knobs.finish(keep=("job",))

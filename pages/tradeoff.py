@@ -1,0 +1,174 @@
+"""Trade-off: natural accuracy vs attack accuracy for every attacked target, coloured by defense, with the
+intervals, the Pareto front, Delta against an undefended reference, paired comparisons, and the RoLSS
+paper's table for reference. Click a point to open its run."""
+import streamlit as st
+
+from mivis import ui
+
+ui.ensure_router()
+
+from mivis.params import Param  # noqa: E402
+
+PAGE = "tradeoff"
+st.title("Privacy-utility trade-off")
+st.caption("Each point is one attack run on one target: natural accuracy of the target on held-out private images "
+           "(utility) against the attack's top-1 accuracy under the evaluation model (privacy loss), with the "
+           "95% identity-bootstrap interval. Better defenses sit **right and low**.")
+knobs = ui.Knobs(PAGE)
+ws = ui.workspace()
+
+# the RoLSS paper's headline table (Koh et al., ECCV 2024; PPA, FaceScrub 224 px, public FFHQ), from methods.md
+PAPER = [("ResNet-34", "none", 94.69, 90.78, None), ("ResNet-34", "BiDO", 91.66, 81.98, 2.90),
+         ("ResNet-34", "RoLSS", 91.38, 71.86, 5.72), ("ResNet-34", "SSF", 94.21, 79.79, 22.90),
+         ("ResNet-34", "TTS", 94.40, 81.65, 31.48), ("ResNet-50", "none", 94.58, 82.76, None),
+         ("ResNet-50", "BiDO", 91.12, 58.41, 7.04), ("ResNet-50", "RoLSS", 92.89, 68.44, 8.47),
+         ("ResNet-50", "SSF", 93.05, 74.79, 6.87), ("ResNet-50", "TTS", 93.56, 77.21, 5.44),
+         ("ResNet-101", "none", 94.86, 83.00, None), ("ResNet-101", "BiDO", 90.31, 67.07, 3.50),
+         ("ResNet-101", "RoLSS", 92.40, 58.68, 9.89), ("ResNet-101", "SSF", 93.79, 71.06, 11.16),
+         ("ResNet-101", "TTS", 94.16, 77.26, 8.20), ("ResNet-152", "none", 95.43, 86.51, None),
+         ("ResNet-152", "BiDO", 91.80, 58.14, 7.82), ("ResNet-152", "RoLSS", 93.00, 64.98, 8.86),
+         ("ResNet-152", "SSF", 93.79, 70.71, 9.63), ("ResNet-152", "TTS", 93.97, 73.59, 8.85),
+         ("DenseNet-121", "none", 94.67, 78.09, None), ("DenseNet-121", "RoLSS", 86.86, 24.48, 6.86),
+         ("DenseNet-121", "SSF", 91.73, 56.32, 7.35)]
+
+
+def defense_label(model_cfg: dict) -> str:
+    d = model_cfg.get("defenses") or {}
+    parts = []
+    for name, p in d.items():
+        if name == "skips" and isinstance(p, dict) and p.get("scales"):
+            s = p["scales"]
+            parts.append("RoLSS" if all(v in (0.0, 1.0) for v in s) and s.count(0.0) == 1 and s[-1] == 0.0
+                         else "SSF" if any(0 < v < 1 for v in s) else "skips " + ",".join(f"{v:g}" for v in s))
+        else:
+            parts.append(name)
+    return " + ".join(parts) or "none"
+
+
+points = []
+for r in ws.list(kind="attack", status="done"):
+    tid = r.config.get("target_run")
+    if not tid or not ws.exists(tid):
+        continue
+    t = ws.get(tid)
+    top1 = r.metrics.get("attack_acc_top1")
+    if t.metrics.get("natural_acc") is None or not isinstance(top1, dict) or top1.get("value") is None:
+        continue
+    points.append({"run": r.id, "target": t.id, "arch": t.config["model"]["arch"], "attack": r.config["attack"]["name"],
+                   "judge": r.config.get("eval_run"), "defense": defense_label(t.config["model"]),
+                   "acc": t.metrics["natural_acc"], "att": top1["value"], "lo": top1.get("lo"), "hi": top1.get("hi"),
+                   "identities": tuple(sorted(r.config["attack"]["params"].get("identities") or [])),
+                   "name": t.name or t.config["model"]["arch"]})
+
+left, right = st.columns([3, 2])
+with right:
+    st.markdown("**Reference: the RoLSS paper** (PPA attack, FaceScrub 224 px; Acc / AttAcc in %, "
+                "Delta = AttAcc drop / Acc drop vs no defense, higher is better)")
+    st.dataframe([{"arch": a, "defense": d, "Acc": acc, "AttAcc": att, "Delta": dl}
+                  for a, d, acc, att, dl in PAPER], hide_index=True, height=420)
+    st.caption("Also reported: BiDO + RoLSS on ResNet-101 reaches AttAcc 41.44 (BiDO alone 67.07). "
+               "Koh et al., ECCV 2024, arXiv 2409.01696.")
+
+with left:
+    if not points:
+        st.info("No finished attack on a target that still exists. Train targets with and without defenses "
+                "(Architecture), attack each (Attack), and they appear here.", icon=":material/info:")
+        knobs.finish()
+        st.stop()
+    kinds = sorted({p["attack"] for p in points})
+    common = max(kinds, key=lambda k: sum(p["attack"] == k for p in points))
+    atk = knobs.widget(Param("attack", str, common, "only runs of one attack are comparable", choices=tuple(kinds)),
+                       label="Attack")
+    pts = [p for p in points if p["attack"] == atk]
+
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    defenses = sorted({p["defense"] for p in pts}, key=lambda d: (d != "none", d))
+    for i, d in enumerate(defenses):
+        g = [p for p in pts if p["defense"] == d]
+        fig.add_trace(go.Scatter(
+            x=[100 * p["acc"] for p in g], y=[100 * p["att"] for p in g], mode="markers", name=d,
+            marker=dict(size=12, color=palette[i % len(palette)], line=dict(width=1, color="white")),
+            error_y=dict(type="data", symmetric=False,
+                         array=[100 * (p["hi"] - p["att"]) if p["hi"] is not None else 0 for p in g],
+                         arrayminus=[100 * (p["att"] - p["lo"]) if p["lo"] is not None else 0 for p in g]),
+            customdata=[p["run"] for p in g],
+            text=[f"{p['name']} ({p['arch']})<br>{p['defense']}<br>run {p['run']}" for p in g],
+            hovertemplate="%{text}<br>natural acc %{x:.1f}%<br>attack acc %{y:.1f}%<extra></extra>"))
+    # Pareto front: no other point has higher natural accuracy AND lower attack accuracy
+    front = sorted([p for p in pts if not any(q["acc"] >= p["acc"] and q["att"] <= p["att"] and
+                                              (q["acc"] > p["acc"] or q["att"] < p["att"]) for q in pts)],
+                   key=lambda p: p["acc"])
+    if len(front) > 1:
+        fig.add_trace(go.Scatter(x=[100 * p["acc"] for p in front], y=[100 * p["att"] for p in front],
+                                 mode="lines", name="Pareto front", line=dict(dash="dot", color="#555"),
+                                 hoverinfo="skip"))
+    fig.update_layout(title=f"{atk}: natural accuracy vs attack accuracy", xaxis_title="natural accuracy (%)",
+                      yaxis_title="attack accuracy top-1 (%)", legend=dict(orientation="h", y=-0.2),
+                      clickmode="event+select")
+    event = ui.plot(fig, key=f"{PAGE}:plane", on_select="rerun", height=480)
+    st.caption("Click a point to open its run in Results. Error bars: 95% bootstrap over identities. "
+               f"Pareto front: {len(front)} of {len(pts)} runs.")
+    sel = (event or {}).get("selection", {}).get("points", []) if hasattr(event, "get") else []
+    if sel:
+        rid = sel[0].get("customdata")
+        if isinstance(rid, list):
+            rid = rid[0]
+        if rid:
+            st.switch_page("pages/results.py", query_params={"run": rid})
+
+    # --- Delta against an undefended reference -----------------------------------------------------------
+    st.subheader("Delta against an undefended reference")
+    refs = [p for p in pts if p["defense"] == "none"]
+    lab = {p["run"]: f"{p['name']} · {p['defense']} · {ui.metric_text(p['acc'])} / "
+                     f"{100 * p['att']:.0f}% · {p['run'][-6:]}" for p in pts}
+    if not refs:
+        st.info("No attack on an undefended target yet: Delta needs one as the reference.", icon=":material/info:")
+    else:
+        ref = knobs.widget(Param("ref", str, refs[0]["run"], "the undefended reference attack run",
+                                 choices=tuple(p["run"] for p in refs)), label="Reference (no defense)",
+                           format_func=lambda i: lab[i])
+        from mivis.evaluation import delta
+        rows = []
+        for p in pts:
+            if p["run"] == ref or p["defense"] == "none":
+                continue
+            try:
+                d = delta(ws, p["run"], ref)
+            except Exception as e:
+                rows.append({"run": lab[p["run"]], "Delta": f"- ({ui.one_line(e)})"})
+                continue
+            val = "undefined (no accuracy drop)" if d.get("value") is None else \
+                f"{d['value']:.2f} [{d['lo']:.2f}, {d['hi']:.2f}]"
+            rows.append({"run": lab[p["run"]], "Acc drop (pp)": None if d.get("acc_drop") is None
+                         else round(100 * d["acc_drop"], 1), "AttAcc drop (pp)": round(100 * d["attack_acc_drop"], 1),
+                         "Delta": val})
+        if rows:
+            st.dataframe(rows, hide_index=True, width="stretch")
+        else:
+            st.caption("No defended target has been attacked with this attack yet.")
+
+    # --- pairwise comparison ------------------------------------------------------------------------------
+    st.subheader("Is the difference resolved?")
+    ids = tuple(p["run"] for p in pts)
+    if len(ids) < 2:
+        st.caption("Two attack runs are needed for a comparison.")
+    else:
+        cc = st.columns(2)
+        a = knobs.widget(Param("a", str, ids[0], "first run", choices=ids), container=cc[0], label="Run A",
+                         format_func=lambda i: lab[i])
+        rest = tuple(i for i in ids if i != a)
+        b = knobs.widget(Param("b", str, rest[0], "second run", choices=rest), container=cc[1], label="Run B",
+                         format_func=lambda i: lab[i])
+        from mivis.evaluation import compare_runs
+        try:
+            d = compare_runs(ws, a, b)
+            word = "**resolved**" if d["resolved"] else "**not resolved**: the interval contains 0"
+            st.markdown(f"A − B in top-1 attack accuracy: **{100 * d['value']:+.1f} pp** "
+                        f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] over {d['n']} paired identities: {word}." +
+                        ("" if d.get("same_starting_latents") else " (Different seeds/restarts: the starting latents "
+                                                                    "differ, so the pairing is by identity only.)"))
+        except Exception as e:
+            st.info(f"Not comparable: {ui.one_line(e)}", icon=":material/info:")
+knobs.finish()
