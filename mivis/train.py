@@ -246,6 +246,18 @@ def load_init_weights(model: Classifier, ws: Workspace, init: RunRecord) -> None
     model.load_state_dict(take, strict=False)
 
 
+def _run_config(role: str, cfg: dict, split: FaceSplit, mcfg: dict) -> dict:
+    return {"role": role, "train": cfg, "data": split.config, "model": mcfg}
+
+
+def training_config(role: str, train_cfg: dict | None = None, data_cfg: dict | None = None,
+                    arch_params: dict | None = None, defenses: dict | None = None,
+                    workspace: Workspace | None = None) -> dict:
+    """The config `train_run` would record for these settings (for finding a run to reuse)."""
+    cfg, split, _, _, mcfg, _, _, _ = prepare_training(role, train_cfg, data_cfg, arch_params, defenses, workspace)
+    return _run_config(role, cfg, split, mcfg)
+
+
 def train_run(role: str, train_cfg: dict | None = None, data_cfg: dict | None = None, *,
               arch_params: dict | None = None, defenses: dict | None = None,
               workspace: Workspace | None = None, reporter: Reporter = NULL, name: str = "") -> RunRecord:
@@ -254,7 +266,7 @@ def train_run(role: str, train_cfg: dict | None = None, data_cfg: dict | None = 
         role, train_cfg, data_cfg, arch_params, defenses, ws)
     if init is not None:
         load_init_weights(model, ws, init)
-    config = {"role": role, "train": cfg, "data": split.config, "model": mcfg}
+    config = _run_config(role, cfg, split, mcfg)
     run = ws.create(role, config, parents=[init.id] if init else [], seed=cfg["seed"],
                     data_fingerprint=split.fingerprint, name=name or f"{role} {cfg['arch']}")
     run.write_json("split.json", split.record())

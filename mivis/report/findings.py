@@ -1,0 +1,234 @@
+"""The study report (docs/findings.md + SVG figures), generated from sweep summaries in a workspace.
+
+Trials are grouped by (image size, architecture, attack, defense, init); seeds are pooled.
+Every attack metric carries a 95% identity-bootstrap interval; every defended configuration is
+compared with the undefended one of the same architecture and attack, paired by seed and
+identity, and the comparison is called an effect only when its interval excludes 0.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ..evaluation.bootstrap import bootstrap_mean, paired_difference
+from ..runs import Workspace
+from ..sweep import load_summary
+from . import svg
+from .paper import PAPER_TABLE
+
+N_BOOT = 2000
+
+
+def _rows(ws: Workspace, attack_run: str) -> list[dict]:
+    return json.loads(ws.get(attack_run).file("evaluation.json").read_text())["per_reconstruction"]
+
+
+def _pool(ws, runs: list[str], field: str):
+    vals, groups = [], []
+    for r in runs:
+        for row in _rows(ws, r):
+            vals.append(float(row[field]))
+            groups.append(row["identity"])
+    return np.asarray(vals), np.asarray(groups)
+
+
+def _t95(n: int) -> float:
+    table = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+    return table.get(n, 2.0)
+
+
+def collect(ws: Workspace, sweeps: list[str]) -> dict:
+    groups: dict[tuple, dict] = defaultdict(lambda: {"seeds": {}})
+    for name in sweeps:
+        for t in load_summary(ws, name)["trials"]:
+            if not t["complete"]:
+                continue
+            key = (t["image_size"], t["arch"], t["attack"], t["defense"], t.get("init") or "")
+            groups[key]["seeds"][t["seed"]] = t["runs"]
+    return groups
+
+
+def summarise(ws: Workspace, groups: dict) -> list[dict]:
+    out = []
+    for key, g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3] != "none", kv[0][3])):
+        size, arch, attack, defense, init = key
+        seeds = sorted(g["seeds"])
+        attacks = [g["seeds"][s]["attack"] for s in seeds]
+        accs = [ws.get(g["seeds"][s]["target"]).metrics["natural_acc"] for s in seeds]
+        row = {"image_size": size, "arch": arch, "attack": attack, "defense": defense, "init": init,
+               "seeds": seeds, "natural_acc": float(np.mean(accs)), "natural_acc_seeds": accs,
+               "trainable_params": ws.get(g["seeds"][seeds[0]]["target"]).metrics.get("trainable_params")}
+        for metric, field in (("top1", "eval_top1"), ("top5", "eval_top5"), ("knn", "knn_dist"),
+                              ("p_target", "p_target")):
+            v, grp = _pool(ws, attacks, field)
+            row[metric] = bootstrap_mean(v, grp, N_BOOT, 0)
+        ref = groups.get((size, arch, attack, "none", ""))
+        if defense != "none" or init:
+            row["vs_none"] = _paired(ws, g, ref) if ref else None
+        out.append(row)
+    return out
+
+
+def _paired(ws, g: dict, ref: dict) -> dict | None:
+    common = sorted(set(g["seeds"]) & set(ref["seeds"]))
+    if not common:
+        return None
+    a = [g["seeds"][s]["attack"] for s in common]
+    b = [ref["seeds"][s]["attack"] for s in common]
+    va, ga = _pool(ws, a, "eval_top1")
+    vb, gb = _pool(ws, b, "eval_top1")
+    d = paired_difference(vb, gb, va, ga, N_BOOT, 0)  # reference - defended: positive = less leakage
+    per_seed = [float(_pool(ws, [bs], "eval_top1")[0].mean() - _pool(ws, [as_], "eval_top1")[0].mean())
+                for as_, bs in zip(a, b)]
+    acc_a = [ws.get(g["seeds"][s]["target"]).metrics["natural_acc"] for s in common]
+    acc_b = [ws.get(ref["seeds"][s]["target"]).metrics["natural_acc"] for s in common]
+    n = len(per_seed)
+    m = float(np.mean(per_seed))
+    half = _t95(n - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(n) if n > 1 else float("nan")
+    acc_drop = float(np.mean(acc_b) - np.mean(acc_a))
+    return {"seeds": common, "drop": d, "per_seed": per_seed, "seed_interval": [m - half, m + half],
+            "acc_drop": acc_drop, "delta": (d["value"] / acc_drop) if acc_drop > 1e-9 else None}
+
+
+def _pct(m: dict | None) -> str:
+    if not m or m.get("value") is None:
+        return "-"
+    return f"{100 * m['value']:.1f} [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
+
+
+def _verdict(c: dict | None) -> str:
+    if not c:
+        return "-"
+    d = c["drop"]
+    word = "resolved" if d["resolved"] else "not resolved"
+    return f"{100 * d['value']:+.1f} pp [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] {word}"
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| size | arch | attack | defense | seeds | natural acc % | attack acc top-1 % [95% CI] | top-5 % | "
+            "KNN dist | AttAcc drop vs none (paired) | seed-level interval | Delta |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        c = r.get("vs_none")
+        seed_iv = "-" if not c or any(map(math.isnan, c["seed_interval"])) else \
+            f"[{100 * c['seed_interval'][0]:+.1f}, {100 * c['seed_interval'][1]:+.1f}]"
+        delta = "-" if not c or c["delta"] is None else f"{c['delta']:.2f}"
+        knn = r["knn"]["value"]
+        lines.append(f"| {r['image_size']} | {r['arch']} | {r['attack']} | {r['defense']}"
+                     f"{' (public init)' if r['init'] else ''} | {len(r['seeds'])} | {100 * r['natural_acc']:.1f} | "
+                     f"{_pct(r['top1'])} | {_pct(r['top5'])} | {knn:.1f} | {_verdict(c)} | {seed_iv} | {delta} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def paper_table() -> str:
+    head = "| Arch | Defense | Acc | AttAcc | Delta |\n|---|---|---|---|---|\n"
+    return head + "\n".join(f"| {a} | {d} | {acc} | {att} | {dl} |" for a, d, acc, att, dl in PAPER_TABLE) + "\n"
+
+
+def figures(ws: Workspace, groups: dict, rows: list[dict], fig_dir: Path) -> list[tuple[str, str]]:
+    from ..evaluation.metrics import histogram
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["image_size"], r["arch"], r["attack"])].append(r)
+    for (size, arch, attack), rs in by.items():
+        name = f"attack_acc_{arch}_{attack}_{size}px.svg"
+        (fig_dir / name).write_text(svg.bars(
+            [r["defense"] + (" (pub)" if r["init"] else "") for r in rs], [r["top1"]["value"] for r in rs],
+            [r["top1"]["lo"] for r in rs], [r["top1"]["hi"] for r in rs],
+            title=f"{attack} on {arch} ({size} px): top-1 attack accuracy, 95% CI", ylabel="attack accuracy",
+            ymax=1.0))
+        made.append((name, f"Top-1 attack accuracy per defense, {arch}, {attack}, {size} px"))
+        full = groups.get((size, arch, attack, "none", ""))
+        cut = [k for k in groups if k[:3] == (size, arch, attack) and k[3].startswith("skips[") and
+               k[3].endswith(",0]") and not k[4]]
+        if full and cut:
+            series = []
+            for label, g in (("full", full), (cut[0][3], groups[cut[0]])):
+                runs = [g["seeds"][s]["attack"] for s in sorted(g["seeds"])]
+                p, _ = _pool(ws, runs, "p_target")
+                c, _ = _pool(ws, runs, "eval_top1")
+                h = histogram(p, c.astype(bool))
+                series += [(f"{label}: judged correct", h["correct"]), (f"{label}: judged wrong", h["wrong"])]
+            name = f"likelihood_{arch}_{attack}_{size}px.svg"
+            (fig_dir / name).write_text(svg.histograms(h["edges"], series, title=f"p_T(y|x*) by evaluation verdict, "
+                                                       f"{arch} {attack} {size} px", xlabel="target likelihood",
+                                                       density=False))
+            made.append((name, f"Target-likelihood histograms, full vs {cut[0][3]} ({arch}, {attack}, {size} px)"))
+    return made
+
+
+def fisher_section(ws: Workspace, groups: dict, fig_dir: Path) -> tuple[str, list[tuple[str, str]]]:
+    text, made = [], []
+    for key, g in sorted(groups.items()):
+        size, arch, attack, defense, init = key
+        layer_runs = [g["seeds"][s].get("layers") for s in sorted(g["seeds"]) if g["seeds"][s].get("layers")]
+        if not layer_runs or defense != "none" or init:
+            continue
+        data = [json.loads(ws.get(r).file("layers.json").read_text()) for r in layer_runs]
+        cls = np.mean([[r["normalised"] for r in d["classification"]] for d in data], axis=0)
+        mi = np.mean([[r["normalised"] for r in d["mi_final"]] for d in data], axis=0)
+        half = len(cls) // 2
+        text.append(f"- {arch} ({size} px, {attack}, {len(data)} seed(s), {len(cls)} layer groups): "
+                    f"classification FI in the first half of the layers {100 * cls[:half].sum():.1f}%, "
+                    f"MI FI {100 * mi[:half].sum():.1f}%; last layer group: classification "
+                    f"{100 * cls[-1]:.1f}%, MI {100 * mi[-1]:.1f}%.")
+        name = f"fisher_{arch}_{attack}_{size}px.svg"
+        (fig_dir / name).write_text(svg.lines(data[0]["layers"], [("classification FI", list(cls)),
+                                                                   ("MI FI (attack loss)", list(mi))],
+                                              title=f"Normalised Fisher information per layer, {arch}",
+                                              ylabel="share of FI", log=True))
+        made.append((name, f"Fisher information per layer, classification vs MI ({arch}, {size} px)"))
+    return "\n".join(text), made
+
+
+def _compute_seconds(ws: Workspace, sweeps: list[str]) -> float:
+    """Wall time of every run the sweeps used (created -> finished), each counted once."""
+    ids = {r for s in sweeps for t in load_summary(ws, s)["trials"] for r in t["runs"].values() if r}
+    total = 0.0
+    for rid in ids:
+        rec = ws.get(rid)
+        if rec.finished:
+            total += rec.finished - rec.created
+    return total
+
+
+def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What mivis finds on the embedded ORL data",
+                 notes: str = "") -> Path:
+    groups = collect(ws, sweeps)
+    rows = summarise(ws, groups)
+    fig_dir = out.parent / "figures"
+    figs = figures(ws, groups, rows, fig_dir)
+    fisher_text, fisher_figs = fisher_section(ws, groups, fig_dir)
+    runtime = _compute_seconds(ws, sweeps)
+    resolved = [r for r in rows if r.get("vs_none") and r["vs_none"]["drop"]["resolved"]]
+    md = [f"# {title}", "", "Generated by `python -m mivis report` from the sweeps "
+          f"{', '.join(f'`{s}`' for s in sweeps)}; every number below comes from stored runs.", "",
+          notes, "",
+          "Attack accuracy is the fraction of reconstructions the evaluation model (another architecture, "
+          "trained on the private images) classifies as the attacked identity, pooled over training seeds; "
+          "intervals are 95% bootstrap intervals over identities. The paired drop compares each defense with "
+          "the undefended model of the same architecture and attack on the same seeds, identities and starting "
+          "latents (positive = the defense leaks less); it is *resolved* only when its interval excludes 0. "
+          "The seed-level interval is a t-interval over the per-seed drops (training noise).", "",
+          f"Compute time of the runs behind this report (each counted once): {runtime / 60:.1f} min.", "", "## Results", "", table(rows), "",
+          "### Resolved effects", ""]
+    md += [f"- {r['arch']} {r['attack']} {r['image_size']} px, {r['defense']}: attack accuracy drop "
+           f"{_verdict(r['vs_none'])}, natural accuracy drop {100 * r['vs_none']['acc_drop']:+.1f} pp"
+           for r in resolved] or ["- none: no defense's attack-accuracy drop has an interval that excludes 0 "
+                                  "at this size. The explorer reports these differences as not resolved."]
+    md += ["", "## Figures", ""] + [f"![{cap}](figures/{name})\n\n*{cap}*\n" for name, cap in figs + fisher_figs]
+    if fisher_text:
+        md += ["## Fisher information per layer", "", fisher_text, ""]
+    md += ["## The RoLSS paper's numbers (PPA, FaceScrub 224 px, for reference; not reproduced here)", "",
+           paper_table()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(md))
+    (out.parent / (out.stem + ".json")).write_text(json.dumps(rows, indent=1, default=str))
+    return out

@@ -1,0 +1,157 @@
+"""Sweep steps: each trial becomes a chain of steps (eval model, public model, target, prior,
+attack, analyses). A step's key hashes its spec, in which dependencies appear by their keys, so
+equal keys mean equal work; finished steps are reused (resume), also across grid files.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+
+from ..params import ParamError
+from ..progress import NULL, Reporter
+from ..runs import Workspace
+from .grid import defense_label
+
+TRAIN_ONLY_KEYS = ("defenses", "arch_params", "init")
+_STEPS_SCHEMA = """CREATE TABLE IF NOT EXISTS sweep_steps (
+    key TEXT PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL, created REAL NOT NULL)"""
+
+
+@dataclass
+class Step:
+    kind: str                      # train | prior | attack | layers
+    spec: dict                     # JSON-able; dependencies referenced by step key
+    deps: list[str] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps({"kind": self.kind, **self.spec}, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def trial_steps(trial: dict) -> tuple[list[Step], dict]:
+    """The steps of one trial and a summary {label fields, step keys by role}."""
+    data = trial.get("data", {})
+    target = copy.deepcopy(trial.get("target", {}))
+    steps: list[Step] = []
+
+    def add(step: Step) -> str:
+        steps.append(step)
+        return step.key
+
+    ev = add(Step("train", {"role": "eval", "train": trial.get("eval", {"arch": "vgg11", "lr": 1e-3}),
+                            "data": data}, label="evaluation model"))
+    init_key = None
+    if target.get("init") == "public":
+        pub = add(Step("train", {"role": "public", "train": trial.get("public", {"arch": target.get("arch", "resnet18")}),
+                                 "data": data}, label="public pre-training"))
+        init_key = pub
+    elif target.get("init"):
+        raise ParamError(f"target.init: {target['init']!r} is not allowed; use \"public\" or leave it out")
+    defenses = target.get("defenses", {})
+    tg = add(Step("train", {"role": "target", "train": {k: v for k, v in target.items() if k not in TRAIN_ONLY_KEYS},
+                            "defenses": defenses, "arch_params": target.get("arch_params", {}), "init": init_key,
+                            "data": data}, deps=[init_key] if init_key else [],
+                  label=f"target {target.get('arch', 'resnet18')} {defense_label(defenses)} seed {target.get('seed', 0)}"))
+    attack = copy.deepcopy(trial.get("attack", {"name": "gmi"}))
+    name = attack.pop("name", "gmi")
+    prior = trial.get("prior", {})
+    pr = None
+    if name != "whitebox":
+        if not prior:
+            raise ParamError(f"attack {name} needs a prior: set prior.shipped or prior.type in the grid")
+        if prior.get("shipped"):
+            pr = add(Step("prior", {"shipped": prior["shipped"]}, label=f"prior {prior['shipped']}"))
+        else:
+            ptype = prior.get("type", "gmi")
+            spec = {"type": ptype, "params": {k: v for k, v in prior.items() if k not in ("type", "preset")},
+                    "preset": prior.get("preset"), "data": data,
+                    "target": tg if ptype in ("kedmi", "plgmi") else None}
+            pr = add(Step("prior", spec, deps=[tg] if spec["target"] else [], label=f"prior {ptype}"))
+    at = add(Step("attack", {"name": name, "params": attack, "target": tg, "prior": pr, "eval": ev},
+                  deps=[d for d in (tg, pr, ev) if d], label=f"attack {name}"))
+    keys = {"eval": ev, "target": tg, "prior": pr, "attack": at, "public": init_key}
+    for analysis in trial.get("analyses", []):
+        if analysis != "layers":
+            raise ParamError(f"analyses: {analysis!r} is not one of: layers")
+        keys["layers"] = add(Step("layers", {"target": tg, "attack": at, "params": trial.get("layers", {})},
+                                  deps=[tg, at], label="layers analysis"))
+    info = {"arch": target.get("arch", "resnet18"), "defense": defense_label(defenses), "defenses": defenses,
+            "seed": target.get("seed", 0), "attack": name, "init": target.get("init"),
+            "image_size": data.get("image_size", 64), "keys": keys}
+    return steps, info
+
+
+class StepStore:
+    """Which step key produced which run (in the workspace database)."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        with ws._connect() as con:
+            con.execute(_STEPS_SCHEMA)
+
+    def finished(self, key: str) -> str | None:
+        with self.ws._connect() as con:
+            row = con.execute("SELECT run_id FROM sweep_steps WHERE key = ?", (key,)).fetchone()
+        if row and self.ws.exists(row["run_id"]) and self.ws.get(row["run_id"]).status == "done":
+            return row["run_id"]
+        return None
+
+    def record(self, key: str, run_id: str, kind: str) -> None:
+        with self.ws._connect() as con:
+            con.execute("INSERT OR REPLACE INTO sweep_steps (key, run_id, kind, created) VALUES (?,?,?,?)",
+                        (key, run_id, kind, time.time()))
+
+
+def _train_args(step: Step, runs: dict) -> dict:
+    s = step.spec
+    train = dict(s["train"])
+    if s.get("init"):
+        train["init_run"] = runs[s["init"]]
+    return {"role": s["role"], "train_cfg": train, "data_cfg": s["data"], "arch_params": s.get("arch_params") or None,
+            "defenses": s.get("defenses") or None}
+
+
+def find_existing(step: Step, ws: Workspace, runs: dict) -> str | None:
+    """A finished run with exactly this step's configuration, made by a sweep or by hand."""
+    found = StepStore(ws).finished(step.key)
+    if found or step.kind != "train":
+        return found
+    from ..train import training_config
+    a = _train_args(step, runs)
+    rec = ws.find(a["role"], training_config(a["role"], a["train_cfg"], a["data_cfg"], a["arch_params"],
+                                             a["defenses"], ws))
+    return rec.id if rec else None
+
+
+def execute(step: Step, ws: Workspace, runs: dict, reporter: Reporter = NULL) -> str:
+    """Run one step whose dependencies are in `runs` (key -> run id); returns the new run id."""
+    s = step.spec
+    if step.kind == "train":
+        from ..train import train_run
+        a = _train_args(step, runs)
+        rec = train_run(a["role"], a["train_cfg"], a["data_cfg"], arch_params=a["arch_params"],
+                        defenses=a["defenses"], workspace=ws, reporter=reporter, name=step.label)
+    elif step.kind == "prior":
+        from ..priors import import_prior, train_prior
+        if s.get("shipped"):
+            rec = import_prior(s["shipped"], ws)
+        else:
+            rec = train_prior(s["type"], s["params"], None if s["target"] else s["data"],
+                              target_run=runs[s["target"]] if s["target"] else None, preset=s["preset"],
+                              workspace=ws, reporter=reporter, name=step.label)
+    elif step.kind == "attack":
+        from ..attacks import attack_run
+        rec = attack_run(s["name"], runs[s["target"]], runs[s["prior"]] if s["prior"] else None,
+                         params=s["params"], eval_run=runs[s["eval"]], workspace=ws, reporter=reporter,
+                         name=step.label)
+    elif step.kind == "layers":
+        from ..analysis import layers_run
+        rec = layers_run(runs[s["target"]], runs[s["attack"]], s["params"], workspace=ws, reporter=reporter)
+    else:
+        raise ParamError(f"unknown step kind {step.kind!r}")
+    StepStore(ws).record(step.key, rec.id, step.kind)
+    return rec.id
