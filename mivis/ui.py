@@ -564,7 +564,7 @@ def fisher_bars(layers: list[str], series: dict[str, list[float]], *, title: str
     fig = go.Figure()
     for name, vals in series.items():
         fig.add_trace(go.Bar(x=layers, y=vals, name=name))
-    fig.update_layout(barmode="group", title=title, yaxis_title="share of Fisher information (F_l / Σ F)",
+    fig.update_layout(barmode="group", title=title, yaxis_title="share of FI (F_l / Σ F)",
                       xaxis_title="layer (input → output)", legend=dict(orientation="h", y=-0.35))
     plot(fig, key=key, height=360)
 

@@ -1,4 +1,7 @@
 """Home: what model inversion is, and a finished demo result at once (rendered from assets/demo/)."""
+import os
+from pathlib import Path
+
 import streamlit as st
 
 from mivis import ui
@@ -17,4 +20,4 @@ st.markdown(
     "(TL-DMI), and so does a low-rank head with moderated confidence (CALoR). Here you can change those "
     "knobs, train, attack, and see the result.")
 
-ui.demo_result(ui.ASSETS / "demo")
+ui.demo_result(Path(os.environ.get("MIVIS_DEMO") or ui.ASSETS / "demo"))

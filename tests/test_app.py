@@ -1,6 +1,7 @@
 """AppTest: every page renders; widgets drive the library; bad URL input gives a message in the page."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -161,3 +162,118 @@ def test_deleted_run_still_in_the_url(app, ws):
 def test_unknown_job_in_the_url(app):
     open_page(app, "architecture", job="job-nope", **TINY_URL)
     assert any("job-nope" in w.value for w in app.warning)
+
+
+# --- pages over a complete tiny workspace (two targets, judge, prior, attacks, layers) ----------------------
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    from ui_world import world_copy
+
+    from mivis import ui
+    w = world_copy(tmp_path / "world")
+    monkeypatch.setenv("MIVIS_WORKSPACE", str(w["path"]))
+    ui.shutdown_managers()
+    yield w
+    ui.shutdown_managers()
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(48 * 40) % 251).astype(np.uint8).reshape(48, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_attack_page_estimate_launch_and_result(world):
+    from ui_world import ATTACK
+    at = AppTest.from_file(APP, default_timeout=120)
+    url = {f"gmi.{k}": (",".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in ATTACK.items()}
+    open_page(at, "attack", target=world["full"], **url)
+    assert at.selectbox(key="attack:prior").value == world["prior"]
+    assert at.selectbox(key="attack:eval").value == world["eval"]
+    assert "3 identities x 2 restarts" in texts(at)
+    at.button(key="attack:estimate").click().run()
+    assert_clean(at)
+    assert any("Estimated optimisation time" in i.value for i in at.info)
+    at.button(key="attack:launch").click().run()
+    assert_clean(at)
+    poll(at, lambda a: any("finished" in s.value for s in a.success))
+    assert any(m.label == "Attack accuracy top-1" for m in at.metric)
+    assert len(at.get("image")) >= 1  # the reconstruction grid
+    assert len(world_runs(world, "attack")) == 3
+
+
+def world_runs(world, kind):
+    from mivis.runs import Workspace
+    return Workspace(world["path"]).list(kind=kind)
+
+
+def test_attack_page_without_judge_offers_to_train_one(world, monkeypatch):
+    from mivis.runs import Workspace
+    ws = Workspace(world["path"])
+    for r in ws.list(kind="attack"):
+        ws.delete(r.id)
+    ws.delete(world["eval"])
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "attack")
+    assert any("No evaluation model can judge" in w.value for w in at.warning)
+    assert at.button(key="attack:launch").disabled
+    assert any(b.key == "attack:train_eval" for b in at.button)
+
+
+def test_results_page_histograms_comparison_attribution_and_upload(world):
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "results", run=world["attack_full"])
+    assert any(m.label.startswith("Attack acc. top-1") for m in at.metric)
+    assert len(at.get("image")) >= 3  # one row of faces per attacked identity
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {t["type"] for t in spec["data"]} == {"histogram"}
+    at.multiselect(key="results:overlay").set_value([world["attack_rolss"]]).run()
+    assert_clean(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(spec["data"]) == 4  # two runs x correct / wrong
+    assert "resolved" in texts(at)  # "resolved" or "not resolved", with the paired interval
+    at.button(key="results:attr_go").click().run()
+    assert_clean(at)
+    assert "Attribution for the attacked identity" in texts(at)
+    # an upload that is not an image: a message, nothing else changes
+    at.file_uploader(key="results:upload").upload("notes.png", b"this is not an image", "image/png").run()
+    assert_clean(at)
+    assert any("not a readable image" in e.value for e in at.error)
+    at.file_uploader(key="results:upload").clear().upload("face.png", _png_bytes(), "image/png").run()
+    assert_clean(at)
+    assert not any("not a readable image" in e.value for e in at.error)
+    assert len(world_runs(world, "attack")) == 2  # saved runs intact
+
+
+def test_results_page_deleted_run_in_url(world):
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "results", run="attack-20200101-000000-dead00")
+    assert any("attack-20200101-000000-dead00" in w.value for w in at.warning)
+    assert at.selectbox(key="results:run").value in (world["attack_full"], world["attack_rolss"])
+
+
+def test_layers_page_one_and_two_targets(world):
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "layers", target=world["full"])
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["type"] == "bar" and len(spec["data"]) == 2  # classification and MI
+    assert "Share in the first half of the layers" in texts(at)
+    at.selectbox(key="layers:vs").set_value(world["rolss"]).run()
+    assert_clean(at)
+    assert "No layers analysis of this target yet" in texts(at)  # the RoLSS target: offered a job
+    assert any(b.key == "layers:b:go" for b in at.button)
+
+
+def test_tradeoff_page(world):
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "tradeoff")
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = {t["name"] for t in spec["data"]}
+    assert {"none", "RoLSS"} <= names
+    assert all("error_y" in t for t in spec["data"] if t.get("mode") == "markers")
+    assert "resolved" in texts(at)
+    assert len(at.dataframe) >= 2  # the paper's table and the Delta table
