@@ -48,6 +48,8 @@ class Defense:
 
     # --- training ---
     def on_epoch_start(self, epoch: int, model: nn.Module, trainer: Any) -> nn.Module:
+        """Return the model to train this epoch. A new model, or one whose parameters were edited
+        in place (TTS), makes the trainer re-place it and rebuild the optimiser (state kept)."""
         return model
 
     def task_loss(self, logits: torch.Tensor, y: torch.Tensor, *, epoch: int, trainer: Any) -> torch.Tensor | None:
