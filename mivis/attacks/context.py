@@ -84,3 +84,38 @@ def build_context(ws: Workspace, target: RunRecord, prior_rec: RunRecord | None,
 def frozen(module: torch.nn.Module) -> torch.nn.Module:
     module.eval().requires_grad_(False)
     return module
+
+
+def pick_prior(ws: Workspace, target: RunRecord, need: str) -> str:
+    """A prior that fits this target: a finished prior run in the workspace (newest first; for
+    kedmi/plgmi priors the ones made for this target), else a shipped prior from assets/priors/."""
+    from ..priors import import_prior, shipped_priors
+    want_conditional = need == "conditional"
+    fits = []
+    for rec in ws.list(kind="prior", status="done"):
+        try:
+            check_prior(ws, rec.id, target)
+        except ParamError:
+            continue
+        if bool(rec.config["net"]["conditional"]) != want_conditional:
+            continue
+        own = rec.config.get("target_run") in (None, target.id)
+        fits.append((not own, rec.id))
+    if fits:
+        return sorted(fits, key=lambda f: f[0])[0][1]
+    m = target.config["model"]
+    for name in shipped_priors():
+        import json
+        from ..priors.store import ASSETS
+        net = json.loads((ASSETS / name / "prior.json").read_text())["net"]
+        if (net["img_size"], net["channels"], bool(net["conditional"])) == (m["img_size"], m["in_chans"],
+                                                                          want_conditional):
+            rec = import_prior(ASSETS / name, ws)
+            try:
+                check_prior(ws, rec.id, target)
+                return rec.id
+            except ParamError:
+                continue
+    kind = "plgmi --target " + target.id if want_conditional else "gmi"
+    raise ParamError(f"no prior fits target {target.id} ({m['img_size']} px, {m['in_chans']} channel(s)); train one: "
+                     f"python -m mivis prior train --type {kind} --image-size {m['img_size']}")

@@ -108,3 +108,37 @@ def reconstruction_grid(res: InversionResult, target: RunRecord) -> bytes:
         rows += [real[0], *rec, *pad]
     size = res.x.shape[-1]
     return grid_png(torch.stack(rows), per + 1, scale=2 if size <= 32 else 1)
+
+
+def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, extra_judges: list[str] = (),
+               dlib: bool = False, n_boot: int = 2000) -> dict:
+    """Judge a finished attack run's stored reconstructions again (e.g. with another evaluation model).
+
+    The new evaluation replaces evaluation.json (the previous one is kept as evaluation-<judge run>.json)
+    and the run's metrics.
+    """
+    import json
+    from ..weights import load_tensors
+    rec = ws.get(attack_run_id)
+    if rec.kind != "attack" or rec.status != "done":
+        raise ParamError(f"run {attack_run_id} is a {rec.status} {rec.kind} run; a finished attack run is needed")
+    target = ws.get(rec.config["target_run"])
+    primary, make_judges = _judges(ws, target, eval_run or rec.config["eval_run"], list(extra_judges), "cpu")
+    if dlib:
+        from ..evaluation.dlib_judge import check_available
+        check_available()
+    t, _ = load_tensors(rec.file("reconstructions.safetensors"))
+    from ..evaluation import evaluate
+    split = load_split(target.config["data"])
+    extra = {}
+    if dlib:
+        from ..evaluation.dlib_judge import dlib_verdicts
+        extra["dlib"] = dlib_verdicts(t["x"].float(), t["y"], split)
+    ev = evaluate(t["x"].float(), t["y"], t["restart"], t["p_target"], t["target_pred"], make_judges(), split,
+                  n_boot, rec.config["attack"]["params"]["seed"], extra)
+    run = Run(ws, rec.id)
+    old = json.loads(rec.file("evaluation.json").read_text())
+    run.write_json(f"evaluation-{old['judge']['run']}.json", old)
+    run.write_json("evaluation.json", ev)
+    run.update_metrics({**ev["metrics"], "extra_judges": ev["extra_judges"]})
+    return ev
