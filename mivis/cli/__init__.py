@@ -16,7 +16,7 @@ from ..runs import RunError
 from ..weights import WeightsError
 
 COMMAND_MODULES = ["data", "train", "runs"]
-EXTRA_COMMAND_MODULES: list[str] = ["prior", "attack", "evaluate", "analyze"]  # later command groups (prior, attack, ...)
+EXTRA_COMMAND_MODULES: list[str] = ["prior", "attack", "evaluate", "analyze", "sweep", "report"]
 
 USER_ERRORS = (ParamError, DataError, RunError, WeightsError)
 
