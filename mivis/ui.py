@@ -164,8 +164,9 @@ class Knobs:
 
     def widget(self, p: Param, *, name: str | None = None, label: str | None = None, container=None,
                help: str | None = None, disabled: bool = False, format_func: Callable | None = None,
-               options: Iterable | None = None, slider: bool | None = None) -> Any:
-        """Render the widget for `p` (type, range and help from the declaration) and return its value."""
+               options: Iterable | None = None, slider: bool | None = None, sticky: bool = False) -> Any:
+        """Render the widget for `p` (type, range and help from the declaration) and return its value.
+        sticky: keep the value in the URL even when it equals the default (a run id must not drift)."""
         url_name = name or p.name
         k = self.key(url_name)
         self.names.add(url_name)
@@ -181,7 +182,7 @@ class Knobs:
                           format_func=format_func, slider=slider)
         value = _from_widget(p, raw, container)
         st.session_state["_keep:" + k] = st.session_state[k]
-        if value is not _INVALID and value != p.default and value is not None:
+        if value is not _INVALID and (sticky or value != p.default) and value is not None:
             st.query_params[url_name] = to_url(value)
         elif url_name in st.query_params and value is not _INVALID:
             del st.query_params[url_name]

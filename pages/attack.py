@@ -23,6 +23,7 @@ st.caption("Invert a trained target: search an image prior learned on **public**
 knobs = ui.Knobs(PAGE)
 ws = ui.workspace()
 box = st.container()
+job_box = st.container()  # the running or finished job shows here, above the settings
 
 targets = ws.list(kind="target", status="done")
 if not targets:
@@ -44,7 +45,7 @@ def describe_target(r) -> str:
 
 tp = Param("target", str, targets[0].id, "the trained classifier to attack", choices=tuple(by_id))
 cols = st.columns([3, 2])
-target_id = knobs.widget(tp, container=cols[0], label="Target run", format_func=lambda i: describe_target(by_id[i]))
+target_id = knobs.widget(tp, container=cols[0], label="Target run", sticky=True, format_func=lambda i: describe_target(by_id[i]))
 target = by_id[target_id]
 attack = knobs.widget(Param("attack", str, "gmi", "the attack", choices=tuple(ATTACKS.names())), container=cols[1],
                       label="Attack", format_func=lambda n: f"{n}: {ATTACKS.get(n).help.split(':')[0]}")
@@ -232,6 +233,7 @@ def done(rec):
 
 job = ui.current_job(PAGE, kinds=("attack", "prior", "train"), box=box)
 if job is not None:
-    st.subheader("Job")
-    ui.job_panel(PAGE, job, live=live, done=done)
+    with job_box:
+        ui.job_panel(PAGE, job, live=live, done=done)
+        st.divider()
 knobs.finish(keep=("job",))

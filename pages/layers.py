@@ -21,6 +21,7 @@ st.caption("Why a defense works. **Fisher information** of each layer's paramete
 knobs = ui.Knobs(PAGE)
 ws = ui.workspace()
 box = st.container()
+job_box = st.container()
 
 targets = ws.list(kind="target", status="done")
 if not targets:
@@ -40,7 +41,7 @@ def tlabel(i: str) -> str:
 ids = tuple(by_id)
 c = st.columns(2)
 a_id = knobs.widget(Param("target", str, ids[0], "target to analyse", choices=ids), container=c[0],
-                    label="Target", format_func=tlabel)
+                    label="Target", sticky=True, format_func=tlabel)
 b_id = knobs.widget(Param("vs", str, "", "a second target, side by side", choices=("",) + ids, optional=True),
                     container=c[1], label="Side by side with (optional)",
                     format_func=lambda i: tlabel(i) if i else "none")
@@ -157,6 +158,6 @@ def live(rec):
 
 job = ui.current_job(PAGE, kinds=("layers",), box=box)
 if job is not None:
-    st.subheader("Job")
-    ui.job_panel(PAGE, job, live=live)
+    with job_box:
+        ui.job_panel(PAGE, job, live=live)
 knobs.finish(keep=("job",))

@@ -37,7 +37,7 @@ def label(r) -> str:
 
 
 run_id = knobs.widget(Param("run", str, attacks[0].id, "the attack run to show", choices=tuple(by_id)),
-                      label="Attack run", format_func=lambda i: label(by_id[i]))
+                      label="Attack run", sticky=True, format_func=lambda i: label(by_id[i]))
 run = by_id[run_id]
 
 

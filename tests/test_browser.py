@@ -49,8 +49,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    ws = tmp_path_factory.mktemp("browser-ws")
+def world(tmp_path_factory):
+    from ui_world import world_copy
+    return world_copy(tmp_path_factory.mktemp("browser") / "ws")
+
+
+@pytest.fixture(scope="module")
+def server(world, tmp_path_factory):
+    ws = world["path"]
     port = _free_port()
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
     env = {**os.environ, "MIVIS_WORKSPACE": str(ws), "PYTHONUNBUFFERED": "1"}
@@ -169,3 +175,53 @@ def test_two_sessions_queue_cancel_and_reload(server, browser):
     shot(b, "04_queued_job_finished")
     ctx_a.close()
     ctx_b.close()
+
+
+def test_attack_live_then_results_with_histograms(server, browser, world):
+    from ui_world import ATTACK_URL
+    ctx, page = new_page(browser, height=1400)
+    url = ATTACK_URL.replace("gmi.iterations=8", "gmi.iterations=60")
+    page.goto(f"{server['url']}/attack?target={world['full']}&{url}")
+    idle(page)
+    expect(page.get_by_text("3 identities x 2 restarts")).to_be_visible()
+    page.get_by_role("button", name="Launch attack", exact=True).click()
+    expect(page.get_by_test_id("stProgress")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("current reconstructions, iteration")).to_be_visible(timeout=90_000)
+    expect(page.get_by_test_id("stPlotlyChart").locator(".main-svg").first).to_be_visible()
+    shot(page, "06_attack_running")
+    expect(page.get_by_text("finished in")).to_be_visible(timeout=300_000)
+    expect(page.get_by_text("Attack accuracy top-1")).to_be_visible()
+    shot(page, "07_attack_finished")
+    page.get_by_role("link", name="Open in Results").click()
+    expect(page).to_have_url(re.compile(r"/results\?run=attack-"))
+    idle(page)
+    page.get_by_role("tab", name="Likelihood histograms").click()
+    hist = page.get_by_test_id("stPlotlyChart").locator(".main-svg").first
+    expect(hist).to_be_visible()
+    expect(page.get_by_text("Likelihood of reconstructions").first).to_be_visible()
+    shot(page, "08_results_histograms")
+    page.get_by_role("tab", name="Reconstructions").click()
+    expect(page.get_by_text("real: synth0").first).to_be_visible()
+    shot(page, "09_results_reconstructions")
+    ctx.close()
+
+
+def test_layers_and_tradeoff_pages(server, browser, world):
+    ctx, page = new_page(browser, height=1500)
+    page.goto(f"{server['url']}/layers?target={world['full']}")
+    idle(page)
+    expect(page.get_by_text("Fisher information per layer (normalised)").first).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart").locator(".main-svg").first).to_be_visible()
+    shot(page, "10_layers")
+    page.goto(f"{server['url']}/tradeoff")
+    idle(page)
+    expect(page.get_by_text("natural accuracy vs attack accuracy").first).to_be_visible()
+    expect(page.get_by_text("Reference: the RoLSS paper")).to_be_visible()
+    points = page.locator(".scatterlayer .trace .points path")
+    expect(points.first).to_be_visible()
+    shot(page, "11_tradeoff")
+    points.first.click(force=True)  # a click on a point opens its run
+    expect(page).to_have_url(re.compile(r"/results\?run=attack-"), timeout=30_000)
+    idle(page)
+    expect(page.get_by_text("Attack acc. top-1").first).to_be_visible()
+    ctx.close()
