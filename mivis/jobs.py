@@ -688,3 +688,49 @@ def _layers_job(params: dict, ctx: JobContext) -> dict:
     rec = layers_run(params["target_run"], params["attack_run"], p, workspace=ctx.workspace,
                      reporter=ctx.reporter, name=params.get("name", ""))
     return {"run_id": rec.id}
+
+
+CLASSROOM_DATA = {"dataset": "orl", "image_size": 32}
+CLASSROOM_TARGET = {"arch": "resnet18", "epochs": 30, "seed": 0}
+CLASSROOM_JUDGE = {"arch": "vgg11", "epochs": 30, "lr": 1e-3, "seed": 0}
+
+
+def _validate_classroom(params: dict, ws: Workspace) -> dict:
+    from .data import load_split
+    from .priors import shipped_priors
+    if params:
+        raise ParamError("the classroom set-up takes no parameters")
+    load_split(CLASSROOM_DATA)  # the embedded ORL faces must be readable
+    if not any("32" in n for n in shipped_priors()):
+        raise ParamError("no shipped 32 px prior in assets/priors/; train one on the Attack page instead")
+    return {}
+
+
+def _same_classifier(ws: Workspace, role: str, train: dict, data: dict) -> str | None:
+    for r in ws.list(kind=role, status="done"):
+        c = r.config
+        if (c["data"] == data and not c["model"].get("defenses") and c["model"]["arch"] == train["arch"]
+                and all(c["train"].get(k) == v for k, v in train.items())):
+            return r.id
+    return None
+
+
+@job_kind("classroom", validate=_validate_classroom,
+          help="the default ORL set-up: a ResNet-18 target and a VGG-11 judge at 32 px, and the shipped prior")
+def _classroom_job(params: dict, ctx: JobContext) -> dict:
+    from .data import load_split
+    from .priors import import_prior, shipped_priors
+    from .train import train_run
+    data = load_split(CLASSROOM_DATA).config
+    dev = "cuda" if ctx.device.startswith("cuda") else "cpu"
+    ids = {}
+    for role, train, name in (("target", CLASSROOM_TARGET, "ResNet-18 ORL 32 px (classroom)"),
+                              ("eval", CLASSROOM_JUDGE, "VGG-11 judge ORL 32 px (classroom)")):
+        found = _same_classifier(ctx.workspace, role, train, data)
+        if found is None:
+            rec = train_run(role, {**train, "device": dev}, data, workspace=ctx.workspace,
+                            reporter=ctx.reporter.child(part=role), name=name)
+            found = rec.id
+        ids[role] = found
+    prior = import_prior(next(n for n in shipped_priors() if "32" in n), ctx.workspace)
+    return {"run_id": ids["target"], "eval_run": ids["eval"], "prior_run": prior.id}

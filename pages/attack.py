@@ -25,11 +25,28 @@ ws = ui.workspace()
 box = st.container()
 job_box = st.container()  # the running or finished job shows here, above the settings
 
+JOB_KINDS = ("attack", "prior", "train", "classroom")
+
+
+def classroom_button(where) -> None:
+    where.markdown("**Classroom quick start**: train the default ORL target (ResNet-18, 32 px, 30 epochs) and its "
+                   "independent judge (VGG-11), and import the shipped GMI prior: a few minutes on a laptop CPU, "
+                   "once. Then every classroom attack takes well under a minute.")
+    if where.button("Set up the classroom default", key=f"{PAGE}:classroom", icon=":material/school:"):
+        ui.submit_job("classroom", {}, label="classroom set-up", page=PAGE, box=box)
+
+
 targets = ws.list(kind="target", status="done")
 if not targets:
-    st.info("There is no trained target in the workspace yet. Train one on the **Architecture** page "
-            "(role: target), and an evaluation model of another architecture (role: eval).", icon=":material/info:")
-    st.page_link("pages/architecture.py", label="Go to Architecture", icon=":material/account_tree:")
+    st.info("There is no trained target in the workspace yet. Use the quick start below, or train one on the "
+            "**Architecture** page (role: target) plus an evaluation model of another architecture (role: eval).",
+            icon=":material/info:")
+    classroom_button(st)
+    early = ui.current_job(PAGE, kinds=JOB_KINDS, box=box)
+    if early is not None:
+        with job_box:
+            ui.job_panel(PAGE, early, live=lambda r: st.caption(ui.progress_text(r.progress)
+                                                                + f" · {r.progress.get('part', '')}"))
     knobs.finish(keep=("job",))
     st.stop()
 
@@ -53,6 +70,19 @@ entry = ATTACKS.get(attack)
 st.caption(entry.help)
 need = entry.meta["prior"]
 
+@st.cache_data(show_spinner=False)
+def shipped_info() -> list[tuple[str, dict, str]]:
+    """(name, net config, generator sha256) of each prior shipped in assets/priors/."""
+    import hashlib
+
+    from mivis.priors.store import ASSETS
+    out = []
+    for n in shipped_priors():
+        net = json.loads((ASSETS / n / "prior.json").read_text())["net"]
+        out.append((n, net, hashlib.sha256((ASSETS / n / "generator.safetensors").read_bytes()).hexdigest()))
+    return out
+
+
 # --- prior ---------------------------------------------------------------------------------------------
 prior_id = None
 blocked = False
@@ -65,7 +95,11 @@ if need != "none":
             continue
         if bool(r.config["net"]["conditional"]) == (need == "conditional"):
             fits.append(r)
-    shipped = [f"shipped:{n}" for n in shipped_priors()] if need != "conditional" else []
+    imported = {r.config.get("sha256") for r in fits}
+    tm_ = target.config["model"]
+    shipped = [f"shipped:{n}" for n, net, sha in shipped_info()
+               if need != "conditional" and not net["conditional"] and sha not in imported
+               and (net["img_size"], net["channels"]) == (tm_["img_size"], tm_["in_chans"])]
     labels = {r.id: f"{r.name} · {r.id[-6:]}" for r in fits} | {s: f"shipped prior {s[8:]} (imported on launch)"
                                                                 for s in shipped}
     options = tuple(labels)
@@ -199,7 +233,7 @@ def live(rec):
         with right:
             if events:
                 ui.attack_curves(events)
-    elif rec.kind in ("train", "prior"):
+    elif rec.kind in ("train", "prior", "classroom"):
         ev = [e for e in ui.job_manager().events(rec.id) if "loss" in e or "g_loss" in e]
         if ev:
             st.caption(ui.progress_text(ev[-1]))
@@ -214,7 +248,7 @@ def done(rec):
         st.warning(f"The run {rec.run_id} made by this job was deleted.")
         return
     if run.kind != "attack":
-        st.success(f"{run.kind} run {run.id} is ready: it is now selectable above.", icon=":material/check:")
+        st.success(f"{run.name or run.kind} ({run.id}) is ready and selectable above.", icon=":material/check:")
         return
     m = run.metrics
     ui.metric_row([
@@ -231,7 +265,7 @@ def done(rec):
                  icon=":material/insights:", query_params={"run": run.id})
 
 
-job = ui.current_job(PAGE, kinds=("attack", "prior", "train"), box=box)
+job = ui.current_job(PAGE, kinds=JOB_KINDS, box=box)
 if job is not None:
     with job_box:
         ui.job_panel(PAGE, job, live=live, done=done)

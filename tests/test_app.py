@@ -277,3 +277,10 @@ def test_tradeoff_page(world):
     assert all("error_y" in t for t in spec["data"] if t.get("mode") == "markers")
     assert "resolved" in texts(at)
     assert len(at.dataframe) >= 2  # the paper's table and the Delta table
+
+
+@pytest.mark.parametrize("page,text", [("attack", "Classroom quick start"), ("results", "No finished attack yet"),
+                                       ("layers", "No trained target yet"), ("tradeoff", "No finished attack")])
+def test_pages_on_an_empty_workspace_say_what_to_do(app, page, text):
+    open_page(app, page)
+    assert text in texts(app)
