@@ -37,7 +37,9 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
                n_boot: int = 2000) -> RunRecord:
     ws = workspace or Workspace()
     plan = plan_attack(attack, target_run, prior_run, identities, restarts, params, workspace=ws)
-    primary, make_judges = _judges(ws, plan.target, eval_run, list(extra_judges), "cpu")
+    from ..device import resolve_device
+    # judge where the attack ran: on a GPU machine the CPU is shared by parallel jobs
+    primary, make_judges = _judges(ws, plan.target, eval_run, list(extra_judges), resolve_device(plan.params["device"]))
     if dlib:
         from ..evaluation.dlib_judge import check_available
         check_available()

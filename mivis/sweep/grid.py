@@ -17,7 +17,7 @@ TOML (or JSON) layout::
     variant = [{ attack = { name = "gmi" } }, { attack = { name = "kedmi" }, prior = { type = "kedmi" } }]
 
 A dotted key sets that path; `variant` deep-merges its dict at the root (to vary several things
-together). Values inside `target.defenses` replace the whole defenses dict.
+together). `target.defenses` and `prior` are replaced whole, not merged.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from ..params import ParamError
 
 SECTIONS = ("data", "target", "eval", "public", "prior", "attack", "analyses")
-REPLACE_WHOLE = {("target", "defenses")}
+REPLACE_WHOLE = {("target", "defenses"), ("prior",)}  # replaced, not merged
 
 
 def load_grid(path: str | Path) -> dict:
