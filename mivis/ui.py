@@ -423,6 +423,14 @@ def job_panel(page: str, rec: JobRecord, live: Callable[[JobRecord], None] | Non
         done(m.get(rec.id))
 
 
+def job_banner(rec: JobRecord, where: str = "below", box=None) -> None:
+    """One line pointing at the job panel (refreshed by the panel's rerun when the job ends)."""
+    words = {"queued": f"queued (position {rec.position})", "running": "running", "done": "finished",
+             "failed": "failed", "cancelled": "cancelled", "interrupted": "interrupted"}[rec.status]
+    (box or st).caption(f"{'↓' if where == 'below' else '↑'} job **{rec.label or rec.kind}** is {words}: "
+                        f"its progress and result are {where}.")
+
+
 def sidebar_jobs(current_page: str | None = None) -> None:
     """A compact note in the sidebar about this session's active job (no polling)."""
     try:

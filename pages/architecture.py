@@ -19,6 +19,7 @@ st.title("Architecture")
 st.caption("Choose a classifier, switch its skip connections per stage, add defenses, and train it. "
            "Parameter counts follow every change; **Train** runs in the background job queue.")
 knobs = ui.Knobs(PAGE)
+banner = st.container()
 
 ROLE = Param("role", str, "target", "target: trained on the private identities and attacked; eval: the "
              "independent judge of attacks (use another architecture); public: pre-training on the public "
@@ -256,5 +257,6 @@ def done(rec):
 
 job = ui.current_job(PAGE, kinds=("train",), box=box)
 if job is not None:
+    ui.job_banner(job, "below", box=banner)
     ui.job_panel(PAGE, job, live=live, done=done)
 knobs.finish()

@@ -267,6 +267,7 @@ def done(rec):
 
 job = ui.current_job(PAGE, kinds=JOB_KINDS, box=box)
 if job is not None:
+    ui.job_banner(job, "at the top of this page", box=b[2] if not est else st)
     with job_box:
         ui.job_panel(PAGE, job, live=live, done=done)
         st.divider()

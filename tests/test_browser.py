@@ -54,11 +54,10 @@ def world(tmp_path_factory):
     return world_copy(tmp_path_factory.mktemp("browser") / "ws")
 
 
-@pytest.fixture(scope="module")
-def server(world, tmp_path_factory):
-    ws = world["path"]
+def start_server(ws, log_path):
+    """`streamlit run app.py` on a free port with MIVIS_WORKSPACE=ws; returns (process, url, log file)."""
     port = _free_port()
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
+    log = open(log_path, "w+")
     env = {**os.environ, "MIVIS_WORKSPACE": str(ws), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
@@ -69,21 +68,31 @@ def server(world, tmp_path_factory):
     while True:
         try:
             if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
+                return proc, url, log
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             log.seek(0)
+            proc.kill()
             pytest.fail("streamlit did not start:\n" + log.read()[-3000:])
         time.sleep(0.2)
-    yield {"url": url, "ws": ws, "proc": proc}
+
+
+def stop_server(proc, log) -> str:
     proc.terminate()
     try:
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
     log.seek(0)
-    tail = log.read()
+    return log.read()
+
+
+@pytest.fixture(scope="module")
+def server(world, tmp_path_factory):
+    proc, url, log = start_server(world["path"], tmp_path_factory.mktemp("log") / "streamlit.log")
+    yield {"url": url, "ws": world["path"], "proc": proc}
+    tail = stop_server(proc, log)
     assert "Traceback" not in tail, tail[-3000:]
 
 
@@ -170,7 +179,7 @@ def test_two_sessions_queue_cancel_and_reload(server, browser):
 
     a.get_by_role("button", name="Cancel", exact=True).click()
     expect(a.get_by_text("was cancelled")).to_be_visible(timeout=60_000)
-    expect(b.get_by_text("finished")).to_be_visible(timeout=120_000)
+    expect(b.get_by_text("finished in")).to_be_visible(timeout=120_000)
     expect(b.get_by_test_id("stMetricValue").filter(has_text="%").first).to_be_visible()
     shot(b, "04_queued_job_finished")
     ctx_a.close()
@@ -225,3 +234,34 @@ def test_layers_and_tradeoff_pages(server, browser, world):
     idle(page)
     expect(page.get_by_text("Attack acc. top-1").first).to_be_visible()
     ctx.close()
+
+
+def test_job_of_a_killed_server_shows_as_interrupted(browser, tmp_path):
+    """The server dies (SIGKILL) during a training job; after a restart the reloaded page says so."""
+    ws = tmp_path / "ws"
+    proc, url, log = start_server(ws, tmp_path / "a.log")
+    ctx, page = new_page(browser)
+    try:
+        page.goto(f"{url}/architecture?{TINY}&epochs=400")
+        idle(page)
+        page.get_by_role("button", name="Train", exact=True).click()
+        expect(page.get_by_test_id("stProgress")).to_contain_text("epoch", timeout=60_000)
+        job_url = page.url
+        assert "job=" in job_url
+    finally:
+        proc.kill()
+        proc.wait()
+    proc, url2, log2 = start_server(ws, tmp_path / "b.log")
+    try:
+        page.goto(job_url.replace(url, url2))
+        expect(page.get_by_text("was interrupted")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("the server stopped while it was running")).to_be_visible()
+        idle(page)
+        page.get_by_text("was interrupted").scroll_into_view_if_needed()
+        shot(page, "12_interrupted_after_restart")
+    finally:
+        ctx.close()
+        stop_server(proc, log2)
+    from mivis.runs import Workspace
+    (run,) = Workspace(ws).list()
+    assert run.status == "interrupted"
