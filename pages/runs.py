@@ -108,6 +108,13 @@ def show_run(r, key: str) -> None:
                 f"{dt.datetime.fromtimestamp(r.created):%Y-%m-%d %H:%M:%S}")
     if r.error:
         st.warning(r.error)
+    opens = {"attack": ("pages/results.py", "run", "Open in Results"),
+             "analysis": ("pages/layers.py", "target", "Open in Layers")}
+    if r.kind in opens and r.status == "done":
+        page, qp, text = opens[r.kind]
+        value = r.id if qp == "run" else r.config.get("target_run")
+        if value and ws.exists(value):
+            st.page_link(page, label=text, icon=":material/open_in_new:", query_params={qp: value})
     if r.parents:
         st.markdown("Parents: " + ", ".join(f"`{p}`" + ("" if ws.exists(p) else " (deleted)") for p in r.parents))
     nums = {k: v for k, v in r.metrics.items() if isinstance(v, (int, float, dict)) and not isinstance(v, bool)}
@@ -192,6 +199,15 @@ elif run_id and vs_id:
                      "B": ui.metric_text(vb, False) if vb is not None else "-"})
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
+    if a.kind == b.kind == "attack" and a.status == b.status == "done":
+        from mivis.evaluation import compare_runs
+        try:
+            d = compare_runs(ws, a.id, b.id)
+            word = "resolved" if d["resolved"] else "not resolved (the interval contains 0)"
+            st.markdown(f"Paired difference in top-1 attack accuracy, A − B: **{100 * d['value']:+.1f} pp** "
+                        f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] over {d['n']} identities: **{word}**.")
+        except Exception as e:
+            st.info(f"No paired comparison: {ui.one_line(e)}", icon=":material/info:")
     left, right = st.columns(2)
     with left:
         show_run(a, "a")
