@@ -144,6 +144,7 @@ class Knobs:
         self.page = page
         self.box = st.container()
         self.names: set[str] = set()
+        self.invalid = False  # some widget holds a value its declaration refuses (shown under it)
 
     def key(self, name: str) -> str:
         return f"{self.page}:{name}"
@@ -181,6 +182,7 @@ class Knobs:
         raw = param_input(p, k, label=label, container=container, help=help, disabled=disabled,
                           format_func=format_func, slider=slider)
         value = _from_widget(p, raw, container)
+        self.invalid |= value is _INVALID
         st.session_state["_keep:" + k] = st.session_state[k]
         if value is not _INVALID and (sticky or value != p.default) and value is not None:
             st.query_params[url_name] = to_url(value)

@@ -208,6 +208,7 @@ with st.container(border=True):
                         format_func=lambda v: labels.get(v, "random initialisation") if v else "random initialisation")
     name = g[2].text_input("Run name", key=f"{PAGE}:name", placeholder=f"{role} {arch}")
     train["arch"], train["init_run"] = arch, (init or None)
+    blocked |= knobs.invalid
     go = st.button("Train", key=f"{PAGE}:train", type="primary", icon=":material/play_arrow:", disabled=blocked,
                    help="fix the settings marked in red first" if blocked else "queue a training job")
 

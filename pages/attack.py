@@ -193,6 +193,7 @@ def resolve_prior() -> str | None:
     return prior_id
 
 
+blocked |= knobs.invalid
 b = st.columns([1, 1, 4])
 est = b[0].button("Estimate run time", key=f"{PAGE}:estimate", icon=":material/timer:", disabled=blocked)
 go = b[1].button("Launch attack", key=f"{PAGE}:launch", type="primary", icon=":material/play_arrow:",

@@ -284,3 +284,16 @@ def test_tradeoff_page(world):
 def test_pages_on_an_empty_workspace_say_what_to_do(app, page, text):
     open_page(app, page)
     assert text in texts(app)
+
+
+def test_attack_identities_typed_wrong_block_the_launch(world):
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "attack", target=world["full"])
+    at.text_input(key="attack:gmi.identities").set_value("1,two").run()
+    assert_clean(at)
+    assert any("identities" in e.value for e in at.error)
+    assert at.button(key="attack:launch").disabled
+    at.text_input(key="attack:gmi.identities").set_value("0,99").run()  # out of the target's classes
+    at.button(key="attack:launch").click().run()
+    assert_clean(at)
+    assert any("99" in e.value for e in at.error) and len(world_runs(world, "attack")) == 2
