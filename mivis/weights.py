@@ -42,25 +42,33 @@ def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 
 
 def _sniff(path: Path) -> None:
-    """Refuse files that are not safetensors before handing them to any parser."""
+    """Refuse files that are not safetensors before handing them to any parser.
+
+    A safetensors file is an 8-byte little-endian header length n, then n bytes of JSON that
+    start with '{'. Anything else is refused, with pickles and zip archives named as such.
+    """
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(9)
     except OSError as e:
         raise WeightsError(f"{path}: cannot read weights file ({e.strerror or e})") from None
-    if head[:1] == b"\x80" or head[:2] in (b"(d", b"}q", b"cc"):
+    if size >= 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if head[8:9] == b"{" and n <= min(size - 8, 100_000_000):
+            return
+    if head[:1] == b"\x80" or head[:2] in (b"(d", b"}q", b"cc", b"(l", b"]q"):
         raise WeightsError(f"{path}: this is a Python pickle, not a safetensors file; "
                            "mivis never unpickles files (it could run code)")
     if head[:2] == b"PK":
         raise WeightsError(f"{path}: this is a zip/torch.save archive, not a safetensors file; "
                            "mivis never unpickles files (it could run code)")
-    if size < 8:
+    if size < 9:
         raise WeightsError(f"{path}: file is truncated ({size} bytes), not a safetensors file")
     (n,) = struct.unpack("<Q", head[:8])
-    if n > size - 8 or n > 100_000_000:
-        raise WeightsError(f"{path}: not a valid safetensors file or truncated "
-                           f"(header says {n} bytes, file has {size})")
+    if head[8:9] == b"{":
+        raise WeightsError(f"{path}: safetensors file is truncated (header says {n} bytes, file has {size})")
+    raise WeightsError(f"{path}: not a safetensors file (no JSON header)")
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

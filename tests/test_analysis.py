@@ -99,3 +99,25 @@ def test_attribution_maps_have_input_shape_and_are_finite(method):
     maps = attribute(m, torch.rand(2, 1, 32, 32) * 2 - 1, 1, method, steps=8)
     assert maps.shape == (2, 32, 32) and np.isfinite(maps).all()
     assert np.abs(maps).sum() > 0
+
+
+def test_layers_run_end_to_end_with_attack_snapshots(ws, tiny_data, tiny_train, trained_target):
+    """Classification and MI Fisher information plus gradient flow, replaying a stored attack."""
+    import json
+    from mivis.analysis import layers_run
+    from mivis.attacks import attack_run
+    from mivis.train import train_run
+    ev = train_run("eval", {**tiny_train, "arch": "vgg11", "epochs": 1}, tiny_data, workspace=ws)
+    atk = attack_run("whitebox", trained_target.id, None, identities=[0, 1], restarts=2,
+                     params={"iterations": 4, "device": "cpu"}, eval_run=ev.id, workspace=ws, n_boot=50)
+    rec = layers_run(trained_target.id, atk.id, {"snapshots": 2, "mi_samples": 4, "fi_samples": 6,
+                                                 "device": "cpu"}, workspace=ws)
+    assert rec.kind == "analysis" and set(rec.parents) == {trained_target.id, atk.id}
+    data = json.loads(rec.file("layers.json").read_text())
+    n = len(data["layers"])
+    for rows in (data["classification"], data["mi_final"]):
+        assert len(rows) == n and math.isclose(sum(r["normalised"] for r in rows), 1.0, rel_tol=1e-9)
+    assert [s["iteration"] for s in data["mi_snapshots"]] == [1, 4]
+    assert len(data["gradflow"]) == 2 and data["gradflow"][0]["latent_grad_norm"] > 0
+    assert all(s["grad_norm"] > 0 for s in data["gradflow"][0]["stages"])
+    assert 0 <= rec.metrics["fi_mi_first_half"] <= 1

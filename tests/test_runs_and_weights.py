@@ -128,3 +128,20 @@ def test_killed_training_is_marked_interrupted_and_others_still_load(ws, tiny_da
 def test_workspace_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MIVIS_WORKSPACE", str(tmp_path / "elsewhere"))
     assert Workspace().path == (tmp_path / "elsewhere").resolve()
+
+
+@pytest.mark.parametrize("header_len", [0x80, 0x6428, 0x7128])
+def test_valid_files_whose_header_length_looks_like_a_pickle_opcode_still_load(tmp_path, header_len):
+    # found on a GPU run: a header length whose first byte is 0x80 was taken for a pickle
+    import json as _json
+    import struct
+    path = tmp_path / "w.safetensors"
+    save_weights(path, {"w": torch.arange(4.0)})
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = _json.loads(raw[8:8 + n])
+    text = _json.dumps(header)
+    text = text + " " * (header_len - len(text))  # safetensors allows trailing spaces in the header
+    path.write_bytes(struct.pack("<Q", header_len) + text.encode() + raw[8 + n:])
+    from mivis.weights import load_tensors
+    assert torch.equal(load_tensors(path)[0]["w"], torch.arange(4.0))

@@ -39,8 +39,9 @@ def fisher_per_layer(model: nn.Module, layers: list[tuple[str, list[nn.Parameter
     for i in range(0, len(x), batch_size):
         reporter.check()
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-        loss = loss_fn(model(xb), yb).mean()
-        grads = torch.autograd.grad(loss, all_params, allow_unused=True)
+        with torch.enable_grad():  # callers may sit inside no_grad (e.g. an attack's step hook)
+            loss = loss_fn(model(xb), yb).mean()
+            grads = torch.autograd.grad(loss, all_params, allow_unused=True)
         k = 0
         for li, (_, ps) in enumerate(layers):
             for _ in ps:

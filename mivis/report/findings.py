@@ -110,7 +110,7 @@ def _verdict(c: dict | None) -> str:
 
 def table(rows: list[dict]) -> str:
     head = ("| size | arch | attack | defense | seeds | natural acc % | attack acc top-1 % [95% CI] | top-5 % | "
-            "KNN dist | AttAcc drop vs none (paired) | seed-level interval | Delta |\n"
+            "KNN dist | AttAcc drop vs none (paired; negative = leaks more) | seed-level interval | Delta |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
@@ -219,7 +219,8 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
           "The seed-level interval is a t-interval over the per-seed drops (training noise).", "",
           f"Compute time of the runs behind this report (each counted once): {runtime / 60:.1f} min.", "", "## Results", "", table(rows), "",
           "### Resolved effects", ""]
-    md += [f"- {r['arch']} {r['attack']} {r['image_size']} px, {r['defense']}: attack accuracy drop "
+    md += [f"- {r['arch']} {r['attack']} {r['image_size']} px, {r['defense']}: attack accuracy "
+           f"{'drop' if r['vs_none']['drop']['value'] > 0 else 'RISE (leaks more)'} "
            f"{_verdict(r['vs_none'])}, natural accuracy drop {100 * r['vs_none']['acc_drop']:+.1f} pp"
            for r in resolved] or ["- none: no defense's attack-accuracy drop has an interval that excludes 0 "
                                   "at this size. The explorer reports these differences as not resolved."]
