@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..params import ParamError
 
-SECTIONS = ("data", "target", "eval", "public", "prior", "attack", "analyses")
+SECTIONS = ("data", "target", "eval", "public", "prior", "attack", "analyses", "layers")
 REPLACE_WHOLE = {("target", "defenses"), ("prior",)}  # replaced, not merged
 
 
