@@ -9,6 +9,8 @@ device and read back once per chunk, so the loop does not synchronise every step
 Hook: `on_step(event: StepEvent)` is called every `hook_every` iterations with detached tensors
 of the current chunk (latents, images, target logits, per-sample losses and latent gradient
 norms) and the attack itself (`event.attack.identity_loss(logits, y)` is the identity loss).
+With compile="reduce-overhead" (CUDA graphs) these tensors are reused by the next step: clone what
+you keep beyond the callback.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import torch
 
 from ..device import autocast
 from ..progress import NULL, Reporter
-from .base import Attack, latent_seed
+from .base import Attack, Forward, latent_seed
 from .losses import target_likelihood
 from .optim import LatentOptimizer
 
@@ -89,9 +91,15 @@ class Engine:
         self._fwd = self._compiled() if compile_mode != "off" else attack.forward
 
     def _compiled(self):
+        fwd = self.attack.forward
+
+        def as_tuple(lat, y, noise):  # plain tensors out of the compiled region
+            o = fwd(lat, y, noise)
+            return o.x, o.logits, o.loss, o.id_loss
         try:
-            return torch.compile(self.attack.forward, mode=None if self.compile_mode == "default" else self.compile_mode,
-                                 dynamic=False)
+            compiled = torch.compile(as_tuple, mode=None if self.compile_mode == "default" else self.compile_mode,
+                                     dynamic=False)
+            return lambda lat, y, noise: Forward(*compiled(lat, y, noise))
         except Exception as e:  # pragma: no cover - depends on the platform
             self.events.append(f"torch.compile unavailable ({type(e).__name__}: {e}); running eagerly")
             self.compile_mode = "off"

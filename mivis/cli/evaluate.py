@@ -44,6 +44,13 @@ def register(sub) -> None:
     q.add_argument("--judge", action="append", default=[], help="extra evaluation model run (repeatable)")
     q.add_argument("--dlib", action="store_true", help="add dlib's face embedding as a judge (if installed)")
     q.set_defaults(func=rejudge)
+    q = s.add_parser("train-judge", help="train an evaluation model on lighting-normalised (histogram-equalised) "
+                     "faces, to use as an extra judge (--judge)")
+    from ..data import DATA_PARAMS
+    from ..train import TRAIN_PARAMS
+    TRAIN_PARAMS.add_arguments(q.add_argument_group("training"))
+    DATA_PARAMS.add_arguments(q.add_argument_group("data"))
+    q.set_defaults(func=train_judge)
 
 
 def show(args) -> int:
@@ -87,4 +94,16 @@ def rejudge(args) -> int:
     ws = workspace(args)
     reevaluate(ws, args.run_id, args.eval_run, args.judge, args.dlib)
     print(metric_lines(ws.get(args.run_id).metrics))
+    return 0
+
+
+def train_judge(args) -> int:
+    from ..data import DATA_PARAMS
+    from ..evaluation.lighting import train_lighting_judge
+    from ..train import TRAIN_PARAMS
+    from ._common import console_reporter
+    rec = train_lighting_judge(TRAIN_PARAMS.from_namespace(args), DATA_PARAMS.from_namespace(args),
+                               workspace=workspace(args), reporter=console_reporter())
+    print(f"run {rec.id}: lighting-normalised {rec.config['model']['arch']} judge, natural accuracy "
+          f"{rec.metrics['natural_acc']:.1%} on equalised held-out images")
     return 0
