@@ -144,8 +144,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--restarts", type=int, default=5)
-    p.add_argument("--iterations", type=int, default=300)
-    p.add_argument("--snapshots", type=int, default=4, help="MI Fisher snapshots over the attack (0 = final only)")
+    p.add_argument("--iterations", type=int, default=100, help="GMI iterations (the classroom budget: 100)")
+    p.add_argument("--snapshots", type=int, default=0, help="MI Fisher snapshots over the attack (0 = final only; "
+                   ">0 needs the analysis step hook to run with gradients enabled)")
     args = p.parse_args(argv)
     from mivis.runs import Workspace
     tmp = None

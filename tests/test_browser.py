@@ -132,8 +132,14 @@ def test_home_shows_a_result_at_once(server, browser):
     nav = page.get_by_test_id("stSidebarNav")
     for name in ("Home", "Architecture", "Runs"):
         expect(nav).to_contain_text(name)
+    if (ROOT / "assets" / "demo" / "demo.json").exists():  # the shipped demo: faces, metrics, histogram, FI
+        expect(page.get_by_text("Attack acc. top-1 (full)")).to_be_visible()
+        expect(page.get_by_test_id("stImage").first).to_be_visible()
+        expect(page.get_by_test_id("stPlotlyChart").locator(".main-svg").first).to_be_visible()
+        expect(page.get_by_text("AT&T Laboratories Cambridge").first).to_be_visible()
+        elapsed = time.monotonic() - t0
     shot(page, "01_home")
-    print(f"home rendered in {elapsed:.1f} s")
+    print(f"home with its demo rendered in {elapsed:.1f} s")
     ctx.close()
 
 
