@@ -32,6 +32,19 @@ def fmt(m: dict | None, pct: bool = True) -> str:
     return f"{f(m['value'])} [{f(m['lo'])}, {f(m['hi'])}]"
 
 
+def wait_for_plgmi(ws, target: str, minutes: float) -> str | None:
+    t_end = time.monotonic() + minutes * 60
+    while True:
+        done = [r for r in ws.list(kind="prior", status="done") if r.config.get("target_run") == target
+                and r.config.get("type") == "plgmi"]
+        if done:
+            return done[0].id
+        running = [r for r in ws.list(kind="prior", status="running") if r.config.get("target_run") == target]
+        if not running or time.monotonic() > t_end:
+            return None
+        time.sleep(20)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", required=True)
@@ -40,7 +53,9 @@ def main() -> int:
     ap.add_argument("--judge", action="append", default=[], help="extra judge run(s)")
     ap.add_argument("--gmi-prior", required=True)
     ap.add_argument("--kedmi-prior", default=None, help="default: the GMI prior (stated in the report)")
-    ap.add_argument("--plgmi-prior", default=None, help="without it PLG-MI is skipped")
+    ap.add_argument("--plgmi-prior", default=None, help="without it PLG-MI is skipped; 'wait' = the newest plgmi "
+                    "prior of this target, waiting up to --wait-minutes for one being trained")
+    ap.add_argument("--wait-minutes", type=float, default=60)
     ap.add_argument("--attacks", default=",".join(ATTACK_ORDER))
     ap.add_argument("--restarts", type=int, default=5)
     ap.add_argument("--iterations", type=int, default=None, help="override every attack's iteration count")
@@ -60,8 +75,10 @@ def main() -> int:
               "plgmi": a.plgmi_prior, "ppa": a.gmi_prior, "whitebox": None}
     results, grids = [], {}
     for name in [n.strip() for n in a.attacks.split(",") if n.strip()]:
-        if name == "plgmi" and not a.plgmi_prior:
-            print("skipping plgmi: no conditional prior given", flush=True)
+        if name == "plgmi" and a.plgmi_prior == "wait":
+            priors["plgmi"] = wait_for_plgmi(ws, a.target, a.wait_minutes)
+        if name == "plgmi" and not priors["plgmi"]:
+            print("skipping plgmi: no conditional prior", flush=True)
             continue
         params = {"restarts": a.restarts, "device": a.device}
         if a.iterations:
@@ -87,6 +104,7 @@ def main() -> int:
     mt = target.config["model"]
     ev = ws.get(a.eval)
     pr = ws.get(a.gmi_prior)
+    plg = ws.get(priors["plgmi"]) if priors.get("plgmi") else None
     lines = [
         "# Attack measurements",
         "",
@@ -110,6 +128,10 @@ def main() -> int:
         "- Intervals: 95% percentile bootstrap over identities (2,000 resamples; reconstructions of an identity "
         "stay together). Chance: top-1 " f"{100 / mt['num_classes']:.1f}%, top-5 {min(100, 500 / mt['num_classes']):.1f}%.",
     ]
+    if plg is not None:
+        lines.append(f"- PLG-MI prior: `{plg.id}`, conditional GAN on the public images pseudo-labelled by this "
+                     f"target, {plg.config.get('params', {}).get('iterations')} iterations "
+                     f"({plg.metrics.get('train_seconds')} s on {plg.metrics.get('device')}).")
     if a.note:
         lines += [f"- {a.note}"]
     lines += ["", "| attack | top-1 % | top-5 % | KNN dist | feature Frechet dist | p_T(y|x*) % | T top-1 % "

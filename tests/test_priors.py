@@ -18,6 +18,14 @@ def test_nets_shapes_and_baked_spectral_norm(size, channels, cond):
     y = torch.arange(4) % max(cond, 1) if cond else None
     x = G(torch.randn(4, 100), y)
     assert x.shape == (4, channels, size, size) and x.abs().max() <= 1
+    if not cond:  # folding BatchNorm into the layers before it changes nothing in eval mode
+        from mivis.priors.nets import fold_batchnorm
+        for bn in G.norms:
+            bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+        z = torch.randn(4, 100)
+        ref = G(z)
+        assert torch.allclose(fold_batchnorm(G)(z), ref, atol=1e-5) and not any(
+            isinstance(m, torch.nn.BatchNorm2d) for m in G.modules())
     before = D(x, y)
     bake_spectral_norm(D)
     assert not any("parametrizations" in k for k in D.state_dict())

@@ -88,6 +88,8 @@ class Engine:
         self.amp, self.reporter, self.on_step, self.hook_every = amp, reporter, on_step, max(1, hook_every)
         self.compile_mode = compile_mode
         self.events: list[str] = []
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes every step: let cuDNN pick its fastest kernels
         self._fwd = self._compiled() if compile_mode != "off" else attack.forward
 
     def _compiled(self):
@@ -145,10 +147,11 @@ class Engine:
                                        gn.sum()])
                 if it in ck:
                     p_ck[ck[it]] = p
-                if self.on_step is not None and it % self.hook_every == 0:
-                    self.on_step(StepEvent(it, iterations, index if index is not None else torch.arange(len(y)),
-                                           y, {k: v.detach() for k, v in lat.items()}, out.x.detach(),
-                                           out.logits.detach(), out.loss.detach(), out.id_loss.detach(), gn, a))
+            if self.on_step is not None and it % self.hook_every == 0:  # grad mode on: hooks may differentiate
+                self.on_step(StepEvent(it, iterations, index if index is not None else torch.arange(len(y)),
+                                       y, {k: v.detach() for k, v in lat.items()}, out.x.detach(),
+                                       out.logits.detach(), out.loss.detach(), out.id_loss.detach(), gn, a))
+            with torch.no_grad():
                 opt.step(list(grads))
                 a.project(lat)
             if it % report_every == 0 or it == iterations - 1:

@@ -3,7 +3,8 @@
 z = mu + exp(log_var / 2) * eps (reparameterised, fresh eps each step); minimise
 prior_loss(G(z)) + lambda * CE(T(G(z)), y) with Adam (lr 0.02). As in KEDMI's code, mu starts at
 0 and log_var at 1; restarts differ by their noise. The final reconstruction of a restart is one
-draw from its learned distribution (seeded per identity and restart), clipped to [-clip, clip].
+draw from its learned distribution (seeded per identity and restart), drawn exactly as during the
+optimisation (no clipping unless `clip` > 0: clipping only the final draw would change the images).
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ class KEDMI(GMI):
 
     def images(self, lat, noise):
         z = lat["mu"] + torch.exp(0.5 * lat["log_var"]) * noise["eps"]
+        if self.p["clip"] > 0:
+            z = z.clamp(-self.p["clip"], self.p["clip"])
         return self.ctx.prior.G(z)
 
     def prior_loss(self, x):
@@ -51,7 +54,9 @@ class KEDMI(GMI):
     @torch.no_grad()
     def finalize(self, lat, y, restarts, seed, keep):
         eps = per_sample_normal((self.ctx.prior.z_dim,), y, restarts, seed, "kedmi-final").to(y.device)
-        z = (lat["mu"] + torch.exp(0.5 * lat["log_var"]) * eps).clamp(-self.p["clip"], self.p["clip"])
+        z = lat["mu"] + torch.exp(0.5 * lat["log_var"]) * eps
+        if self.p["clip"] > 0:
+            z = z.clamp(-self.p["clip"], self.p["clip"])
         x = self.ctx.prior.G(z)
         return x, torch.arange(len(y), device=x.device)
 
@@ -64,7 +69,8 @@ KEDMI_PARAMS = ParamSet([
     Param("prior_loss", str, "realness", "prior loss: -D(x) from the realness head, or KEDMI's "
           "softplus(lse) - lse of the class head (kedmi priors only)", choices=("realness", "lse")),
     Param("lr", float, 0.02, "Adam learning rate on mu and log_var", min=1e-6, max=100.0),
-    Param("clip", float, 1.0, "the final latent draw is clipped to [-clip, clip]", min=0.01, max=100.0),
+    Param("clip", float, 0.0, "clip the latent draws to [-clip, clip] during the attack and at the end "
+          "(0 = off, as in KEDMI's sampling)", min=0.0, max=100.0),
 ])
 
 register_attack(KEDMI, KEDMI_PARAMS, "KEDMI: learns a distribution over the latent of an inversion-specific GAN")

@@ -26,8 +26,9 @@ class LOMMA(Attack):
     def __init__(self, p, ctx):
         super().__init__(p, ctx)
         base_cls = {"gmi": GMI, "kedmi": KEDMI}[p["base"]]
-        bp = {k: p[k] for k in ("iterations", "id_weight", "prior_weight", "lr", "clip")}
-        bp.update(loss="logit", momentum=p["momentum"], prior_loss=p["prior_loss"])
+        bp = {k: p[k] for k in ("iterations", "id_weight", "prior_weight", "lr")}
+        bp.update(loss="logit", momentum=p["momentum"], prior_loss=p["prior_loss"],
+                  clip=p["clip"] if p["base"] == "gmi" else 0.0)
         self.base = base_cls(bp, ctx)
         archs = [a.strip() for a in p["students"].split(",") if a.strip()]
         from ..models import ARCHITECTURES
@@ -97,7 +98,8 @@ register_attack(LOMMA, ParamSet([
           max=1e6),
     Param("lr", float, 0.02, "learning rate (momentum SGD for gmi, Adam for kedmi)", min=1e-6, max=100.0),
     Param("momentum", float, 0.9, "SGD momentum (base gmi)", min=0.0, max=0.999),
-    Param("clip", float, 1.0, "latent clip range", min=0.01, max=100.0),
+    Param("clip", float, 1.0, "z clip range of base gmi (base kedmi draws unclipped, as KEDMI does)", min=0.01,
+          max=100.0),
     Param("prior_loss", str, "realness", "prior loss of base kedmi", choices=("realness", "lse")),
     Param("students", str, "efficientnet_b0", "architectures of the surrogate students, comma-separated "
           "(LOMMA: EfficientNets); '' = no model augmentation"),

@@ -61,7 +61,7 @@ class Generator(nn.Module):
         return CondBatchNorm(c, self.num_classes) if self.num_classes else nn.BatchNorm2d(c)
 
     def _bn(self, i: int, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return torch.relu(self.norms[i](h, y) if self.num_classes else self.norms[i](h))
+        return torch.relu(self.norms[i](h, y) if self.num_classes else self.norms[i](h))  # Identity once folded
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.num_classes and y is None:
@@ -120,3 +120,26 @@ def bake_spectral_norm(module: nn.Module) -> nn.Module:
             for name in list(m.parametrizations.keys()):
                 parametrize.remove_parametrizations(m, name, leave_parametrized=True)
     return module
+
+
+@torch.no_grad()
+def fold_batchnorm(G: Generator) -> Generator:
+    """Fold an unconditional generator's eval-mode BatchNorms into the preceding layer (exact; fewer
+    memory passes per attack step). Conditional generators are returned unchanged."""
+    if G.num_classes or G.training:
+        return G
+    layers = [G.fc] + list(G.convs)
+    for i, (layer, bn) in enumerate(zip(layers, G.norms)):
+        if not isinstance(bn, nn.BatchNorm2d):
+            continue
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+        if i == 0:  # fc output viewed as (c0, 4, 4): one scale per channel, 16 outputs each
+            s16, b16 = scale.repeat_interleave(16), shift.repeat_interleave(16)
+            layer.weight.mul_(s16[:, None])
+            layer.bias.mul_(s16).add_(b16)
+        else:
+            layer.weight.mul_(scale[:, None, None, None])
+            layer.bias = nn.Parameter(shift.clone(), requires_grad=False)
+        G.norms[i] = nn.Identity()
+    return G

@@ -20,7 +20,7 @@ from ..progress import NULL, Cancelled, Reporter
 from ..runs import RunError, RunRecord, Workspace
 from ..weights import WeightsError, load_into
 from .base import PRIORS, Prior, build_nets, check_policy, net_config
-from .nets import bake_spectral_norm
+from .nets import bake_spectral_norm, fold_batchnorm
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets" / "priors"
 FILES = ("generator.safetensors", "discriminator.safetensors", "prior.json")
@@ -142,6 +142,7 @@ def load_prior(ws: Workspace, run_id: str, device: str | torch.device = "cpu") -
     load_into(D, rec.file("discriminator.safetensors"))
     D.eval()
     bake_spectral_norm(D)
+    fold_batchnorm(G.eval())
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     for m in (G, D):
         m.requires_grad_(False)
