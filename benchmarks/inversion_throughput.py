@@ -47,7 +47,7 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def mivis_engine(G, D, T, size, channels, classes, device, compile_mode, amp):
+def mivis_engine(G, D, T, size, channels, classes, device, compile_mode, amp, channels_last=True):
     from mivis.attacks.base import AttackContext
     from mivis.attacks.engine import Engine
     from mivis.attacks.gmi import GMI, GMI_PARAMS
@@ -58,6 +58,9 @@ def mivis_engine(G, D, T, size, channels, classes, device, compile_mode, amp):
     prior = Prior(prepare(G, device), prepare(D, device), {"type": "gmi", "z_dim": G.z_dim, "conditional": False,
                                                            "num_classes": 0}, {"run": "benchmark"})
     ctx = AttackContext(prepare(T, device), None, prior, device, classes, (channels, size, size))
+    if not channels_last:
+        from mivis.attacks.invert import set_memory_format
+        set_memory_format(ctx, torch.contiguous_format)
     p = GMI_PARAMS.validate({})
     attack = GMI(p, ctx)
     return lambda iters: Engine(attack, iters, seed=0, amp=amp, compile_mode=compile_mode)
@@ -176,6 +179,9 @@ def main() -> int:
     ap.add_argument("--classroom", action="store_true", help="also time the CPU classroom attack end to end")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--nchw", action="store_true", help="NCHW instead of channels_last on cuda")
+    ap.add_argument("--sweep", action="store_true", help="also time channels_last/NCHW x reduce-overhead/max-autotune "
+                    "x batch 2048/4096 (about a minute each)")
     a = ap.parse_args()
     device = torch.device(a.device)
     cuda = device.type == "cuda"
@@ -189,11 +195,12 @@ def main() -> int:
     iters = a.iters or (200 if cuda else 5)
     mode = a.compile or ("reduce-overhead" if cuda else "off")
     out = {"device": torch.cuda.get_device_name(device) if cuda else f"cpu ({a.threads} threads)",
+           "memory_format": "nchw" if a.nchw or not cuda else "channels_last",
            "torch": torch.__version__, "python": platform.python_version(), "size": a.size, "channels": a.channels,
            "target": "resnet18", "amp_bf16": cuda and not a.no_amp, "compile": mode}
     if not a.skip_throughput:
         G, D, T = build(a.size, a.channels, a.classes, device)
-        make = mivis_engine(G, D, T, a.size, a.channels, a.classes, device, mode, not a.no_amp)
+        make = mivis_engine(G, D, T, a.size, a.channels, a.classes, device, mode, not a.no_amp, not a.nchw)
         out["mivis"] = time_mivis(make, batch, iters, a.classes, device, warmup=5 if cuda else 1)
         print(f"mivis GMI step: {out['mivis']['identity_steps_per_s']:,.0f} identity-steps/s "
               f"(batch {batch}, {mode}, warm-up {out['mivis']['warmup_seconds']} s)", flush=True)
@@ -203,6 +210,22 @@ def main() -> int:
         print(f"plain per-identity fp32 loop: {out['plain']['identity_steps_per_s']:,.1f} identity-steps/s", flush=True)
         out["ratio"] = round(out["mivis"]["identity_steps_per_s"] / out["plain"]["identity_steps_per_s"], 1)
         print(f"ratio: {out['ratio']:,}x")
+        if a.sweep and cuda:
+            out["sweep"] = []
+            for cl in (True, False):
+                for m in ("reduce-overhead", "max-autotune"):
+                    for b in (2048, 4096):
+                        torch._dynamo.reset()
+                        Gs, Ds, Ts = build(a.size, a.channels, a.classes, device)
+                        mk = mivis_engine(Gs, Ds, Ts, a.size, a.channels, a.classes, device, m, not a.no_amp, cl)
+                        try:
+                            row = time_mivis(mk, b, iters, a.classes, device, warmup=5)
+                        except Exception as e:  # report and go on
+                            row = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+                        row.update({"channels_last": cl, "mode": m, "batch": b})
+                        out["sweep"].append(row)
+                        print(f"sweep channels_last={cl} {m} batch {b}: "
+                              f"{row.get('identity_steps_per_s', row.get('error'))}", flush=True)
         if a.protocol:
             out["protocol"] = protocol(make, a.classes, device, 300, 5, 1500, batch)
             print(f"300 identities x 5 seeds x 1500 iterations: {out['protocol']['seconds']} s", flush=True)

@@ -48,9 +48,18 @@ def test_every_attack_raises_target_likelihood(world, name):
 
 
 def test_hook_sees_every_step_and_identity_loss_is_reusable(world):
-    events = []
+    events, grads = [], []
+
+    def hook(e):  # what the Fisher-information analysis does: d identity loss / d target parameters
+        events.append(e)
+        w = e.attack.T.head.weight
+        w.requires_grad_(True)
+        (g,) = torch.autograd.grad(e.attack.identity_loss(e.attack.T(e.x), e.y).sum(), w)
+        w.requires_grad_(False)
+        grads.append(g)
     invert("gmi", world["target"].id, world["priors"]["gmi"], [1, 3], 2, {"iterations": 6, "device": "cpu"},
-           workspace=world["ws"], on_step=events.append, hook_every=2)
+           workspace=world["ws"], on_step=hook, hook_every=2)
+    assert len(grads) == 3 and all(g.abs().sum() > 0 for g in grads)
     assert [e.iteration for e in events] == [0, 2, 4]
     e = events[-1]
     assert e.x.shape == (4, 1, 32, 32) and e.latents["z"].shape == (4, 100) and e.grad_norm.shape == (4,)

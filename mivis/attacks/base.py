@@ -34,6 +34,8 @@ COMMON_PARAMS = ParamSet([
     Param("amp", bool, True, "bf16 autocast on CUDA (ignored on CPU)"),
     Param("compile", str, "off", "torch.compile the attack step ('reduce-overhead' adds CUDA graphs)",
           choices=COMPILE_MODES),
+    Param("channels_last", bool, True, "channels_last memory format on CUDA (off: NCHW; single-channel convs can "
+          "be faster that way)"),
 ])
 
 

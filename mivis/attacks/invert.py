@@ -85,12 +85,20 @@ def plan_attack(attack: str, target_run: str, prior_run: str | None, identities:
 
 def build_attack(plan: AttackPlan, workspace: Workspace, reporter: Reporter = NULL) -> Attack:
     ctx = build_context(workspace, plan.target, plan.prior, plan.params["device"], reporter)
+    if ctx.device.type == "cuda" and not plan.params["channels_last"]:
+        set_memory_format(ctx, torch.contiguous_format)
     cls = ATTACKS.get(plan.attack).obj
     check_prior_kind(cls, ctx.prior)
     attack = cls(plan.params, ctx)
     if hasattr(attack, "prepare"):
         attack.prepare()
     return attack
+
+
+def set_memory_format(ctx, fmt) -> None:
+    mods = [ctx.target] + ([ctx.prior.G, ctx.prior.D] if ctx.prior is not None else [])
+    for m in mods:
+        m.to(memory_format=fmt)
 
 
 def _layout(attack: Attack, ids: list[int], restarts: int):
