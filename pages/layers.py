@@ -40,8 +40,9 @@ def tlabel(i: str) -> str:
 
 
 ids = tuple(by_id)
+analysed = [i for i in ids if any(r.config.get("target_run") == i for r in analyses)]
 c = st.columns(2)
-a_id = knobs.widget(Param("target", str, ids[0], "target to analyse", choices=ids), container=c[0],
+a_id = knobs.widget(Param("target", str, (analysed or ids)[0], "target to analyse", choices=ids), container=c[0],
                     label="Target", sticky=True, format_func=tlabel)
 b_id = knobs.widget(Param("vs", str, "", "a second target, side by side", choices=("",) + ids, optional=True),
                     container=c[1], label="Side by side with (optional)",
@@ -68,7 +69,7 @@ def compute_box(target_id: str, key: str) -> None:
     opts = ("",) + tuple(r.id for r in attacks)
     al = {r.id: f"{r.config['attack']['name']} · top-1 {ui.metric_text(r.metrics.get('attack_acc_top1'))} · "
                 f"{r.id[-6:]}" for r in attacks}
-    atk = st.selectbox("Attack run for the MI part", opts, key=f"{PAGE}:{key}:attack",
+    atk = st.selectbox("Attack run for the MI part", opts, index=1 if attacks else 0, key=f"{PAGE}:{key}:attack",
                        format_func=lambda i: al.get(i, "none: classification FI only"))
     if not attacks:
         st.caption("No attack on this target yet: only classification Fisher information can be computed. "
