@@ -13,7 +13,7 @@ from mivis.attacks.context import check_prior  # noqa: E402
 from mivis.attacks.presets import PRESETS, apply_preset  # noqa: E402
 from mivis.evaluation import check_judge  # noqa: E402
 from mivis.params import Param, ParamError  # noqa: E402
-from mivis.priors import GAN_PARAMS, PRIORS, PRESETS as PRIOR_PRESETS, import_prior, shipped_priors  # noqa: E402
+from mivis.priors import PRIORS, PRESETS as PRIOR_PRESETS, import_prior, shipped_priors  # noqa: E402
 
 PAGE = "attack"
 ADVANCED = ("device", "batch_size", "amp", "compile")

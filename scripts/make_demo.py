@@ -65,8 +65,6 @@ def build(ws, device: str, epochs: int, restarts: int, iterations: int, snapshot
 
 
 def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: Path) -> Path:
-    import numpy as np
-
     from mivis.data import load_split, to_uint8
     from mivis.weights import load_tensors
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +129,6 @@ def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: 
             series["model inversion"] = [round(r["normalised"], 5) for r in d["mi_final"]]
         spec["fisher"] = {"layers": short, "series": series}
     (out / "demo.json").write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
-    _ = np  # numpy is used through to_uint8
     return out
 
 
