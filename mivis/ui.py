@@ -469,6 +469,16 @@ def crisp(img, size: int = 128):
     return im.resize((im.size[0] * factor, im.size[1] * factor), Image.NEAREST) if factor > 1 else im
 
 
+def png_scaled(path, max_width: int = 1000, factor: int = 2):
+    """A PNG grid upscaled by a whole factor (nearest neighbour) when it stays under max_width."""
+    from PIL import Image
+    with Image.open(path) as im:
+        im.load()
+        w, h = im.size
+        f = factor if w * factor <= max_width else 1
+        return im.resize((w * f, h * f), Image.NEAREST) if f > 1 else im.copy()
+
+
 def png_crisp(path_or_bytes, size: int = 128):
     from PIL import Image
     src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes

@@ -260,7 +260,7 @@ def done(rec):
          "pct": False}])
     png = run.file("reconstructions.png")
     if png.exists():
-        st.image(ui.png_crisp(png, 900), caption="each row: a real private training face, then the "
+        st.image(ui.png_scaled(png), caption="each row: a real private training face, then the "
                  "reconstructions of that identity. " + ui.ORL_CREDIT, width="content")
     st.page_link("pages/results.py", label="Open in Results (verdicts, histograms, attributions)",
                  icon=":material/insights:", query_params={"run": run.id})
