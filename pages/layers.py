@@ -1,6 +1,5 @@
 """Layers: Fisher information per layer (classification vs model inversion, and over attack iterations)
 and gradient flow per stage, for one target or two side by side."""
-import dataclasses
 import json
 
 import streamlit as st
@@ -75,10 +74,7 @@ def compute_box(target_id: str, key: str) -> None:
         st.caption("No attack on this target yet: only classification Fisher information can be computed. "
                    "Run an attack on the **Attack** page for the MI part and gradient flow.")
     with st.expander("Analysis settings", icon=":material/tune:"):
-        # snapshots > 0 (MI Fisher information over the attack's iterations) currently fails inside
-        # mivis.analysis.layers (its step hook runs under torch.no_grad); off by default until fixed there
-        decl = [dataclasses.replace(p, default=0) if p.name == "snapshots" else p for p in LAYERS_PARAMS]
-        prm = knobs.widgets(decl, prefix=f"{key}.", columns=3)
+        prm = knobs.widgets(list(LAYERS_PARAMS), prefix=f"{key}.", columns=3)
     if st.button("Compute Fisher information and gradient flow", key=f"{PAGE}:{key}:go",
                  icon=":material/play_arrow:"):
         ui.submit_job("layers", {"target_run": target_id, "attack_run": atk or None, "params": prm,
