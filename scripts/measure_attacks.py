@@ -64,6 +64,8 @@ def main() -> int:
     ap.add_argument("--lomma-students", default="efficientnet_b0")
     ap.add_argument("--out", default=str(ROOT / "docs" / "measurements" / "attacks.md"))
     ap.add_argument("--note", default="", help="a sentence on the setup for the report")
+    ap.add_argument("--from-runs", action="store_true", help="run nothing: report the finished 'measure <attack>' "
+                    "runs of this target and evaluation model already in the workspace")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from mivis.attacks import ATTACKS, attack_run
@@ -75,6 +77,15 @@ def main() -> int:
               "plgmi": a.plgmi_prior, "ppa": a.gmi_prior, "whitebox": None}
     results, grids = [], {}
     for name in [n.strip() for n in a.attacks.split(",") if n.strip()]:
+        if a.from_runs:  # report finished runs made earlier by this script (e.g. when a run was cut short)
+            done = [r for r in ws.list(kind="attack", status="done") if r.name == f"measure {name}"
+                    and r.config["target_run"] == a.target and r.config["eval_run"] == a.eval]
+            if done:
+                results.append((name, done[0], None))
+                grids[name] = done[0].file("reconstructions.png")
+                if done[0].config.get("prior_run"):
+                    priors[name] = done[0].config["prior_run"]
+            continue
         if name == "plgmi" and a.plgmi_prior == "wait":
             priors["plgmi"] = wait_for_plgmi(ws, a.target, a.wait_minutes)
         if name == "plgmi" and not priors["plgmi"]:
@@ -104,7 +115,7 @@ def main() -> int:
     mt = target.config["model"]
     ev = ws.get(a.eval)
     pr = ws.get(a.gmi_prior)
-    plg = ws.get(priors["plgmi"]) if priors.get("plgmi") else None
+    plg = ws.get(priors["plgmi"]) if priors.get("plgmi") and priors["plgmi"] != "wait" else None
     lines = [
         "# Attack measurements",
         "",
@@ -123,8 +134,8 @@ def main() -> int:
         f"- KEDMI attack prior: `{priors['kedmi']}`"
         + (" (the GMI prior: no KEDMI-specific GAN was trained for this report)" if not a.kedmi_prior else "") + ".",
         f"- Every attack: all {len(gmi.config['attack']['params']['identities']) if gmi else mt['num_classes']} "
-        f"private identities x {a.restarts} restarts, seed 0, the attack's own defaults"
-        + (f" except {a.iterations} iterations" if a.iterations else "") + ".",
+        f"private identities x {gmi.config['attack']['params']['restarts'] if gmi else a.restarts} restarts, seed 0, "
+        f"the attack's own defaults except the iterations listed in the table.",
         "- Intervals: 95% percentile bootstrap over identities (2,000 resamples; reconstructions of an identity "
         "stay together). Chance: top-1 " f"{100 / mt['num_classes']:.1f}%, top-5 {min(100, 500 / mt['num_classes']):.1f}%.",
     ]

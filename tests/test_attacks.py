@@ -141,3 +141,21 @@ def test_estimate_is_a_positive_number_of_seconds(world):
     s = estimate_seconds("gmi", world["target"].id, world["priors"]["gmi"], [0, 1], 1,
                          {"iterations": 100, "device": "cpu"}, workspace=world["ws"], steps=2)
     assert isinstance(s, float) and 0 < s < 600
+
+
+def test_cli_prior_attack_evaluate(world, capsys):
+    from mivis.cli import main
+    ws = str(world["ws"].path)
+    t = world["target"].id
+    assert main(["--workspace", ws, "prior", "train", "--dataset", "synthetic", "--n-private", "6", "--image-size",
+                 "32", "--test-per-identity", "2", "--preset", "smoke", "--iterations", "2", "--device", "cpu"]) == 0
+    assert main(["--workspace", ws, "attack", "--attack", "whitebox", "--target", t, "--identities", "0,1",
+                 "--restarts", "1", "--iterations", "2", "--device", "cpu", "--json"]) == 0
+    import json
+    run_id = json.loads(capsys.readouterr().out)["id"]
+    assert main(["--workspace", ws, "evaluate", "show", run_id]) == 0
+    assert "attack_acc_top1" in capsys.readouterr().out
+    assert main(["--workspace", ws, "attack", "--attack", "gmi", "--target", t, "--identities", "0,9"]) == 2
+    assert "outside the target's classes" in capsys.readouterr().err
+    assert main(["--workspace", ws, "attack", "--attack", "whitebox", "--target", t, "--views", "2"]) == 2
+    assert "does not apply" in capsys.readouterr().err
