@@ -149,6 +149,7 @@ def test_cli_prior_attack_evaluate(world, capsys):
     t = world["target"].id
     assert main(["--workspace", ws, "prior", "train", "--dataset", "synthetic", "--n-private", "6", "--image-size",
                  "32", "--test-per-identity", "2", "--preset", "smoke", "--iterations", "2", "--device", "cpu"]) == 0
+    assert "gmi prior" in capsys.readouterr().out
     assert main(["--workspace", ws, "attack", "--attack", "whitebox", "--target", t, "--identities", "0,1",
                  "--restarts", "1", "--iterations", "2", "--device", "cpu", "--json"]) == 0
     import json
