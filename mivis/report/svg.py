@@ -18,7 +18,7 @@ def bars(labels: list[str], values: list[float], lo: list[float] | None = None, 
          ref: float | None = None) -> str:
     """Vertical bars with optional 95% interval whiskers and a dashed reference line (e.g. chance)."""
     n = max(1, len(values))
-    w, h, left, bottom, top = max(360, 60 + 48 * n), 300, 50, 90, 30
+    w, h, left, bottom, top = max(360, 60 + 48 * n), 380, 50, 160, 30
     vals = [v if v is not None else 0.0 for v in values]
     ymax = ymax or max([*(hi or []), *vals, 1e-9]) * 1.1
     sy = lambda v: top + (h - top - bottom) * (1 - v / ymax)
