@@ -46,6 +46,11 @@ def test_frechet_matches_the_closed_form():
             - 2 * np.trace(scipy_linalg.sqrtm(s1 @ s2)).real
         assert frechet_distance(a, b) == pytest.approx(ref, rel=1e-6)
     assert abs(frechet_distance(a, a)) < 1e-6
+    from mivis.evaluation.bootstrap import jackknife_stat
+    feats = {c: torch.randn(5, 4, generator=torch.Generator().manual_seed(c)) + c for c in range(8)}
+    ref = torch.randn(40, 4, generator=torch.Generator().manual_seed(99)) + 3.5
+    m = jackknife_stat(lambda ids: frechet_distance(torch.cat([feats[int(c)] for c in ids]), ref), np.arange(8))
+    assert m["n"] == 8 and m["lo"] < m["value"] < m["hi"]
 
 
 def test_histeq_spreads_a_dark_image():

@@ -4,14 +4,16 @@ Per reconstruction: the judge's top-1/top-5 verdict, its probability of the atta
 KNN feature distance (squared L2 in the judge's penultimate features to the nearest private
 TRAINING image of the same identity), and p_T(y | x*). Summaries: attack accuracy top-1/top-5,
 mean KNN distance, the feature Frechet distance to the attacked identities' private training
-images, mean target likelihood and target success, each {"value", "lo", "hi", "n"}.
+images, mean target likelihood and target success, each {"value", "lo", "hi", "n"}. Intervals: 95%
+identity bootstrap; for the Frechet distance a leave-one-identity-out jackknife (the bootstrap repeats
+identities and biases it upward).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .bootstrap import bootstrap_mean, bootstrap_stat
+from .bootstrap import bootstrap_mean, jackknife_stat
 from .frechet import frechet_distance
 from .judges import Judge
 
@@ -48,7 +50,7 @@ def summarise(verdict: dict, groups: np.ndarray, n_boot: int, seed: int) -> dict
         a = torch.cat([feats[torch.from_numpy(g == c)] for c in ids])
         b = torch.cat([priv[int(c)] for c in ids])
         return frechet_distance(a, b)
-    out["feature_frechet_distance"] = bootstrap_stat(fd, groups, min(n_boot, 200), seed)
+    out["feature_frechet_distance"] = jackknife_stat(fd, groups)  # 95% jackknife over identities
     return out
 
 
