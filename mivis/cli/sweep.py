@@ -9,8 +9,6 @@ def register(sub) -> None:
     p.add_argument("grid_file", help="a TOML or JSON grid file (see mivis/sweep/grid.py)")
     p.add_argument("--estimate", action="store_true", help="only print the plan and the time estimate")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for the estimate")
-    p.add_argument("--ray", metavar="ADDRESS", default=None,
-                   help="run the steps as Ray tasks on this cluster ('auto' = the local/running cluster)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -27,11 +25,7 @@ def run(args) -> int:
           + (f" ({kinds})" if kinds else ""), file=sys.stderr)
     if args.estimate:
         return 0
-    executor = None
-    if args.ray:
-        from ..sweep.ray_executor import ray_executor
-        executor = ray_executor(args.ray, ws)
-    summary = run_sweep(plan, ws, console_reporter(), executor)
+    summary = run_sweep(plan, ws, console_reporter())
     if args.json:
         print_json(summary)
     else:
