@@ -64,6 +64,8 @@ def main() -> int:
     ap.add_argument("--lomma-students", default="efficientnet_b0")
     ap.add_argument("--out", default=str(ROOT / "docs" / "measurements" / "attacks.md"))
     ap.add_argument("--note", default="", help="a sentence on the setup for the report")
+    ap.add_argument("--extra-run", action="append", default=[], help="also list this finished attack run (by its "
+                    "name), e.g. a classroom-preset run")
     ap.add_argument("--from-runs", action="store_true", help="run nothing: report the finished 'measure <attack>' "
                     "runs of this target and evaluation model already in the workspace")
     a = ap.parse_args()
@@ -105,6 +107,10 @@ def main() -> int:
         print(f"{name}: top-1 {fmt(m['attack_acc_top1'])} top-5 {fmt(m['attack_acc_top5'])} "
               f"({m['attack_seconds']:.0f} s)", flush=True)
         grids[name] = rec.file("reconstructions.png")
+    for rid in a.extra_run:
+        rec = ws.get(rid)
+        results.append((rec.name or rid, rec, None))
+        grids[(rec.name or rid).replace(" ", "-")] = rec.file("reconstructions.png")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     img_dir = out.parent / "attacks"
@@ -149,7 +155,7 @@ def main() -> int:
               "| iterations | attack s |", "|---|---|---|---|---|---|---|---|---|"]
     for name, rec, wall in results:
         m = rec.metrics
-        lines.append(f"| {name} | {fmt(m['attack_acc_top1'])} | {fmt(m['attack_acc_top5'])} | "
+        lines.append(f"| {name} ({rec.config['attack']['params']['restarts']} restarts) | {fmt(m['attack_acc_top1'])} | {fmt(m['attack_acc_top5'])} | "
                      f"{fmt(m['knn_dist'], False)} | {fmt(m['feature_frechet_distance'], False)} | "
                      f"{fmt(m['target_likelihood'])} | {fmt(m['target_success'])} | "
                      f"{rec.config['attack']['params']['iterations']} | {m['attack_seconds']:.0f} |")

@@ -17,7 +17,7 @@ def metric_lines(m: dict) -> str:
     for name, j in (m.get("extra_judges") or {}).items():
         v = j["attack_acc_top1"]
         rows.append([f"attack_acc_top1@{name}", _fmt(v["value"]), f"[{_fmt(v['lo'])}, {_fmt(v['hi'])}]", v["n"]])
-    return table(rows, ["metric", "value", "95% CI (identity bootstrap)", "identities"])
+    return table(rows, ["metric", "value", "95% CI over identities", "identities"])
 
 
 def register(sub) -> None:
