@@ -297,3 +297,11 @@ class Run:
 
     def fail(self, error: str, status: str = "failed") -> None:
         self.ws._update(self.id, status=status, error=error[:2000], finished=time.time())
+
+    def fail_from(self, error: BaseException) -> None:
+        """Record why a run stopped: cancelled by the user, or failed with this error."""
+        from .progress import Cancelled
+        if isinstance(error, Cancelled):
+            self.fail("cancelled by user", status="cancelled")
+        else:
+            self.fail(f"{type(error).__name__}: {error}")

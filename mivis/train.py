@@ -18,7 +18,7 @@ from .data import FaceSplit, Subset, load_split
 from .device import autocast, prepare, resolve_device, to_device
 from .models import ARCHITECTURES, Classifier, count_params, model_config, model_from_config
 from .params import Param, ParamError, ParamSet
-from .progress import NULL, Cancelled, Reporter
+from .progress import NULL, Reporter
 from .runs import RunRecord, Workspace
 
 ROLES = ("target", "eval", "public")
@@ -283,11 +283,8 @@ def train_run(role: str, train_cfg: dict | None = None, data_cfg: dict | None = 
                    "trainable_params": sum(p.numel() for p in final.parameters() if p.requires_grad),
                    "device": str(trainer.device)}
         run.finish(metrics)
-    except Cancelled:
-        run.fail("cancelled by user", status="cancelled")
-        raise
     except BaseException as e:
-        run.fail(f"{type(e).__name__}: {e}")
+        run.fail_from(e)
         raise
     return run.record()
 

@@ -12,7 +12,7 @@ import torch
 
 from ..data import load_split
 from ..params import Param, ParamError, ParamSet
-from ..progress import NULL, Cancelled, Reporter
+from ..progress import NULL, Reporter
 from ..runs import RunRecord, Workspace
 from ..surgery.layers import layer_groups
 from .fisher import concentration, cross_entropy, fisher_per_layer
@@ -94,11 +94,8 @@ def layers_run(target_run: str, attack_run: str | None = None, params: dict | No
         metrics["seconds"] = round(time.monotonic() - t0, 2)
         run.write_json("layers.json", out)
         run.finish(metrics)
-    except Cancelled:
-        run.fail("cancelled by user", status="cancelled")
-        raise
     except BaseException as e:
-        run.fail(f"{type(e).__name__}: {e}")
+        run.fail_from(e)
         raise
     return run.record()
 

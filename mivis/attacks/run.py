@@ -12,7 +12,7 @@ import torch
 
 from ..data import load_split
 from ..params import ParamError
-from ..progress import NULL, Cancelled, Reporter
+from ..progress import NULL, Reporter
 from ..runs import Run, RunRecord, Workspace
 from .invert import InversionResult, invert, plan_attack
 
@@ -66,11 +66,8 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
                   "n_reconstructions": int(len(res.y)), "extra_judges": evaluation["extra_judges"],
                   "events": res.events})
         run.finish(m)
-    except Cancelled:
-        run.fail("cancelled by user", status="cancelled")
-        raise
     except BaseException as e:
-        run.fail(f"{type(e).__name__}: {e}")
+        run.fail_from(e)
         raise
     return run.record()
 
@@ -86,7 +83,6 @@ def evaluate_result(ws, res: InversionResult, target: RunRecord, judges, dlib: b
 
 
 def store_result(run: Run, res: InversionResult, target: RunRecord) -> None:
-    from ..grid import grid_png
     run.save_weights({"x": res.x.half(), "y": res.y, "restart": res.restart, "p_target": res.p_target,
                       "target_pred": res.target_pred, "trace_p_samples": res.trace.p_samples,
                       "trace_checkpoints": torch.tensor(res.trace.checkpoints)},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from ..data import Subset
-from ..progress import NULL, Cancelled, Reporter
+from ..progress import NULL, Reporter
 from ..runs import RunRecord, Workspace
 from .judges import histeq
 
@@ -37,10 +37,7 @@ def train_lighting_judge(train_cfg: dict | None = None, data_cfg: dict | None = 
         run.finish({"natural_acc": accuracy(final, eq_test), "train_acc": history[-1]["train_acc"],
                     "train_seconds": round(time.monotonic() - t0, 2), "params": count_params(final),
                     "device": str(trainer.device), "preprocess": "histeq"})
-    except Cancelled:
-        run.fail("cancelled by user", status="cancelled")
-        raise
     except BaseException as e:
-        run.fail(f"{type(e).__name__}: {e}")
+        run.fail_from(e)
         raise
     return run.record()

@@ -16,7 +16,7 @@ import torch
 from ..data import load_split
 from ..device import resolve_device
 from ..params import ParamError
-from ..progress import NULL, Cancelled, Reporter
+from ..progress import NULL, Reporter
 from ..runs import RunError, RunRecord, Workspace
 from ..weights import WeightsError, load_into
 from .base import PRIORS, Prior, build_nets, check_policy, net_config
@@ -110,11 +110,8 @@ def train_prior(ptype: str, params: dict | None = None, data_cfg: dict | None = 
                     "d_loss": last.get("d_loss"), "g_loss": last.get("g_loss"),
                     "g_params": sum(x.numel() for x in res.G.parameters()),
                     "d_params": sum(x.numel() for x in res.D.parameters())})
-    except Cancelled:
-        run.fail("cancelled by user", status="cancelled")
-        raise
     except BaseException as e:
-        run.fail(f"{type(e).__name__}: {e}")
+        run.fail_from(e)
         raise
     return run.record()
 
