@@ -92,7 +92,9 @@ class LOMMA(Attack):
 register_attack(LOMMA, ParamSet([
     Param("base", str, "gmi", "the attack LOMMA augments", choices=("gmi", "kedmi")),
     Param("iterations", int, 1500, "optimisation steps", min=1, max=100000),
-    Param("id_weight", float, 100.0, "weight of the (augmented) logit loss", min=0.0, max=1e6),
+    Param("id_weight", float, 1.0, "weight of the (augmented) logit loss; it is unbounded, unlike CE: GMI's weight "
+          "100 drives momentum SGD to the clip corners (measured on ORL 32 px: 7.5% top-1 at 100, 42.5% at 1)",
+          min=0.0, max=1e6),
     Param("prior_weight", float, 1.0, "weight of the base attack's prior loss", min=0.0, max=1e6),
     Param("reg_weight", float, 1.0, "weight of the feature regulariser to the public feature mean", min=0.0,
           max=1e6),
