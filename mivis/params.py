@@ -51,7 +51,9 @@ class Param:
 
     def coerce(self, value: Any) -> Any:
         """Convert a value (possibly a CLI/URL string) to this param's type, then check it."""
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        # "none" means "not set" unless it is itself one of the choices (e.g. augment=none)
+        unset = ("",) if self.choices and "none" in self.choices else ("", "none")
+        if value is None or (isinstance(value, str) and value.strip().lower() in unset):
             if self.optional:
                 return None
             raise ParamError(f"{self.name}: a value is required ({self.allowed()})")

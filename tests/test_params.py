@@ -35,3 +35,10 @@ def test_argparse_round_trip():
     ns = parser.parse_args(["--lr", "0.25", "--scales", "1,1,0"])
     assert PS.from_namespace(ns)["scales"] == [1.0, 1.0, 0.0]
     assert PS.from_namespace(ns)["lr"] == 0.25
+
+
+def test_none_is_a_real_choice_when_declared():
+    p = Param("augment", str, "standard", "augmentation", choices=("none", "light", "standard"))
+    assert p.coerce("none") == "none"
+    q = Param("data_dir", str, None, "folder", optional=True)
+    assert q.coerce("none") is None
