@@ -51,3 +51,17 @@ def table(rows: list[list], header: list[str]) -> str:
     cols = [header] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cols)
+
+
+def given_for(args, names, entry, *, dest_prefix: str = "", what: str) -> dict:
+    """The flags among `names` (a union over a registry) the user gave, refusing any that the
+    chosen entry does not declare; `what` names the entry in the message (e.g. "resnet18")."""
+    from ..params import ParamError
+    out = {}
+    for name in names:
+        v = getattr(args, dest_prefix + name, None)
+        if v is not None:
+            if name not in entry.params:
+                raise ParamError(f"--{name.replace('_', '-')} does not apply to {what}")
+            out[name] = v
+    return out

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..params import ParamError
-from ._common import console_reporter, print_json, workspace
+from ._common import console_reporter, given_for, print_json, workspace
 
 
 def _union():
@@ -49,15 +48,7 @@ def register(sub) -> None:
 
 def _params(args) -> dict:
     from ..attacks import ATTACKS
-    entry = ATTACKS.get(args.attack)
-    out = {}
-    for name in _union():
-        v = getattr(args, "a_" + name, None)
-        if v is not None:
-            if name not in entry.params:
-                raise ParamError(f"--{name.replace('_', '-')} does not apply to the {args.attack} attack")
-            out[name] = v
-    return out
+    return given_for(args, _union(), ATTACKS.get(args.attack), dest_prefix="a_", what=f"the {args.attack} attack")
 
 
 def _prior(args, ws) -> str | None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import DATA_PARAMS
-from ..params import ParamError
-from ._common import console_reporter, print_json, table, workspace
+from ._common import console_reporter, given_for, print_json, table, workspace
 
 
 def _all_params():
@@ -53,14 +52,7 @@ def register(sub) -> None:
 
 def train(args) -> int:
     from ..priors import PRIORS, export_prior, train_prior
-    entry = PRIORS.get(args.type)
-    given = {}
-    for name in _all_params():
-        v = getattr(args, name, None)
-        if v is not None:
-            if name not in entry.params:
-                raise ParamError(f"--{name.replace('_', '-')} does not apply to a {args.type} prior")
-            given[name] = v
+    given = given_for(args, _all_params(), PRIORS.get(args.type), what=f"a {args.type} prior")
     data = {p.name: p.coerce(getattr(args, p.name)) for p in DATA_PARAMS if getattr(args, p.name, None) is not None}
     rec = train_prior(args.type, given, data or None, target_run=args.target, preset=args.preset, workspace=workspace(args),
                       reporter=console_reporter(), name=args.name)

@@ -6,9 +6,8 @@ import argparse
 from ..data import DATA_PARAMS
 from ..defenses import DEFENSES
 from ..models import ARCHITECTURES
-from ..params import ParamError
 from ..train import ROLES, TRAIN_PARAMS, train_run
-from ._common import console_reporter, print_json, workspace
+from ._common import console_reporter, given_for, print_json, workspace
 
 
 def _arch_param_names() -> dict:
@@ -63,14 +62,8 @@ def defenses_from_args(args) -> dict:
 
 def run(args) -> int:
     train_cfg = TRAIN_PARAMS.from_namespace(args)
-    entry = ARCHITECTURES.get(train_cfg["arch"])
-    arch_params = {}
-    for name in _arch_param_names():
-        v = getattr(args, "arch_" + name, None)
-        if v is not None:
-            if name not in entry.params:
-                raise ParamError(f"--{name.replace('_', '-')} does not apply to {train_cfg['arch']}")
-            arch_params[name] = v
+    arch_params = given_for(args, _arch_param_names(), ARCHITECTURES.get(train_cfg["arch"]), dest_prefix="arch_",
+                            what=train_cfg["arch"])
     rec = train_run(args.role, train_cfg, DATA_PARAMS.from_namespace(args), arch_params=arch_params,
                     defenses=defenses_from_args(args), workspace=workspace(args),
                     reporter=console_reporter(), name=args.name)
