@@ -82,6 +82,29 @@ def time_mivis(make_engine, n: int, iters: int, classes: int, device, warmup: in
             "identity_steps_per_s": round(n * iters / s, 1), "compile": eng.compile_mode, "events": eng.events}
 
 
+def profile_step(make_engine, n: int, classes: int, device, top: int = 25) -> list[dict]:
+    """The CUDA kernels of a few warm GMI steps, by total device time (where the step's time goes)."""
+    from torch.profiler import ProfilerActivity, profile
+    y = torch.arange(n) % classes
+    r = torch.arange(n) // classes
+    eng = make_engine(8)
+    eng.run_chunk(y, r, 5, keep=n)
+    sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        eng.run_chunk(y, r, 8, keep=n)
+        sync(device)
+    rows = []
+    for ev in prof.key_averages():
+        t = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
+        if t:
+            rows.append({"kernel": ev.key[:120], "calls": ev.count, "device_ms": round(t / 1e3, 3)})
+    rows.sort(key=lambda r: -r["device_ms"])
+    total = sum(r["device_ms"] for r in rows)
+    for r in rows:
+        r["share"] = round(r["device_ms"] / total, 4) if total else 0.0
+    return rows[:top]
+
+
 def time_plain(G, D, T, classes, device, n_ids: int, iters: int) -> dict:
     """The way MI repos run: one identity at a time, fp32, torch.optim, parameters requiring grad."""
     for m in (G, D, T):
@@ -180,6 +203,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--nchw", action="store_true", help="NCHW instead of channels_last on cuda")
+    ap.add_argument("--profile", action="store_true", help="also list the CUDA kernels of the step by device time")
     ap.add_argument("--sweep", action="store_true", help="also time channels_last/NCHW x reduce-overhead/max-autotune "
                     "x batch 2048/4096 (about a minute each)")
     a = ap.parse_args()
@@ -204,6 +228,10 @@ def main() -> int:
         out["mivis"] = time_mivis(make, batch, iters, a.classes, device, warmup=5 if cuda else 1)
         print(f"mivis GMI step: {out['mivis']['identity_steps_per_s']:,.0f} identity-steps/s "
               f"(batch {batch}, {mode}, warm-up {out['mivis']['warmup_seconds']} s)", flush=True)
+        if a.profile and cuda:
+            out["profile"] = profile_step(make, batch, a.classes, device)
+            for r in out["profile"][:15]:
+                print(f"  {r['share']:6.1%} {r['device_ms']:9.1f} ms {r['calls']:6d}x  {r['kernel']}", flush=True)
         G2, D2, T2 = build(a.size, a.channels, a.classes, device)
         out["plain"] = time_plain(G2, D2, T2, a.classes, device, a.baseline_ids or 3,
                                   a.baseline_iters or (100 if cuda else 5))
