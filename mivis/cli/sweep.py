@@ -10,6 +10,12 @@ def register(sub) -> None:
     p.add_argument("--estimate", action="store_true", help="only print the plan and the time estimate")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for the estimate")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the steps as Ray tasks: 'local' starts Ray on this machine, "
+                   "'auto' joins this machine's cluster, or a cluster address (needs requirements-ray.txt; the "
+                   "workspace must be on storage every node sees at the same path)")
+    p.add_argument("--ray-cpus", type=int, default=1, metavar="N", help="CPUs per step (and torch threads)")
+    p.add_argument("--ray-gpus", type=float, default=None, metavar="G",
+                   help="GPUs per step (default: 1 when the cluster has GPUs, else 0)")
     p.set_defaults(func=run)
 
 
@@ -25,7 +31,11 @@ def run(args) -> int:
           + (f" ({kinds})" if kinds else ""), file=sys.stderr)
     if args.estimate:
         return 0
-    summary = run_sweep(plan, ws, console_reporter())
+    executor = None
+    if args.ray:
+        from ..sweep.ray_executor import RayExecutor
+        executor = RayExecutor(args.ray, cpus_per_step=args.ray_cpus, gpus_per_step=args.ray_gpus)
+    summary = run_sweep(plan, ws, console_reporter(), executor=executor)
     if args.json:
         print_json(summary)
     else:
