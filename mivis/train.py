@@ -6,6 +6,7 @@ and saves safetensors weights plus metrics. `fit` is the loop itself, reusable b
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import time
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ TRAIN_PARAMS = ParamSet([
     Param("device", str, "auto", "where to train", choices=("auto", "cpu", "cuda")),
     Param("init_run", str, None, "start from the weights of this run (e.g. a public pre-trained model); "
           "the head is re-initialised when the class count differs", optional=True),
+    Param("init_weights", str, None, "start the body from a local timm checkpoint (safetensors, e.g. ImageNet "
+          "weights you have on disk; nothing downloads); the head is new", optional=True),
 ])
 
 
@@ -224,8 +227,20 @@ def prepare_training(role: str, train_cfg: dict | None, data_cfg: dict | None,
             raise ParamError(f"init_run {init.id} is a {init.status} {init.kind} run; a finished classifier is needed")
         if init.config["model"]["arch"] != cfg["arch"]:
             raise ParamError(f"init_run {init.id} is a {init.config['model']['arch']}, not a {cfg['arch']}")
+    if cfg["init_weights"]:
+        if cfg["init_run"]:
+            raise ParamError("init_weights and init_run both set the starting weights; choose one")
+        from .pretrained import file_sha256
+        path = Path(cfg["init_weights"]).expanduser()
+        if not path.is_file():
+            raise ParamError(f"init_weights: {path} does not exist or is not a file")
+        cfg["init_weights"] = str(path.resolve())
+        mcfg["init_weights_sha256"] = file_sha256(path)  # the run's identity follows the file's content
     torch.manual_seed(cfg["seed"])
     model = model_from_config(mcfg, phase="initial")
+    if cfg["init_weights"]:
+        from .pretrained import load_pretrained_body
+        load_pretrained_body(model, cfg["init_weights"], cfg["arch"])  # refusals before any run exists
     for d in defense_objs:
         d.check_training(cfg, model)
     # record every defense's full, resolved parameters (defaults included) in the run's config

@@ -45,9 +45,10 @@ class TransferFreeze(Defense):
         return default_depth(model) if self.p["freeze"] is None else self.p["freeze"]
 
     def check_training(self, train_cfg: dict, model: nn.Module) -> None:
-        if not train_cfg.get("init_run"):
+        if not (train_cfg.get("init_run") or train_cfg.get("init_weights")):
             raise ParamError("tldmi: fine-tuning needs a pre-trained start; set init_run to a finished public "
-                             "run of the same architecture (train one with --role public)")
+                             "run of the same architecture (train one with --role public), or init_weights "
+                             "to a local pretrained checkpoint")
         n = len(layer_groups(model))
         if self.depth(model) > n - 1:
             raise ParamError(f"tldmi freeze: {self.depth(model)} is beyond this model's {n} layer groups; "
