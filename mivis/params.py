@@ -6,8 +6,20 @@ config dict before any compute starts and raises `ParamError` naming the allowed
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
+
+
+def _int_range(part) -> list:
+    """'3-7' -> 3..7 (inclusive; e.g. the first 300 identities as 0-299); anything else unchanged."""
+    m = re.fullmatch(r"(-?\d+)-(-?\d+)", part) if isinstance(part, str) else None
+    if not m:
+        return [part]
+    lo, hi = int(m.group(1)), int(m.group(2))
+    if hi < lo or hi - lo >= 1_000_000:
+        raise ValueError(part)
+    return list(range(lo, hi + 1))
 
 
 class ParamError(ValueError):
@@ -43,7 +55,7 @@ class Param:
         if self.choices is not None:
             return "one of " + ", ".join(map(str, self.choices))
         kind = {int: "an integer", float: "a number", str: "text", bool: "true/false",
-                FLOAT_LIST: "comma-separated numbers", INT_LIST: "comma-separated integers"}[self.type]
+                FLOAT_LIST: "comma-separated numbers", INT_LIST: "comma-separated integers (a-b for a range)"}[self.type]
         lo = "-inf" if self.min is None else f"{self.min:g}"
         hi = "inf" if self.max is None else f"{self.max:g}"
         rng = f" in [{lo}, {hi}]" if (self.min is not None or self.max is not None) else ""
@@ -86,6 +98,8 @@ class Param:
                 else:
                     parts = list(value)
                 conv = float if self.type == FLOAT_LIST else int
+                if conv is int:
+                    parts = [q for p in parts for q in _int_range(p)]
                 value = [conv(p) for p in parts]
                 if conv is float and any(v != v for v in value):
                     raise ValueError(value)

@@ -42,3 +42,13 @@ def test_none_is_a_real_choice_when_declared():
     assert p.coerce("none") == "none"
     q = Param("data_dir", str, None, "folder", optional=True)
     assert q.coerce("none") is None
+
+
+def test_int_list_ranges():
+    from mivis.params import INT_LIST, Param, ParamError
+    p = Param("identities", INT_LIST, None, "target classes", optional=True, min=0)
+    assert p.coerce("0-4,7") == [0, 1, 2, 3, 4, 7]
+    assert len(p.coerce("0-299")) == 300
+    for bad in ("5-2", "0-99999999", "a-b", "-3-2"):  # reversed, absurd, not numbers, below min
+        with pytest.raises(ParamError, match="identities"):
+            p.coerce(bad)
