@@ -63,3 +63,24 @@ def test_bad_identity_file_and_too_few_identities(mini_celeba, tmp_path):
         arrange_celeba(imgs, bad, tmp_path / "o1")
     with pytest.raises(DataError, match="5 identities"):
         arrange_celeba(imgs, ids, tmp_path / "o2", n_private=5)
+
+
+def test_recipe_grid_plans_on_an_arranged_folder(mini_celeba, tmp_path, monkeypatch):
+    """docs/recipes/celeba-protocol.toml stays valid: every step validates once its paths point at data."""
+    import tomllib
+    from pathlib import Path
+    from mivis.celeba import arrange_celeba
+    from mivis.sweep import plan_sweep
+    imgs, ids = mini_celeba
+    out = tmp_path / "arranged"
+    arrange_celeba(imgs, ids, out, n_private=3, n_public=2)
+    monkeypatch.setenv("MIVIS_CACHE", str(tmp_path / "cache"))
+    grid = tomllib.loads((Path(__file__).parent.parent / "docs/recipes/celeba-protocol.toml").read_text())
+    data = grid["base"]["data"]
+    data.update(data_dir=str(out), private_list=str(out / "private.txt"), public_list=str(out / "public.txt"),
+                test_per_identity=1)
+    grid["base"]["attack"]["identities"] = "0-2"  # the miniature has 3 private identities
+    plan = plan_sweep(grid)
+    assert len(plan.trials) == 6
+    attack = next(s for s in plan.steps.values() if s.kind == "attack")
+    assert attack.spec["params"]["identities"] == "0-2" and attack.spec["params"]["iterations"] == 1500
