@@ -68,6 +68,14 @@ with right:
                   for a, d, acc, att, dl in PAPER], hide_index=True, height=420)
     st.caption("Also reported: BiDO + RoLSS on ResNet-101 reaches AttAcc 41.44 (BiDO alone 67.07). "
                "Koh et al., ECCV 2024, arXiv 2409.01696.")
+    from mivis.report.findings import measured_effects
+    measured = measured_effects(ui.ROOT)
+    if measured:
+        st.markdown("**Measured here on the embedded ORL data** (mivis's studies, docs/findings.md and "
+                    "docs/gpu/findings.md): the paired drop in top-1 attack accuracy vs the same architecture "
+                    "without defense. *Not resolved* means the interval contains 0: the data cannot tell "
+                    "the defense from no defense, whatever the paper found.")
+        st.dataframe(measured, hide_index=True, height=420)
 
 with left:
     if not points:

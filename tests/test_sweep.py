@@ -104,6 +104,17 @@ def test_ray_sweep_matches_local(tmp_path):
     assert sorted(r.kind for r in local_ws.list()) == sorted(r.kind for r in ray_ws.list())
     assert all(r.status == "done" for r in ray_ws.list())
     assert any(e.get("phase") == "wave" for e in events) and any(e.get("status") == "done" for e in events)
+    # the report is made by the code from stored runs: the same seeds in two fresh workspaces -> the same tables
+    from mivis.report.findings import build_report, measured_effects
+    tables = []
+    for w in (local_ws, ray_ws):
+        md = build_report(w, ["tiny"], tmp_path / w.path.name / "findings.md").read_text()
+        tables.append(md[md.index("## Results"):md.index("## Figures")])
+        assert list((tmp_path / w.path.name / "figures").glob("*.svg"))
+    assert tables[0] == tables[1] and "skips[1,1,1,0]" in tables[0]
+    rows = measured_effects(tmp_path, {"tiny": "local/findings.json"})
+    assert [r["defense"] for r in rows] == ["skips[1,1,1,0]"] and rows[0]["verdict"] in (
+        "not resolved", "resolved: leaks less", "resolved: leaks MORE")
     # rerun through the local runner on the Ray workspace: everything is reused
     again = run_sweep(plan_sweep(copy.deepcopy(GRID)), ray_ws)
     assert again["ran"] == 0 and again["reused"] == 6

@@ -233,3 +233,29 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
     out.write_text("\n".join(md))
     (out.parent / (out.stem + ".json")).write_text(json.dumps(rows, indent=1, default=str))
     return out
+
+
+STUDY_REPORTS = {"CPU study": "docs/findings.json", "GPU study": "docs/gpu/findings.json"}
+
+
+def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> list[dict]:
+    """The committed studies' paired drops vs no defense, one row per (study, arch, attack, size,
+    defense), for showing next to the papers' numbers what this data does and does not resolve."""
+    out = []
+    for study, rel in reports.items():
+        path = Path(root) / rel
+        if not path.exists():
+            continue
+        for r in json.loads(path.read_text()):
+            vs = r.get("vs_none")
+            if not vs:
+                continue
+            d = vs["drop"]
+            out.append({"study": study, "arch": r["arch"], "attack": r["attack"], "px": r["image_size"],
+                        "defense": r["defense"] + (" (public init)" if r.get("init") else ""),
+                        "seeds": len(vs["seeds"]), "AttAcc %": round(100 * r["top1"]["value"], 1),
+                        "drop pp": round(100 * d["value"], 1),
+                        "95% CI pp": f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]",
+                        "verdict": ("resolved: leaks less" if d["value"] > 0 else "resolved: leaks MORE")
+                        if d["resolved"] else "not resolved"})
+    return out
