@@ -199,14 +199,17 @@ public_runs = [r for r in ui.workspace().list(kind="public", status="done") if r
 init_choices = ("",) + tuple(r.id for r in public_runs)
 labels = {r.id: ui.run_label(r) for r in public_runs}
 with st.container(border=True):
-    train = knobs.widgets([p for p in TRAIN_PARAMS if p.name not in ("arch", "init_run", "device")], columns=4)
-    g = st.columns(3)
+    train = knobs.widgets([p for p in TRAIN_PARAMS if p.name not in ("arch", "init_run", "init_weights", "device")],
+                          columns=4)
+    g = st.columns(4)
     train["device"] = knobs.widget(TRAIN_PARAMS["device"], container=g[0])
     init = knobs.widget(Param("init_run", str, "", TRAIN_PARAMS["init_run"].help, choices=init_choices,
                               optional=True),
                         container=g[1], label="Start from (public pre-training)",
                         format_func=lambda v: labels.get(v, "random initialisation") if v else "random initialisation")
-    name = g[2].text_input("Run name", key=f"{PAGE}:name", placeholder=f"{role} {arch}")
+    train["init_weights"] = knobs.widget(TRAIN_PARAMS["init_weights"], container=g[2],
+                                         label="or a pretrained checkpoint (path on the server)")
+    name = g[3].text_input("Run name", key=f"{PAGE}:name", placeholder=f"{role} {arch}")
     train["arch"], train["init_run"] = arch, (init or None)
     blocked |= knobs.invalid
     go = st.button("Train", key=f"{PAGE}:train", type="primary", icon=":material/play_arrow:", disabled=blocked,
