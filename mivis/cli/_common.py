@@ -32,7 +32,7 @@ def console_reporter(quiet: bool = False) -> Reporter:
             return
         parts = [f"{k}={_fmt(v)}" for k, v in ev.items() if k not in ("phase",)]
         line = f"[{time.monotonic() - t0:6.1f}s] {ev.get('phase', '')}: " + " ".join(parts)
-        end = "\n" if ev.get("phase") in ("epoch", "done") else "\r"
+        end = "\n" if ev.get("phase") in ("epoch", "done", "data cached") else "\r"
         print(line[:160].ljust(100), end=end, file=sys.stderr, flush=True)
     return Reporter(show, cancel, min_interval=0.5)
 

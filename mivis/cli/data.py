@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..data import DATA_PARAMS, load_split
-from ._common import print_json
+from ._common import console_reporter, print_json
 
 
 def register(sub) -> None:
@@ -13,7 +13,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    split = load_split(DATA_PARAMS.from_namespace(args))
+    # folder data: the first call decodes and resizes every image into the cache (progress on stderr)
+    split = load_split(DATA_PARAMS.from_namespace(args), reporter=console_reporter(quiet=args.json))
     rec = split.record()
     if args.json:
         print_json(rec)
@@ -25,6 +26,8 @@ def run(args) -> int:
     print(f"               {rec['n_train']} train / {rec['n_test']} held-out test images")
     print(f"public         {len(split.public_names)} identities, {rec['n_public']} images: "
           f"{', '.join(split.public_names)}")
+    if split.cache:
+        print(f"cache          {split.cache}")
     if split.config["dataset"] == "orl":
         print("credit         ORL faces: AT&T Laboratories Cambridge")
     for p in split.problems:

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from ..params import Param, ParamSet
+from ..progress import NULL, Reporter
+from ._lazy import LazyImages, is_lazy, to_float
 
 
 class DataError(ValueError):
@@ -36,11 +38,19 @@ DATA_PARAMS = ParamSet([
 
 @dataclass
 class Subset:
-    x: torch.Tensor  # float32 (N, C, H, W) in [-1, 1]
+    x: torch.Tensor | LazyImages  # float32 (N, C, H, W) in [-1, 1]; folder data: read per batch from disk
     y: torch.Tensor  # int64 (N,)
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def streamed(self) -> bool:
+        return is_lazy(self.x)
+
+    def take(self, idx) -> "Subset":
+        """The selected images (index tensor, bool mask or slice); lazy images stay lazy."""
+        return Subset(self.x.view(idx) if self.streamed else self.x[idx], self.y[idx])
 
 
 @dataclass
@@ -53,6 +63,7 @@ class FaceSplit:
     public: Subset  # public identities; y in [0, n_public)
     fingerprint: str
     problems: list[str] = field(default_factory=list)
+    cache: str | None = None  # folder data: the .npy file the images are read from
 
     @property
     def num_classes(self) -> int:
@@ -73,10 +84,6 @@ class FaceSplit:
         return sub.x[sub.y == identity]
 
 
-def to_float(u8: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(u8.astype(np.float32) / 127.5 - 1.0)
-
-
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """[-1, 1] float images (N, C, H, W) -> uint8 (N, H, W, C) for display/saving."""
     arr = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -87,20 +94,23 @@ _cache: dict[str, FaceSplit] = {}
 _lock = threading.Lock()
 
 
-def load_split(config: dict | None = None) -> FaceSplit:
-    """Validate the data config, read the faces and split them. Cached per config (read-only)."""
+def load_split(config: dict | None = None, reporter: Reporter = NULL) -> FaceSplit:
+    """Validate the data config, read the faces and split them. Cached per config (read-only).
+
+    Folder data is decoded once into an on-disk cache (see _cache.py; `reporter` sees that build)
+    and its subsets are lazy: images are read and converted per batch."""
     cfg = DATA_PARAMS.validate(config, context="data")
     key = json.dumps(cfg, sort_keys=True)
     with _lock:
         if key not in _cache:
-            _cache[key] = _build(cfg)
+            _cache[key] = _build(cfg, reporter)
         return _cache[key]
 
 
-def _build(cfg: dict) -> FaceSplit:
+def _build(cfg: dict, reporter: Reporter = NULL) -> FaceSplit:
     problems: list[str] = []
     size, ch = cfg["image_size"], cfg["channels"]
-    min_images = cfg["test_per_identity"] + 1
+    store = None
     if cfg["dataset"] == "orl":
         from ._orl import orl_identities
         names, per = orl_identities(size, ch)
@@ -111,8 +121,14 @@ def _build(cfg: dict) -> FaceSplit:
         if not cfg["data_dir"]:
             raise DataError("dataset=folder needs data_dir: a folder with one sub-folder per identity")
         from ._folder import folder_identities
-        names, per = folder_identities(cfg["data_dir"], size, ch, 1, problems)
+        names, per, store = folder_identities(cfg["data_dir"], size, ch, problems, reporter)
+    return _assemble(cfg, names, per, problems, store)
 
+
+def _assemble(cfg: dict, names: list[str], per: list[np.ndarray], problems: list[str], store=None) -> FaceSplit:
+    """Split identities and images. `per[i]` holds identity i's images (N, C, H, W) uint8, or with a
+    cached `store` its row indices there: the same seeded choices index either."""
+    min_images = cfg["test_per_identity"] + 1
     rng = np.random.default_rng(cfg["split_seed"])
     index = {n: i for i, n in enumerate(names)}
     if cfg["private_list"]:
@@ -149,16 +165,22 @@ def _build(cfg: dict) -> FaceSplit:
     pub_x = np.concatenate([per[i] for i in public])
     pub_y = np.concatenate([[c] * len(per[i]) for c, i in enumerate(public)])
 
-    h = hashlib.sha256()
-    for arr in (*tr_x, *te_x, pub_x):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    h.update(json.dumps([[names[i] for i in private], [names[i] for i in public]]).encode())
+    tail = json.dumps([[names[i] for i in private], [names[i] for i in public]]).encode()
+    if store is None:
+        h = hashlib.sha256()
+        for arr in (*tr_x, *te_x, pub_x):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update(tail)
+        fingerprint, images = h.hexdigest(), to_float
+    else:  # the same digest, streamed from the cache (memoised there)
+        fingerprint = store.fingerprint([*tr_x, *te_x, pub_x], tail)
+        images = lambda rows: LazyImages(store.path, rows, store=store.store)  # noqa: E731
     return FaceSplit(
         config=cfg, private_names=[names[i] for i in private], public_names=[names[i] for i in public],
-        train=Subset(to_float(np.concatenate(tr_x)), torch.tensor(tr_y, dtype=torch.long)),
-        test=Subset(to_float(np.concatenate(te_x)), torch.tensor(te_y, dtype=torch.long)),
-        public=Subset(to_float(pub_x), torch.tensor(pub_y, dtype=torch.long)),
-        fingerprint=h.hexdigest(), problems=problems)
+        train=Subset(images(np.concatenate(tr_x)), torch.tensor(tr_y, dtype=torch.long)),
+        test=Subset(images(np.concatenate(te_x)), torch.tensor(te_y, dtype=torch.long)),
+        public=Subset(images(pub_x), torch.tensor(pub_y, dtype=torch.long)),
+        fingerprint=fingerprint, problems=problems, cache=str(store.path) if store is not None else None)
 
 
 def _resolve(wanted: list[str], index: dict[str, int], what: str) -> list[int]:
