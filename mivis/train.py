@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import LEVELS, augment
-from .data import FaceSplit, Subset, load_split
+from .data import FaceSplit, Subset, batches, load_split, sequential
 from .device import autocast, prepare, resolve_device, to_device
 from .models import ARCHITECTURES, Classifier, count_params, model_config, model_from_config
 from .params import Param, ParamError, ParamSet
@@ -58,8 +58,8 @@ def accuracy(model: nn.Module, data: Subset, device: torch.device | None = None,
     was = model.training
     model.eval()
     correct = 0
-    for i in range(0, len(data), batch):
-        x = to_device(data.x[i:i + batch], device)
+    for i, xb in zip(range(0, len(data), batch), sequential(data.x, batch, device)):
+        x = to_device(xb, device)
         with autocast(device):
             correct += (model(x).argmax(1).cpu() == data.y[i:i + batch]).sum().item()
     model.train(was)
@@ -144,11 +144,16 @@ class Trainer:
             self._set_train_mode()
             order = torch.randperm(n, generator=g)
             loss_sum, correct, seen = 0.0, 0, 0
-            for b in range(steps_per_epoch):
+            # the same seeded order either way; folder data is read ahead by DataLoader workers
+            feed = batches(self.train_set.x, self.train_set.y,
+                           (order[b * bs:(b + 1) * bs] for b in range(steps_per_epoch)), self.device)
+            for b, (xb, yb) in enumerate(feed):
                 self.reporter.check()
-                idx = order[b * bs:(b + 1) * bs]
-                x = augment(self.train_set.x[idx], self.cfg["augment"], g)
-                x, y = to_device(x, self.device), self.train_set.y[idx].to(self.device)
+                if self.train_set.streamed:  # augment on the device: the workers did the reading
+                    x = to_device(augment(to_device(xb, self.device), self.cfg["augment"], g), self.device)
+                else:
+                    x = to_device(augment(xb, self.cfg["augment"], g), self.device)
+                y = yb.to(self.device)
                 # appended defense epochs (e.g. CALoR's adaptation) run at a constant lr * lr_scale
                 base_lr = self.cfg["lr"] if epoch >= self.main_epochs else _lr_at(self.cfg, min(step, total), total)
                 lr = base_lr * self.lr_scale
@@ -197,8 +202,7 @@ def _public_holdout(split: FaceSplit, seed: int) -> tuple[Subset, Subset]:
             hold.append(idx[torch.randint(len(idx), (1,), generator=g)].item())
     mask = torch.zeros(len(split.public), dtype=torch.bool)
     mask[hold] = True
-    p = split.public
-    return Subset(p.x[~mask], p.y[~mask]), Subset(p.x[mask], p.y[mask])
+    return split.public.take(~mask), split.public.take(mask)
 
 
 def prepare_training(role: str, train_cfg: dict | None, data_cfg: dict | None,

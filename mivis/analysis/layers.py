@@ -80,9 +80,8 @@ def layers_run(target_run: str, attack_run: str | None = None, params: dict | No
     try:
         t0 = time.monotonic()
         split = load_split(target.config["data"])
-        x, y = split.train.x, split.train.y
-        if p["fi_samples"]:
-            x, y = x[:p["fi_samples"]], y[:p["fi_samples"]]
+        train = split.train.take(slice(0, p["fi_samples"] or None))  # folder data stays lazy
+        x, y = train.x, train.y
         layers = _layers(model)
         out = {"layers": [n for n, _ in layers], "layer_params": [sum(t.numel() for t in ps) for _, ps in layers],
                "classification": fisher_per_layer(model, layers, x, y, cross_entropy, p["fi_batch_size"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..data import sequential
 from ..device import autocast, to_device
 from ..params import Param, ParamSet
 from ..progress import NULL
@@ -47,9 +48,9 @@ class LOMMA(Attack):
                          for k, a in enumerate(self.archs)]
         feats = []
         with torch.no_grad():
-            for i in range(0, len(pub), 256):
+            for xb in sequential(pub, 256, ctx.device):
                 with autocast(ctx.device):
-                    feats.append(self.T.embed(to_device(pub[i:i + 256], ctx.device)).float())
+                    feats.append(self.T.embed(to_device(xb, ctx.device)).float())
         self.mu = torch.cat(feats).mean(0)
 
     @property

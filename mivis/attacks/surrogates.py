@@ -11,6 +11,7 @@ import time
 import torch
 
 from ..augment import augment
+from ..data import batches, is_lazy, sequential
 from ..device import autocast, prepare, to_device
 from ..models import build_classifier, model_config, model_from_config
 from ..progress import NULL, Cancelled, Reporter
@@ -47,9 +48,13 @@ def distill(ws: Workspace, target: RunRecord, T: torch.nn.Module, public_x: torc
         t0, step, agree = time.monotonic(), 0, 0.0
         for ep in range(epochs):
             order = torch.randperm(n, generator=g)
-            for b in range(max(1, n // bs)):
+            feed = batches(public_x, None, (order[b * bs:(b + 1) * bs] for b in range(max(1, n // bs))), device)
+            for xb, _ in feed:
                 reporter.check()
-                x = to_device(augment(public_x[order[b * bs:(b + 1) * bs]], cfg["augment"], g), device)
+                if is_lazy(public_x):  # augment on the device: the workers did the reading
+                    x = to_device(augment(to_device(xb, device), cfg["augment"], g), device)
+                else:
+                    x = to_device(augment(xb, cfg["augment"], g), device)
                 with torch.no_grad(), autocast(device):
                     soft = T(x).float().softmax(1)
                 with autocast(device):
@@ -64,9 +69,12 @@ def distill(ws: Workspace, target: RunRecord, T: torch.nn.Module, public_x: torc
                 reporter.report(phase="surrogate", arch=arch, epoch=ep + 1, epochs=epochs, loss=loss.item(),
                                 agreement=agree)
         model.eval()
-        with torch.no_grad(), autocast(device):
-            xs = to_device(public_x, device)
-            fid = (model(xs).argmax(1) == T(xs).argmax(1)).float().mean().item()
+        hits = []
+        with torch.no_grad(), autocast(device):  # one batch for small public sets, as before
+            for xb in sequential(public_x, 1024, device):
+                xs = to_device(xb, device)
+                hits.append(model(xs).argmax(1) == T(xs).argmax(1))
+        fid = torch.cat(hits).float().mean().item()
         run.save_weights(model.state_dict(), {"arch": arch, "model_config": cfg["model"], "run": run.id})
         run.finish({"agreement_public": fid, "train_seconds": round(time.monotonic() - t0, 2), "steps": step})
     except Cancelled:

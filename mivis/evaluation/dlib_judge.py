@@ -45,7 +45,7 @@ def embed(x: torch.Tensor) -> np.ndarray:
     sp = dlib.shape_predictor(str(d / "shape_predictor_5_face_landmarks.dat"))
     rec = dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat"))
     out = []
-    for img in to_uint8(x):
+    for img in (im for i in range(0, len(x), 256) for im in to_uint8(x[i:i + 256])):
         pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).convert("RGB").resize((SIZE, SIZE),
                                                                                                Image.BICUBIC)
         arr = np.ascontiguousarray(np.asarray(pil))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data import sequential
 from ..device import autocast, to_device
 from ..models import ARCHITECTURES
 from ..params import ParamError
@@ -51,8 +52,8 @@ class Judge:
     def score(self, x: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, penultimate features) for [-1, 1] images, float32 on the CPU."""
         logits, feats = [], []
-        for i in range(0, len(x), batch):
-            xb = to_device(x[i:i + batch], self.device)
+        for xb in sequential(x, batch, self.device):
+            xb = to_device(xb, self.device)
             if self.preprocess == "histeq":
                 xb = histeq(xb)
             with autocast(self.device, enabled=False):  # fp32 verdicts: the same on every device

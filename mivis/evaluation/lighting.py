@@ -15,6 +15,11 @@ from ..runs import RunRecord, Workspace
 from .judges import histeq
 
 
+def _equalised(s: Subset) -> Subset:
+    """Folder data stays lazy: equalisation is applied to every batch read."""
+    return Subset(s.x.map(histeq) if s.streamed else histeq(s.x), s.y)
+
+
 def train_lighting_judge(train_cfg: dict | None = None, data_cfg: dict | None = None, *,
                          workspace: Workspace | None = None, reporter: Reporter = NULL, name: str = "") -> RunRecord:
     from ..models import count_params
@@ -22,7 +27,7 @@ def train_lighting_judge(train_cfg: dict | None = None, data_cfg: dict | None = 
     ws = workspace or Workspace()
     cfg, split, train_set, test_set, mcfg, defenses, model, _ = prepare_training("eval", train_cfg, data_cfg,
                                                                                   workspace=ws)
-    eq_train, eq_test = Subset(histeq(train_set.x), train_set.y), Subset(histeq(test_set.x), test_set.y)
+    eq_train, eq_test = _equalised(train_set), _equalised(test_set)
     config = {"role": "eval", "train": cfg, "data": split.config, "model": mcfg, "preprocess": "histeq"}
     run = ws.create("eval", config, seed=cfg["seed"], data_fingerprint=split.fingerprint,
                     name=name or f"eval {cfg['arch']} (histogram-equalised)")

@@ -26,9 +26,12 @@ def judge_reconstructions(judge: Judge, x: torch.Tensor, y: torch.Tensor, split)
     top5 = logits.topk(k, dim=1).indices
     ids = sorted(set(y.tolist()))
     priv_feats = {}
-    _, pf = judge.score(split.train.x)
+    train = split.train
+    if train.streamed:  # a large folder: score only the attacked identities' images
+        train = train.take(torch.isin(train.y, torch.tensor(ids)))
+    _, pf = judge.score(train.x)
     for c in ids:
-        priv_feats[c] = pf[split.train.y == c]
+        priv_feats[c] = pf[train.y == c]
     knn = torch.empty(len(y))
     for c in ids:
         rows = (y == c).nonzero().flatten()

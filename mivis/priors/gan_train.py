@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..device import autocast, prepare
+from ..data import batches, is_lazy
+from ..device import autocast, prepare, to_device
 from ..progress import Reporter
 from .diffaug import diff_augment
 
@@ -65,23 +66,37 @@ def train_gan(G, D, public_x: torch.Tensor, p: dict, device: torch.device, varia
     opt_d = torch.optim.Adam(D.parameters(), lr=p["lr_d"], betas=(p["beta1"], 0.999 if p["loss"] == "hinge" else 0.9))
     gen = torch.Generator(device=device).manual_seed(p["seed"])
     cpu_gen = torch.Generator().manual_seed(p["seed"] + 1)
-    X = public_x.to(device)
     soft = variant.soft_labels.to(device) if variant.soft_labels is not None else None
     pairs = variant.pairs.to(device) if variant.pairs is not None else None
     K = variant.num_classes
     bs, zd, policy, hinge = p["batch_size"], G.z_dim, p["diffaug"], p["loss"] == "hinge"
+    feed = None
+    if is_lazy(public_x):
+        # folder data stays on disk: indices from their own seeded stream, read ahead by workers
+        X, n_draw = None, len(variant.pairs) if variant.pairs is not None else len(public_x)
+        idx_gen = torch.Generator().manual_seed(p["seed"] + 2)
+        draws = (torch.randint(0, n_draw, (bs,), generator=idx_gen) for _ in range(p["iterations"] * p["d_steps"]))
+        rows = variant.pairs[:, 0] if variant.pairs is not None else None
+        feed = batches(public_x, None, draws, device, rows=rows)
+    else:
+        X = public_x.to(device)
     aug = (lambda x: diff_augment(x, policy, gen)) if policy else (lambda x: x)
     history, snaps, t0 = [], [], time.monotonic()
     sample_every = p["sample_every"]
 
     def real_batch():
-        n = pairs.shape[0] if pairs is not None else X.shape[0]
-        idx = torch.randint(0, n, (bs,), generator=gen, device=device)
+        if feed is not None:
+            x, idx = next(feed)
+            x, idx = to_device(x, device), idx.to(device)
+        else:
+            n = pairs.shape[0] if pairs is not None else X.shape[0]
+            idx = torch.randint(0, n, (bs,), generator=gen, device=device)
         if pairs is not None:
             img_idx, y = pairs[idx, 0], pairs[idx, 1]
         else:
             img_idx, y = idx, None
-        x = X[img_idx]
+        if feed is None:
+            x = X[img_idx]
         if p["flip"]:
             f = torch.rand(bs, generator=gen, device=device) < 0.5
             x = torch.where(f[:, None, None, None], x.flip(3), x)

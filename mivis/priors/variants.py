@@ -9,11 +9,12 @@ from .gan_train import Variant
 
 @torch.no_grad()
 def target_softmax(model, x: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
+    from ..data import sequential
     from ..device import autocast, to_device
     out = []
-    for i in range(0, len(x), batch):
+    for xb in sequential(x, batch, device):
         with autocast(device):
-            out.append(model(to_device(x[i:i + batch], device)).float().softmax(1).cpu())
+            out.append(model(to_device(xb, device)).float().softmax(1).cpu())
     return torch.cat(out)
 
 
