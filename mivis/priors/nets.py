@@ -1,6 +1,8 @@
-"""Small DCGAN-style generator and spectral-norm discriminator for 32/64 px faces.
+"""Small DCGAN-style generator and spectral-norm discriminator for 32 to 256 px faces.
 
-Generator: z -> 4x4 map -> (upsample, 3x3 conv, BN, ReLU) blocks -> 3x3 conv -> tanh. With
+Generator: z -> s0 x s0 map -> (upsample, 3x3 conv, BN, ReLU) blocks -> 3x3 conv -> tanh, where
+s0 = 4 for the power-of-two sizes and 7 for 224 (= 7 x 2^5): 224 px targets get native 224 px
+images, no 256 -> 224 resize (which would blur them and cost ~30% more compute per step). With
 `num_classes` > 0 its BatchNorms are class-conditional (PLG-MI). Discriminator: stride-2 4x4
 convs with LeakyReLU; a realness head, and optionally a class head (KEDMI: trained on the
 target's soft labels) or a projection embedding (conditional, PLG-MI).
@@ -13,13 +15,15 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-RESOLUTIONS = (32, 64)
+RESOLUTIONS = (32, 64, 128, 224, 256)
 
 
-def _levels(img_size: int) -> int:
+def _plan(img_size: int) -> tuple[int, int]:
+    """(side of the first / last feature map, number of 2x up- or down-sampling levels)."""
     if img_size not in RESOLUTIONS:
         raise ValueError(f"image size {img_size} is not supported by the GAN prior; allowed: {RESOLUTIONS}")
-    return int(math.log2(img_size // 4))
+    s0 = 7 if img_size % 7 == 0 else 4
+    return s0, int(math.log2(img_size // s0))
 
 
 class CondBatchNorm(nn.Module):
@@ -44,11 +48,12 @@ class Generator(nn.Module):
                  num_classes: int = 0):
         super().__init__()
         self.z_dim, self.img_size, self.channels, self.num_classes = z_dim, img_size, channels, num_classes
-        n = _levels(img_size)
+        self.s0, n = _plan(img_size)
         widths = [max(4, (width * 2 ** (n - 1)) >> i) for i in range(n + 1)]
-        # 64 px, width 32: 256 (4x4) -> 128 -> 64 -> 32 -> 16 (64x64); 32 px: 128 -> 64 -> 32 -> 16
+        # 64 px, width 32: 256 (4x4) -> 128 -> 64 -> 32 -> 16 (64x64); 32 px: 128 -> 64 -> 32 -> 16;
+        # 224 px: 512 (7x7) -> 256 -> 128 -> 64 -> 32 -> 16 (224x224)
         self.c0 = widths[0]
-        self.fc = nn.Linear(z_dim, self.c0 * 16)
+        self.fc = nn.Linear(z_dim, self.c0 * self.s0 ** 2)
         self.norms = nn.ModuleList([self._norm(widths[0])])
         self.convs = nn.ModuleList()
         for i in range(n):
@@ -66,7 +71,7 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.num_classes and y is None:
             raise ValueError("this generator is conditional: pass class labels y")
-        h = self.fc(z).view(z.shape[0], self.c0, 4, 4)
+        h = self.fc(z).view(z.shape[0], self.c0, self.s0, self.s0)
         h = self._bn(0, h, y)
         for i, conv in enumerate(self.convs):
             h = self._bn(i + 1, conv(self.up(h)), y)
@@ -81,14 +86,14 @@ class Discriminator(nn.Module):
         if head not in ("none", "classes", "projection"):
             raise ValueError(f"head {head!r}")
         wrap = spectral_norm if sn else (lambda m: m)
-        n = _levels(img_size)
-        widths = [channels] + [width * 2 ** i * (1 if img_size == 64 else 2) for i in range(n)]
-        # 64 px: 32 -> 64 -> 128 -> 256 at 4x4; 32 px: 64 -> 128 -> 256
+        s0, n = _plan(img_size)
+        widths = [channels] + [width * 2 ** i * (2 if img_size == 32 else 1) for i in range(n)]
+        # 64 px: 32 -> 64 -> 128 -> 256 at 4x4; 32 px: 64 -> 128 -> 256; 224 px: 32 ... 512 at 7x7
         layers = []
         for i in range(n):
             layers += [wrap(nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1)), nn.LeakyReLU(0.2)]
         self.trunk = nn.Sequential(*layers)
-        self.num_features = widths[-1] * 16
+        self.num_features = widths[-1] * s0 ** 2
         self.real = wrap(nn.Linear(self.num_features, 1))
         self.head, self.num_classes = head, num_classes
         if head == "classes":
@@ -134,10 +139,11 @@ def fold_batchnorm(G: Generator) -> Generator:
             continue
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         shift = bn.bias - bn.running_mean * scale
-        if i == 0:  # fc output viewed as (c0, 4, 4): one scale per channel, 16 outputs each
-            s16, b16 = scale.repeat_interleave(16), shift.repeat_interleave(16)
-            layer.weight.mul_(s16[:, None])
-            layer.bias.mul_(s16).add_(b16)
+        if i == 0:  # fc output viewed as (c0, s0, s0): one scale per channel, s0^2 outputs each
+            k = G.s0 ** 2
+            sk, bk = scale.repeat_interleave(k), shift.repeat_interleave(k)
+            layer.weight.mul_(sk[:, None])
+            layer.bias.mul_(sk).add_(bk)
         else:
             layer.weight.mul_(scale[:, None, None, None])
             layer.bias = nn.Parameter(shift.clone(), requires_grad=False)
