@@ -12,6 +12,15 @@ TINY_DATA = {"dataset": "synthetic", "n_private": 6, "image_size": 32, "test_per
 TINY_TRAIN = {"arch": "resnet18", "epochs": 2, "batch_size": 16, "device": "cpu"}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _data_cache(tmp_path_factory):
+    """Folder data sets write their resized copies here, never into the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MIVIS_CACHE", str(tmp_path_factory.mktemp("data-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def ws(tmp_path, monkeypatch):
     from mivis.runs import Workspace

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import socket
 import time
@@ -28,6 +29,7 @@ from ._lazy import data_workers
 FORMAT = 1  # part of the key: bump it when decoding or resizing changes
 ENV_CACHE = "MIVIS_CACHE"
 DECODE_BATCH = 32
+FLUSH_ROWS = 2048  # write back and unmap every ~300 MB (224 px RGB) so the build's memory stays flat
 
 
 def cache_root() -> Path:
@@ -65,6 +67,7 @@ class CachedFolder:
         for g in groups:
             for i in range(0, len(g), 1024):
                 h.update(np.ascontiguousarray(self.store[g[i:i + 1024]]).tobytes())
+                _release(self.store, write=False)
         h.update(tail)
         memo = {**(memo if isinstance(memo, dict) else {}), mk: h.hexdigest()}
         try:
@@ -171,7 +174,7 @@ def _build(folder: Path, key: str, root: Path, names: list[str], files: list[lis
         loader = torch.utils.data.DataLoader(
             _Decode([str(root / r) for r in rel], size, channels), batch_size=DECODE_BATCH,
             num_workers=w if n > 4 * DECODE_BATCH else 0, collate_fn=_as_list)
-        done = 0
+        done, flushed = 0, 0
         for batch in loader:
             reporter.check()
             for i, img, err in batch:
@@ -181,6 +184,9 @@ def _build(folder: Path, key: str, root: Path, names: list[str], files: list[lis
                 else:
                     unreadable.append([rel[i], err])
             done += len(batch)
+            if done - flushed >= FLUSH_ROWS:
+                _release(arr)
+                flushed = done
             reporter.report(phase="data cache", images=done, total=n, elapsed=round(time.monotonic() - t0, 1))
         arr.flush()
         del arr
@@ -204,6 +210,15 @@ def _build(folder: Path, key: str, root: Path, names: list[str], files: list[lis
     _remove_superseded(folder, key, meta)
     reporter.report(force=True, phase="data cached", images=n, total=n, unreadable=len(unreadable),
                     elapsed=meta["seconds"])
+
+
+def _release(arr: np.memmap, write: bool = True) -> None:
+    """Write the pages to the file and drop them from this process (they stay in the page cache)."""
+    if write:
+        arr.flush()
+    m = getattr(arr, "_mmap", None)
+    if m is not None and hasattr(mmap, "MADV_DONTNEED"):
+        m.madvise(mmap.MADV_DONTNEED)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
