@@ -199,6 +199,14 @@ def _compute_seconds(ws: Workspace, sweeps: list[str]) -> float:
     return total
 
 
+def _multiplicity(rows: list[dict]) -> str:
+    n = sum(1 for r in rows if r.get("vs_none"))
+    return (f"The report makes {n} paired comparisons, each with its own 95% interval and no correction for "
+            f"multiplicity: about {n / 20:.1f} of them may exclude 0 by chance alone. An effect whose seed-level "
+            "interval also excludes 0, or that repeats across architectures, attacks or the CPU and GPU studies, "
+            "is the one to trust.")
+
+
 def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What mivis finds on the embedded ORL data",
                  notes: str = "") -> Path:
     groups = collect(ws, sweeps)
@@ -217,7 +225,8 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
           "the undefended model of the same architecture and attack on the same seeds, identities and starting "
           "latents (positive = the defense leaks less); it is *resolved* only when its interval excludes 0. "
           "The seed-level interval is a t-interval over the per-seed drops (training noise).", "",
-          f"Compute time of the runs behind this report (each counted once): {runtime / 60:.1f} min.", "", "## Results", "", table(rows), "",
+          f"Compute time of the runs behind this report (each counted once): {runtime / 60:.1f} min.", "",
+          _multiplicity(rows), "", "## Results", "", table(rows), "",
           "### Resolved effects", ""]
     md += [f"- {r['arch']} {r['attack']} {r['image_size']} px, {r['defense']}: attack accuracy "
            f"{'drop' if r['vs_none']['drop']['value'] > 0 else 'RISE (leaks more)'} "
