@@ -8,6 +8,7 @@ tensors exactly as before, so in-memory data sets keep their numbers.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Callable, Iterable, Iterator
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 ENV_WORKERS = "MIVIS_DATA_WORKERS"
+READ_AHEAD_BYTES = 1 << 30
 
 
 def to_float(u8: np.ndarray) -> torch.Tensor:
@@ -121,10 +123,19 @@ def batches(x, y: torch.Tensor | None, index_batches: Iterable[torch.Tensor], de
             img = idx if rows is None else rows[idx]
             yield x[img], (idx if y is None else y[idx])
         return
+    it = iter(index_batches)
+    first = next(it, None)
+    if first is None:
+        return
     w = data_workers() if workers is None else workers
+    # batches in flight (workers x prefetch) stay under READ_AHEAD_BYTES: 512-image judge batches at
+    # 224 px are 300 MB each
+    batch_bytes = len(first) * 4 * int(np.prod(x.shape[1:]))
+    w = min(w, max(1, READ_AHEAD_BYTES // (2 * batch_bytes))) if w else 0
+    prefetch = max(2, min(4, READ_AHEAD_BYTES // max(1, w * batch_bytes))) if w else None
     loader = torch.utils.data.DataLoader(
-        _Gather(x, y, rows), sampler=index_batches, batch_size=None, num_workers=w,
-        pin_memory=device.type == "cuda", prefetch_factor=4 if w else None, persistent_workers=False)
+        _Gather(x, y, rows), sampler=itertools.chain([first], it), batch_size=None, num_workers=w,
+        pin_memory=device.type == "cuda", prefetch_factor=prefetch, persistent_workers=False)
     yield from loader
 
 
