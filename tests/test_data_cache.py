@@ -172,6 +172,10 @@ def test_lazy_split_equals_the_in_memory_path(tmp_path, cache):
     part = lazy.train.take(mask)
     assert isinstance(part.x, LazyImages) and torch.equal(part.x[:], m[mask])
     assert torch.equal(x.view(slice(4, 8)).map(lambda t: t * 0)[:], torch.zeros(4, 3, 16, 16))
+    from mivis.evaluation.judges import histeq  # the lighting judge's equalisation, applied per batch
+    assert torch.equal(x.map(histeq)[idx], histeq(m[idx]))
+    head = lazy.train.take(slice(0, 6))  # the layers analysis' Fisher sample selection
+    assert isinstance(head.x, LazyImages) and torch.equal(head.x[:], m[:6]) and len(head) == 6
     # worker processes get the path, not a copy of the array
     import pickle
     assert len(pickle.dumps(x)) < 4 * len(x) * 8 + 1000
