@@ -1,0 +1,27 @@
+"""The report's wording on constructed rows: a target that did not learn is no privacy finding, and a
+seed-level interval needs 3 seeds."""
+from __future__ import annotations
+
+import json
+
+
+def _row(defense: str, acc: float, drop: float, lo: float, hi: float, seeds=(0, 1, 2)) -> dict:
+    m = {"value": 0.4, "lo": 0.3, "hi": 0.5, "n": 20}
+    return {"image_size": 32, "arch": "densenet121", "attack": "gmi", "defense": defense, "init": "",
+            "seeds": list(seeds), "natural_acc": acc, "natural_acc_seeds": [acc] * len(seeds),
+            "did_not_learn": acc < 0.5, "top1": m, "top5": m, "knn": m, "p_target": m,
+            "vs_none": {"seeds": list(seeds), "drop": {"value": drop, "lo": lo, "hi": hi, "n": 20,
+                                                       "resolved": lo > 0 or hi < 0},
+                        "per_seed": [drop] * len(seeds), "seed_interval": [float("nan")] * 2,
+                        "acc_drop": 0.9 - acc, "delta": drop / (0.9 - acc)}}
+
+
+def test_broken_target_is_not_a_finding(tmp_path):
+    from mivis.report.findings import measured_effects, table
+    rows = [_row("skips[1,1,1,0]", 0.067, 0.61, 0.52, 0.70), _row("skips[1,1,1,0.2]", 0.95, 0.10, 0.02, 0.2)]
+    text = table(rows)
+    assert "target did not learn (natural acc 6.7%)" in text and "+61.0 pp" not in text
+    assert "+10.0 pp [+2.0, +20.0] resolved" in text
+    (tmp_path / "f.json").write_text(json.dumps(rows))
+    verdicts = [r["verdict"] for r in measured_effects(tmp_path, {"s": "f.json"})]
+    assert verdicts == ["target did not learn", "resolved: leaks less"]
