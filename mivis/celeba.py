@@ -41,12 +41,10 @@ def read_identity_file(path: str | Path) -> dict[str, list[str]]:
 def _crop_copy(job: tuple[str, str, int]) -> str | None:
     src, dst, crop = job
     from PIL import Image
+    from .data._images import centre_square
     try:
         with Image.open(src) as img:
-            w, h = img.size
-            c = min(crop, w, h)
-            left, top = (w - c) // 2, (h - c) // 2
-            img.crop((left, top, left + c, top + c)).save(dst, quality=95)
+            centre_square(img, crop).save(dst, quality=95)
         return None
     except Exception as e:  # PIL raises many types for bad files: report, go on
         return f"{src}: {type(e).__name__}: {e}"

@@ -23,6 +23,13 @@ _STRIP = ("module.", "model.", "body.")
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, memoised by path, size and mtime (a sweep asks once per trial)."""
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

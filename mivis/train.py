@@ -242,9 +242,6 @@ def prepare_training(role: str, train_cfg: dict | None, data_cfg: dict | None,
         mcfg["init_weights_sha256"] = file_sha256(path)  # the run's identity follows the file's content
     torch.manual_seed(cfg["seed"])
     model = model_from_config(mcfg, phase="initial")
-    if cfg["init_weights"]:
-        from .pretrained import load_pretrained_body
-        load_pretrained_body(model, cfg["init_weights"], cfg["arch"])  # refusals before any run exists
     for d in defense_objs:
         d.check_training(cfg, model)
     # record every defense's full, resolved parameters (defaults included) in the run's config
@@ -285,6 +282,9 @@ def train_run(role: str, train_cfg: dict | None = None, data_cfg: dict | None = 
         role, train_cfg, data_cfg, arch_params, defenses, ws)
     if init is not None:
         load_init_weights(model, ws, init)
+    if cfg["init_weights"]:
+        from .pretrained import load_pretrained_body
+        load_pretrained_body(model, cfg["init_weights"], cfg["arch"])  # refusals before any run exists
     config = _run_config(role, cfg, split, mcfg)
     run = ws.create(role, config, parents=[init.id] if init else [], seed=cfg["seed"],
                     data_fingerprint=split.fingerprint, name=name or f"{role} {cfg['arch']}")

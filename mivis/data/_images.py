@@ -5,13 +5,18 @@ import numpy as np
 from PIL import Image
 
 
+def centre_square(img: Image.Image, side: int | None = None) -> Image.Image:
+    """The centred side x side square (default and at most: the shorter edge)."""
+    w, h = img.size
+    s = min(w, h) if side is None else min(side, w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return img.crop((left, top, left + s, top + s))
+
+
 def square_crop_resize(img: Image.Image, size: int, channels: int) -> np.ndarray:
     """Centre square crop, resize to size x size, return uint8 (channels, size, size)."""
     img = img.convert("L" if channels == 1 else "RGB")
-    w, h = img.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    img = img.crop((left, top, left + s, top + s)).resize((size, size), Image.BICUBIC)
+    img = centre_square(img).resize((size, size), Image.BICUBIC)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy()
 
