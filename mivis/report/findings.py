@@ -275,12 +275,13 @@ def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> lis
                 continue
             d = vs["drop"]
             broken = r.get("did_not_learn")
-            out.append({"study": study, "arch": r["arch"], "attack": r["attack"], "px": r["image_size"],
-                        "defense": r["defense"] + (" (public init)" if r.get("init") else ""),
-                        "seeds": len(vs["seeds"]), "AttAcc %": round(100 * r["top1"]["value"], 1),
-                        "drop pp": round(100 * d["value"], 1),
-                        "95% CI pp": f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]",
+            # the verdict next to the defense: the page's column is narrow
+            out.append({"arch": r["arch"], "defense": r["defense"] + (" (public init)" if r.get("init") else ""),
                         "verdict": "target did not learn" if broken else
                         ("resolved: leaks less" if d["value"] > 0 else "resolved: leaks MORE")
-                        if d["resolved"] else "not resolved"})
+                        if d["resolved"] else "not resolved",
+                        "drop pp": round(100 * d["value"], 1),
+                        "95% CI pp": f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]",
+                        "attack": r["attack"], "px": r["image_size"], "seeds": len(vs["seeds"]),
+                        "AttAcc %": round(100 * r["top1"]["value"], 1), "study": study})
     return out
