@@ -34,3 +34,13 @@ def test_bad_flags_give_one_line_errors(tmp_path):
     assert out.returncode == 2 and "no run" in out.stderr
     out = cli("train", "--patch-size", "8", "--epochs", "1", ws=tmp_path / "ws")
     assert out.returncode == 2 and "does not apply" in out.stderr
+
+
+def test_help_shows_each_default_once(tmp_path):
+    # registry flags default to None (so only given values override) and name their real default in the help
+    for cmd in (["train"], ["prior", "train"]):
+        out = cli(*cmd, "--help", ws=tmp_path / "ws")
+        assert out.returncode == 0
+        text = " ".join(out.stdout.split())
+        assert "(default: None)" not in text and "(default: )" not in text
+        assert "(default: 30;" in text if cmd == ["train"] else "(default: gmi)" in text

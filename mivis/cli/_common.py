@@ -1,6 +1,7 @@
 """Helpers shared by command modules: workspace, progress printing, tables."""
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
@@ -9,6 +10,15 @@ import time
 
 from ..progress import Reporter
 from ..runs import Workspace
+
+
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default, except None, False and "": registry flags print their own default in their help."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == "":
+            return action.help
+        return super()._get_help_string(action)
 
 
 def workspace(args) -> Workspace:

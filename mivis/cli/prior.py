@@ -1,10 +1,9 @@
 """`mivis prior`: train a GAN prior on the public identities; import/export shipped priors."""
 from __future__ import annotations
 
-import argparse
 
 from ..data import DATA_PARAMS
-from ._common import console_reporter, given_for, print_json, table, workspace
+from ._common import DefaultsFormatter, console_reporter, given_for, print_json, table, workspace
 
 
 def _all_params():
@@ -20,7 +19,7 @@ def register(sub) -> None:
     from ..priors import PRESETS, PRIORS
     p = sub.add_parser("prior", help="train, import or export image priors (GANs on the public identities)")
     s = p.add_subparsers(dest="prior_cmd", required=True, metavar="ACTION")
-    t = s.add_parser("train", help="train a prior", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t = s.add_parser("train", help="train a prior", formatter_class=DefaultsFormatter)
     t.add_argument("--type", default="gmi", choices=PRIORS.names(),
                    help="; ".join(f"{e.name}: {e.help}" for e in PRIORS.entries()))
     t.add_argument("--preset", choices=list(PRESETS), default=None,

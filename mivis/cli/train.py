@@ -1,13 +1,12 @@
 """`mivis train`: train a target, evaluation or public pre-training classifier."""
 from __future__ import annotations
 
-import argparse
 
 from ..data import DATA_PARAMS
 from ..defenses import DEFENSES
 from ..models import ARCHITECTURES
 from ..train import ROLES, TRAIN_PARAMS, train_run
-from ._common import console_reporter, given_for, print_json, workspace
+from ._common import DefaultsFormatter, console_reporter, given_for, print_json, workspace
 
 
 def _arch_param_names() -> dict:
@@ -20,7 +19,7 @@ def _arch_param_names() -> dict:
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a classifier (target, evaluation model or public pre-training)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsFormatter)
     p.add_argument("--role", choices=ROLES, default="target",
                    help="target: private classes, attacked; eval: judges attacks (use another architecture); "
                         "public: pre-training on the public identities (for TL-DMI)")
