@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU study: the grids in studies/gpu/ as parallel sweeps sharing one workspace, then the report.
 # Usage: bash scripts/gpu_study.sh OUTDIR   (BUDGET = seconds per sweep, default 440; sweeps resume)
-# Writes OUTDIR/report.tgz (findings-gpu.md, figures, logs) and OUTDIR/workspace-lite.tgz (the
-# registry and every run's JSON/PNG files, no weights) so the report can be regenerated elsewhere.
+# Writes OUTDIR/report.tgz (findings-gpu.md, figures, logs) and OUTDIR/workspace-lite.tgz.part-aa,
+# -ab, ... (the registry and every run's JSON/PNG files, no weights, in 15 MB pieces because the
+# device tool brings back files of at most 16 MB) so the report can be regenerated elsewhere:
+#   cat OUTDIR/workspace-lite.tgz.part-* | tar xz -C /tmp/mivis-gpu
 set -u
 OUTDIR=${1:?usage: gpu_study.sh OUTDIR}
 BUDGET=${BUDGET:-440}
@@ -27,5 +29,5 @@ python3 -m mivis --workspace "$W" report $present --out "$OUTDIR/report/findings
   --title "What mivis finds on the embedded ORL data (GPU run)" \
   --notes "Run on one $dev by scripts/gpu_study.sh in $(( $(date +%s) - t0 )) s wall time (sweeps capped at $BUDGET s each; unfinished trials are left out, and a rerun resumes them)."
 tar czf "$OUTDIR/report.tgz" -C "$OUTDIR" report
-tar czf "$OUTDIR/workspace-lite.tgz" -C "$W" --exclude='*.safetensors' .
+tar czf - -C "$W" --exclude='*.safetensors' . | split -b 15M - "$OUTDIR/workspace-lite.tgz.part-"
 rm -rf "$OUTDIR/report"
