@@ -25,3 +25,21 @@ def test_broken_target_is_not_a_finding(tmp_path):
     (tmp_path / "f.json").write_text(json.dumps(rows))
     verdicts = [r["verdict"] for r in measured_effects(tmp_path, {"s": "f.json"})]
     assert verdicts == ["target did not learn", "resolved: leaks less"]
+
+
+def test_attacks_with_other_settings_are_not_pooled():
+    """GMI with 50 iterations is its own row, not pooled with the study's usual GMI (100 iterations)."""
+    from types import SimpleNamespace
+    from mivis.report.findings import _attack_labels
+
+    runs = {"prior-a": SimpleNamespace(config={"type": "gmi"})}
+
+    def trial(i, name, iterations, seed):
+        runs[f"attack-{i}"] = SimpleNamespace(config={
+            "attack": {"params": {"iterations": iterations, "restarts": 5, "identities": [0, 1], "device": "auto"}},
+            "prior_run": "prior-a"})
+        return {"attack": name, "seed": seed, "runs": {"attack": f"attack-{i}"}}
+
+    trials = [trial(0, "gmi", 100, 0), trial(1, "gmi", 100, 1), trial(2, "gmi", 50, 0), trial(3, "kedmi", 100, 0)]
+    ws = SimpleNamespace(get=runs.__getitem__)
+    assert _attack_labels(ws, trials) == ["gmi", "gmi", "gmi[iterations=50]", "kedmi"]

@@ -1,6 +1,7 @@
 """The study report (docs/findings.md + SVG figures), generated from sweep summaries in a workspace.
 
-Trials are grouped by (image size, architecture, attack, defense, init); seeds are pooled.
+Trials are grouped by (image size, architecture, attack with its settings, defense, init); seeds are
+pooled.
 Every attack metric carries a 95% identity-bootstrap interval; every defended configuration is
 compared with the undefended one of the same architecture and attack, paired by seed and
 identity, and the comparison is called an effect only when its interval excludes 0.
@@ -41,14 +42,43 @@ def _t95(n: int) -> float:
     return table.get(n, 2.0)
 
 
+# attack parameters that change how fast or on what an attack runs, not what it does
+_RUN_SETTINGS = {"identities", "device", "batch_size", "amp", "compile", "channels_last"}
+
+
+def _attack_settings(ws: Workspace, runs: dict) -> dict:
+    cfg = ws.get(runs["attack"]).config
+    out = {k: v for k, v in cfg["attack"]["params"].items() if k not in _RUN_SETTINGS}
+    if cfg.get("prior_run"):
+        out["prior"] = ws.get(cfg["prior_run"]).config.get("type")
+    return out
+
+
+def _attack_labels(ws: Workspace, trials: list[dict]) -> list[str]:
+    """Each trial's attack name, plus the settings in which it differs from the most common setting
+    of that attack in the report: GMI with 50 iterations must not be pooled with GMI with 100."""
+    settings = [_attack_settings(ws, t["runs"]) for t in trials]
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for t, st in zip(trials, settings):
+        by_name[t["attack"]].append(json.dumps(st, sort_keys=True))
+    usual = {n: max(set(v), key=v.count) for n, v in by_name.items()}
+    labels = []
+    for t, st in zip(trials, settings):
+        base = json.loads(usual[t["attack"]])
+        diff = [f"{k}={st[k]}" for k in sorted(st) if st[k] != base.get(k)]
+        labels.append(t["attack"] + (f"[{','.join(diff)}]" if diff else ""))
+    return labels
+
+
 def collect(ws: Workspace, sweeps: list[str]) -> dict:
     groups: dict[tuple, dict] = defaultdict(lambda: {"seeds": {}})
-    for name in sweeps:
-        for t in load_summary(ws, name)["trials"]:
-            if not t["complete"]:
-                continue
-            key = (t["image_size"], t["arch"], t["attack"], t["defense"], t.get("init") or "")
-            groups[key]["seeds"][t["seed"]] = t["runs"]
+    trials = [t for name in sweeps for t in load_summary(ws, name)["trials"] if t["complete"]]
+    for t, attack in zip(trials, _attack_labels(ws, trials)):
+        key = (t["image_size"], t["arch"], attack, t["defense"], t.get("init") or "")
+        seen = groups[key]["seeds"].get(t["seed"])
+        if seen and seen["attack"] != t["runs"]["attack"]:
+            raise ValueError(f"two different trials for {key} seed {t['seed']}: the report would pool them")
+        groups[key]["seeds"][t["seed"]] = t["runs"]
     return groups
 
 
