@@ -43,3 +43,17 @@ def test_attacks_with_other_settings_are_not_pooled():
     trials = [trial(0, "gmi", 100, 0), trial(1, "gmi", 100, 1), trial(2, "gmi", 50, 0), trial(3, "kedmi", 100, 0)]
     ws = SimpleNamespace(get=runs.__getitem__)
     assert _attack_labels(ws, trials) == ["gmi", "gmi", "gmi[iterations=50]", "kedmi"]
+
+
+def test_paper_side_by_side_states_direction():
+    from mivis.report.findings import paper_side_by_side
+    none = _row("none", 0.98, 0.0, 0.0, 0.0)
+    none["vs_none"] = None
+    rows = [dict(none, arch="resnet34"), dict(_row("skips[1,1,1,0]", 0.95, 0.15, 0.07, 0.24), arch="resnet34"),
+            dict(_row("skips[1,1,1,0.2]", 0.98, -0.05, -0.15, 0.04), arch="resnet34"),
+            dict(_row("bido", 0.97, -0.10, -0.18, -0.02), arch="resnet34")]
+    lines = {ln.split("|")[2].strip(): ln for ln in paper_side_by_side(rows).splitlines()[2:] if "ResNet-34" in ln}
+    assert lines["RoLSS"].endswith("| yes: leaks less |") and "| 71.86 |" in lines["RoLSS"]
+    assert lines["SSF"].endswith("| not resolved here |")
+    assert lines["BiDO"].endswith("| NO: leaks more |")
+    assert "not run" in lines["TTS"]
