@@ -57,3 +57,14 @@ def test_paper_side_by_side_states_direction():
     assert lines["SSF"].endswith("| not resolved here |")
     assert lines["BiDO"].endswith("| NO: leaks more |")
     assert "not run" in lines["TTS"]
+
+
+def test_pretrained_targets_are_compared_with_the_same_start():
+    from mivis.report.findings import reference_key
+    scratch, pub = (32, "resnet18", "gmi", "none", ""), (32, "resnet18", "gmi", "none", "public")
+    rolss_pub = (32, "resnet18", "gmi", "skips[1,1,1,0]", "public")
+    groups = {scratch: {}, pub: {}, rolss_pub: {}}
+    assert reference_key(rolss_pub, groups) == pub
+    assert reference_key(pub, groups) == scratch  # the effect of pre-training itself
+    assert reference_key(rolss_pub, {scratch: {}, rolss_pub: {}}) == scratch
+    assert reference_key((32, "resnet18", "gmi", "skips[1,1,1,0]", ""), groups) == scratch

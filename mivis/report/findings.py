@@ -85,6 +85,14 @@ def collect(ws: Workspace, sweeps: list[str]) -> dict:
 MIN_LEARNED_ACC = 0.5  # below this a target has not learned its task: its attack numbers say nothing
 
 
+def reference_key(key: tuple, groups: dict) -> tuple:
+    """The undefended group a row is compared with: a pre-trained target's defense with the undefended
+    target of the same start where there is one, anything else with the one trained from scratch."""
+    size, arch, attack, defense, init = key
+    same_start = (size, arch, attack, "none", init)
+    return same_start if init and defense != "none" and same_start in groups else (size, arch, attack, "none", "")
+
+
 def summarise(ws: Workspace, groups: dict) -> list[dict]:
     out = []
     for key, g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3] != "none", kv[0][3])):
@@ -100,7 +108,7 @@ def summarise(ws: Workspace, groups: dict) -> list[dict]:
                               ("p_target", "p_target")):
             v, grp = _pool(ws, attacks, field)
             row[metric] = bootstrap_mean(v, grp, N_BOOT, 0)
-        ref = groups.get((size, arch, attack, "none", ""))
+        ref = groups.get(reference_key(key, groups))
         if defense != "none" or init:
             row["vs_none"] = _paired(ws, g, ref) if ref else None
         out.append(row)
@@ -303,6 +311,9 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
           "intervals are 95% bootstrap intervals over identities. The paired drop compares each defense with "
           "the undefended model of the same architecture and attack on the same seeds, identities and starting "
           "latents (positive = the defense leaks less); it is *resolved* only when its interval excludes 0. "
+          "A target started from public pre-training is compared with the undefended target of the same start "
+          "where the study has one (else with the one trained from scratch); the undefended pre-trained target "
+          "itself is compared with the one trained from scratch. "
           "The seed-level interval is a t-interval over the per-seed drops (training noise), given with 3 or more seeds.", "",
           f"Compute time of the runs behind this report (each counted once): {runtime / 60:.1f} min.", "",
           _multiplicity(rows), "", "## Results", "", table(rows), "",
