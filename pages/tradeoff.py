@@ -58,7 +58,11 @@ for r in ws.list(kind="attack", status="done"):
                    "judge": r.config.get("eval_run"), "defense": defense_label(t.config["model"]),
                    "acc": t.metrics["natural_acc"], "att": top1["value"], "lo": top1.get("lo"), "hi": top1.get("hi"),
                    "identities": tuple(sorted(r.config["attack"]["params"].get("identities") or [])),
-                   "name": t.name or t.config["model"]["arch"]})
+                   "name": t.name or t.config["model"]["arch"], "px": t.config["model"]["img_size"]})
+if points:  # runs are comparable only with the same attack settings and image size
+    from mivis.report.findings import attack_labels
+    for p, label in zip(points, attack_labels(ws, [p["run"] for p in points])):
+        p["attack"] = f"{label}, {p['px']} px"
 
 left, right = st.columns([3, 2])
 with right:
@@ -85,8 +89,8 @@ with left:
         st.stop()
     kinds = sorted({p["attack"] for p in points})
     common = max(kinds, key=lambda k: sum(p["attack"] == k for p in points))
-    atk = knobs.widget(Param("attack", str, common, "only runs of one attack are comparable", choices=tuple(kinds)),
-                       label="Attack")
+    atk = knobs.widget(Param("attack", str, common, "only runs of one attack, with the same settings and image "
+                             "size, are comparable", choices=tuple(kinds)), label="Attack")
     pts = [p for p in points if p["attack"] == atk]
 
     import plotly.graph_objects as go

@@ -274,6 +274,8 @@ def test_tradeoff_page(world):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = {t["name"] for t in spec["data"]}
     assert {"none", "RoLSS"} <= names
+    # one attack setting at one image size per plane
+    assert at.selectbox(key="tradeoff:attack").value.endswith(" px")
     assert all("error_y" in t for t in spec["data"] if t.get("mode") == "markers")
     assert "resolved" in texts(at)
     assert len(at.dataframe) >= 2  # the paper's table and the Delta table

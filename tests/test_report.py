@@ -30,19 +30,20 @@ def test_broken_target_is_not_a_finding(tmp_path):
 def test_attacks_with_other_settings_are_not_pooled():
     """GMI with 50 iterations is its own row, not pooled with the study's usual GMI (100 iterations)."""
     from types import SimpleNamespace
-    from mivis.report.findings import _attack_labels
+    from mivis.report.findings import attack_labels
 
     runs = {"prior-a": SimpleNamespace(config={"type": "gmi"})}
 
-    def trial(i, name, iterations, seed):
+    def attack(i, name, iterations):
         runs[f"attack-{i}"] = SimpleNamespace(config={
-            "attack": {"params": {"iterations": iterations, "restarts": 5, "identities": [0, 1], "device": "auto"}},
+            "attack": {"name": name, "params": {"iterations": iterations, "restarts": 5, "identities": [0, i],
+                                                "device": "auto"}},
             "prior_run": "prior-a"})
-        return {"attack": name, "seed": seed, "runs": {"attack": f"attack-{i}"}}
+        return f"attack-{i}"
 
-    trials = [trial(0, "gmi", 100, 0), trial(1, "gmi", 100, 1), trial(2, "gmi", 50, 0), trial(3, "kedmi", 100, 0)]
-    ws = SimpleNamespace(get=runs.__getitem__)
-    assert _attack_labels(ws, trials) == ["gmi", "gmi", "gmi[iterations=50]", "kedmi"]
+    ids = [attack(0, "gmi", 100), attack(1, "gmi", 100), attack(2, "gmi", 50), attack(3, "kedmi", 100)]
+    ws = SimpleNamespace(get=runs.__getitem__, exists=runs.__contains__)
+    assert attack_labels(ws, ids) == ["gmi", "gmi", "gmi[iterations=50]", "kedmi"]
 
 
 def test_paper_side_by_side_states_direction():

@@ -46,34 +46,35 @@ def _t95(n: int) -> float:
 _RUN_SETTINGS = {"identities", "device", "batch_size", "amp", "compile", "channels_last"}
 
 
-def _attack_settings(ws: Workspace, runs: dict) -> dict:
-    cfg = ws.get(runs["attack"]).config
+def _attack_settings(ws: Workspace, run_id: str) -> dict:
+    cfg = ws.get(run_id).config
     out = {k: v for k, v in cfg["attack"]["params"].items() if k not in _RUN_SETTINGS}
-    if cfg.get("prior_run"):
+    if cfg.get("prior_run") and ws.exists(cfg["prior_run"]):
         out["prior"] = ws.get(cfg["prior_run"]).config.get("type")
     return out
 
 
-def _attack_labels(ws: Workspace, trials: list[dict]) -> list[str]:
-    """Each trial's attack name, plus the settings in which it differs from the most common setting
-    of that attack in the report: GMI with 50 iterations must not be pooled with GMI with 100."""
-    settings = [_attack_settings(ws, t["runs"]) for t in trials]
+def attack_labels(ws: Workspace, attack_runs: list[str]) -> list[str]:
+    """Each attack run's name, plus the settings in which it differs from the most common setting of
+    that attack among these runs: GMI with 50 iterations must not be pooled with GMI with 100."""
+    names = [ws.get(r).config["attack"]["name"] for r in attack_runs]
+    settings = [_attack_settings(ws, r) for r in attack_runs]
     by_name: dict[str, list[str]] = defaultdict(list)
-    for t, st in zip(trials, settings):
-        by_name[t["attack"]].append(json.dumps(st, sort_keys=True))
+    for n, st in zip(names, settings):
+        by_name[n].append(json.dumps(st, sort_keys=True))
     usual = {n: max(set(v), key=v.count) for n, v in by_name.items()}
     labels = []
-    for t, st in zip(trials, settings):
-        base = json.loads(usual[t["attack"]])
+    for n, st in zip(names, settings):
+        base = json.loads(usual[n])
         diff = [f"{k}={st[k]}" for k in sorted(st) if st[k] != base.get(k)]
-        labels.append(t["attack"] + (f"[{','.join(diff)}]" if diff else ""))
+        labels.append(n + (f"[{','.join(diff)}]" if diff else ""))
     return labels
 
 
 def collect(ws: Workspace, sweeps: list[str]) -> dict:
     groups: dict[tuple, dict] = defaultdict(lambda: {"seeds": {}})
     trials = [t for name in sweeps for t in load_summary(ws, name)["trials"] if t["complete"]]
-    for t, attack in zip(trials, _attack_labels(ws, trials)):
+    for t, attack in zip(trials, attack_labels(ws, [t["runs"]["attack"] for t in trials])):
         key = (t["image_size"], t["arch"], attack, t["defense"], t.get("init") or "")
         seen = groups[key]["seeds"].get(t["seed"])
         if seen and seen["attack"] != t["runs"]["attack"]:
