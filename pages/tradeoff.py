@@ -8,6 +8,8 @@ from mivis import ui
 ui.ensure_router()
 
 from mivis.params import Param  # noqa: E402
+from mivis.report.findings import MIN_LEARNED_ACC, attack_labels, measured_effects  # noqa: E402
+from mivis.report.paper import PAPER_TABLE  # noqa: E402
 
 PAGE = "tradeoff"
 st.title("Privacy-utility trade-off")
@@ -17,20 +19,6 @@ st.caption("Each point is one attack run on one target: natural accuracy of the 
 knobs = ui.Knobs(PAGE)
 ws = ui.workspace()
 
-# the RoLSS paper's headline table (Koh et al., ECCV 2024; PPA, FaceScrub 224 px, public FFHQ), from methods.md
-PAPER = [("ResNet-34", "none", 94.69, 90.78, None), ("ResNet-34", "BiDO", 91.66, 81.98, 2.90),
-         ("ResNet-34", "RoLSS", 91.38, 71.86, 5.72), ("ResNet-34", "SSF", 94.21, 79.79, 22.90),
-         ("ResNet-34", "TTS", 94.40, 81.65, 31.48), ("ResNet-50", "none", 94.58, 82.76, None),
-         ("ResNet-50", "BiDO", 91.12, 58.41, 7.04), ("ResNet-50", "RoLSS", 92.89, 68.44, 8.47),
-         ("ResNet-50", "SSF", 93.05, 74.79, 6.87), ("ResNet-50", "TTS", 93.56, 77.21, 5.44),
-         ("ResNet-101", "none", 94.86, 83.00, None), ("ResNet-101", "BiDO", 90.31, 67.07, 3.50),
-         ("ResNet-101", "RoLSS", 92.40, 58.68, 9.89), ("ResNet-101", "SSF", 93.79, 71.06, 11.16),
-         ("ResNet-101", "TTS", 94.16, 77.26, 8.20), ("ResNet-152", "none", 95.43, 86.51, None),
-         ("ResNet-152", "BiDO", 91.80, 58.14, 7.82), ("ResNet-152", "RoLSS", 93.00, 64.98, 8.86),
-         ("ResNet-152", "SSF", 93.79, 70.71, 9.63), ("ResNet-152", "TTS", 93.97, 73.59, 8.85),
-         ("DenseNet-121", "none", 94.67, 78.09, None), ("DenseNet-121", "RoLSS", 86.86, 24.48, 6.86),
-         ("DenseNet-121", "SSF", 91.73, 56.32, 7.35)]
-
 
 def defense_label(model_cfg: dict) -> str:
     d = model_cfg.get("defenses") or {}
@@ -38,8 +26,10 @@ def defense_label(model_cfg: dict) -> str:
     for name, p in d.items():
         if name == "skips" and isinstance(p, dict) and p.get("scales"):
             s = p["scales"]
-            parts.append("RoLSS" if all(v in (0.0, 1.0) for v in s) and s.count(0.0) == 1 and s[-1] == 0.0
-                         else "SSF" if any(0 < v < 1 for v in s) else "skips " + ",".join(f"{v:g}" for v in s))
+            head, last = s[:-1], s[-1]
+            parts.append("RoLSS" if all(v == 1.0 for v in head) and last == 0.0
+                         else f"SSF {last:g}" if all(v == 1.0 for v in head) and 0 < last < 1
+                         else "skips " + ",".join(f"{v:g}" for v in s))
         else:
             parts.append(name)
     return " + ".join(parts) or "none"
@@ -60,7 +50,6 @@ for r in ws.list(kind="attack", status="done"):
                    "identities": tuple(sorted(r.config["attack"]["params"].get("identities") or [])),
                    "name": t.name or t.config["model"]["arch"], "px": t.config["model"]["img_size"]})
 if points:  # runs are comparable only with the same attack settings and image size
-    from mivis.report.findings import attack_labels
     for p, label in zip(points, attack_labels(ws, [p["run"] for p in points])):
         p["attack"] = f"{label}, {p['px']} px"
 
@@ -68,11 +57,10 @@ left, right = st.columns([3, 2])
 with right:
     st.markdown("**Reference: the RoLSS paper** (PPA attack, FaceScrub 224 px; Acc / AttAcc in %, "
                 "Delta = AttAcc drop / Acc drop vs no defense, higher is better)")
-    st.dataframe([{"arch": a, "defense": d, "Acc": acc, "AttAcc": att, "Delta": dl}
-                  for a, d, acc, att, dl in PAPER], hide_index=True, height=420)
+    st.dataframe([{"arch": a, "defense": d, "Acc": acc, "AttAcc": att, "Delta": None if dl == "-" else dl}
+                  for a, d, acc, att, dl in PAPER_TABLE], hide_index=True, height=420)
     st.caption("Also reported: BiDO + RoLSS on ResNet-101 reaches AttAcc 41.44 (BiDO alone 67.07). "
                "Koh et al., ECCV 2024, arXiv 2409.01696.")
-    from mivis.report.findings import measured_effects
     measured = measured_effects(ui.ROOT)
     if measured:
         st.markdown("**Measured here on the embedded ORL data** (mivis's studies, docs/findings.md and "
@@ -101,7 +89,8 @@ with left:
         g = [p for p in pts if p["defense"] == d]
         fig.add_trace(go.Scatter(
             x=[100 * p["acc"] for p in g], y=[100 * p["att"] for p in g], mode="markers", name=d,
-            marker=dict(size=12, color=palette[i % len(palette)], line=dict(width=1, color="white")),
+            marker=dict(size=12, color=palette[i % len(palette)], line=dict(width=1, color="white"),
+                        symbol=["circle" if p["acc"] >= MIN_LEARNED_ACC else "x" for p in g]),
             error_y=dict(type="data", symmetric=False,
                          array=[100 * (p["hi"] - p["att"]) if p["hi"] is not None else 0 for p in g],
                          arrayminus=[100 * (p["att"] - p["lo"]) if p["lo"] is not None else 0 for p in g]),
@@ -109,8 +98,10 @@ with left:
             text=[f"{p['name']} ({p['arch']})<br>{p['defense']}<br>run {p['run']}" for p in g],
             hovertemplate="%{text}<br>natural acc %{x:.1f}%<br>attack acc %{y:.1f}%<extra></extra>"))
     # Pareto front: no other point has higher natural accuracy AND lower attack accuracy
-    front = sorted([p for p in pts if not any(q["acc"] >= p["acc"] and q["att"] <= p["att"] and
-                                              (q["acc"] > p["acc"] or q["att"] < p["att"]) for q in pts)],
+    # a target that did not learn leaks nothing to invert: no privacy-utility point, not on the front
+    learned = [p for p in pts if p["acc"] >= MIN_LEARNED_ACC]
+    front = sorted([p for p in learned if not any(q["acc"] >= p["acc"] and q["att"] <= p["att"] and
+                                                  (q["acc"] > p["acc"] or q["att"] < p["att"]) for q in learned)],
                    key=lambda p: p["acc"])
     if len(front) > 1:
         fig.add_trace(go.Scatter(x=[100 * p["acc"] for p in front], y=[100 * p["att"] for p in front],
@@ -120,8 +111,12 @@ with left:
                       yaxis_title="attack accuracy top-1 (%)", legend=dict(orientation="h", y=-0.2),
                       clickmode="event+select")
     event = ui.plot(fig, key=f"{PAGE}:plane", on_select="rerun", height=480)
+    unlearned = len(pts) - len(learned)
     st.caption("Click a point to open its run in Results. Error bars: 95% bootstrap over identities. "
-               f"Pareto front: {len(front)} of {len(pts)} runs.")
+               f"Pareto front: {len(front)} of {len(pts)} runs."
+               + (f" {unlearned} run(s) attack a target that did not learn (natural accuracy below "
+                  f"{100 * MIN_LEARNED_ACC:.0f}%), drawn as x and left off the front: their low attack accuracy "
+                  "is no privacy finding." if unlearned else ""))
     sel = (event or {}).get("selection", {}).get("points", []) if hasattr(event, "get") else []
     if sel:
         rid = sel[0].get("customdata")

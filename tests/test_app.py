@@ -274,6 +274,10 @@ def test_tradeoff_page(world):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = {t["name"] for t in spec["data"]}
     assert {"none", "RoLSS"} <= names
+    # targets that did not learn are drawn as x (no privacy finding), the others as circles
+    for t in spec["data"]:
+        if t.get("mode") == "markers":
+            assert t["marker"]["symbol"] == ["x" if acc < 50 else "circle" for acc in t["x"]]
     # one attack setting at one image size per plane
     assert at.selectbox(key="tradeoff:attack").value.endswith(" px")
     assert all("error_y" in t for t in spec["data"] if t.get("mode") == "markers")
