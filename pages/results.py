@@ -9,6 +9,7 @@ from mivis import ui
 ui.ensure_router()
 
 from mivis.params import Param  # noqa: E402
+from mivis.report.findings import MIN_LEARNED_ACC  # noqa: E402
 
 PAGE = "results"
 st.title("Results")
@@ -74,6 +75,10 @@ st.markdown(f"**{cfg['attack']['name']}** · target `{cfg['target_run']}` ({tm.g
             f"{ui.metric_text(tgt.metrics.get('natural_acc')) if tgt else '-'}) · prior `{cfg.get('prior_run')}` · "
             f"judge **{ev['judge']['arch']}** `{ev['judge']['run']}` · {run.metrics.get('n_reconstructions', '?')} "
             f"reconstructions, {cfg['attack']['params'].get('iterations')} iterations")
+if tgt and (tgt.metrics.get("natural_acc") or 0) < MIN_LEARNED_ACC:
+    st.warning(f"This target did not learn its task (natural accuracy {ui.metric_text(tgt.metrics.get('natural_acc'))}"
+               f", below {100 * MIN_LEARNED_ACC:.0f}%): a classifier that cannot recognise the identities leaks "
+               "nothing to invert, so a low attack accuracy here is no privacy finding.", icon=":material/warning:")
 m = ev["metrics"]
 ui.metric_row([
     {"label": "Attack acc. top-1", "value": m.get("attack_acc_top1"), "help": ev.get("interval")},

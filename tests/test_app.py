@@ -303,3 +303,18 @@ def test_attack_identities_typed_wrong_block_the_launch(world):
     at.button(key="attack:launch").click().run()
     assert_clean(at)
     assert any("99" in e.value for e in at.error) and len(world_runs(world, "attack")) == 2
+
+
+def test_a_target_that_did_not_learn_is_flagged(world):
+    from mivis.runs import Run, Workspace
+    ws = Workspace(world["path"])
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "results", run=world["attack_rolss"])
+    learned = ws.get(world["rolss"]).metrics["natural_acc"] >= 0.5
+    assert any("did not learn" in w.value for w in at.warning) == (not learned)
+    Run(ws, world["rolss"]).update_metrics({"natural_acc": 0.05})  # as DenseNet-121 RoLSS on ORL
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "results", run=world["attack_rolss"])
+    assert any("did not learn its task (natural accuracy 5.0%" in w.value for w in at.warning)
+    open_page(at, "tradeoff")
+    assert "did not learn" in texts(at) and "left off the front" in texts(at)
