@@ -150,6 +150,15 @@ elif "skips" in DEFENSES:
         mode = knobs.widget(DEFENSES.get("skips").params["mode"], name="skip_mode", label="ViT residuals scaled")
     if any(x != 1.0 for x in scales) or mode != "both":
         defenses["skips"] = {"scales": scales, "mode": mode}
+    chains = [(st_, sc) for st_, sc in zip(stages, scales) if desc["skip_kind"] == "concatenative" and sc < 0.1]
+    if chains:
+        st.warning(" ".join(f"{st_['name']} becomes {'a plain' if sc == 0 else 'nearly a plain'} chain of "
+                            f"{len(st_['blocks'])} layers ({2 * len(st_['blocks'])} convolutions, no skip)."
+                            for st_, sc in chains)
+                   + " Such chains train from scratch and may not train at all on small data: in mivis's CPU "
+                     "study on ORL, DenseNet-121 with its last dense block's skips removed stayed near chance "
+                     "(docs/findings.md). Check the trained model's natural accuracy before reading its attack "
+                     "numbers.", icon=":material/warning:")
     shaped = get_anatomy(defenses)
     if shaped is not None and shaped["stages"] is not None:
         st.graphviz_chart(ui.stage_dot(shaped["stages"]), width="stretch")

@@ -318,3 +318,15 @@ def test_a_target_that_did_not_learn_is_flagged(world):
     assert any("did not learn its task (natural accuracy 5.0%" in w.value for w in at.warning)
     open_page(at, "tradeoff")
     assert "did not learn" in texts(at) and "left off the front" in texts(at)
+
+
+def test_densenet_chain_warning_follows_the_toggle(app):
+    open_page(app, "architecture", arch="densenet121", **TINY_URL)
+    assert not any("plain chain" in w.value for w in app.warning)
+    app.toggle(key="architecture:skip4").set_value(False).run()
+    assert_clean(app)
+    assert any("denseblock4 becomes a plain chain of 16 layers (32 convolutions" in w.value for w in app.warning)
+    app.selectbox(key="architecture:arch").select("resnet18").run()
+    app.toggle(key="architecture:skip4").set_value(False).run()
+    assert_clean(app)
+    assert not any("plain chain" in w.value for w in app.warning)  # additive skips: the warning is DenseNet's
