@@ -6,13 +6,14 @@ import json
 
 
 def _row(defense: str, acc: float, drop: float, lo: float, hi: float, seeds=(0, 1, 2)) -> dict:
+    # a seed-level interval as 3 seeds give it
     m = {"value": 0.4, "lo": 0.3, "hi": 0.5, "n": 20}
     return {"image_size": 32, "arch": "densenet121", "attack": "gmi", "defense": defense, "init": "",
             "seeds": list(seeds), "natural_acc": acc, "natural_acc_seeds": [acc] * len(seeds),
             "did_not_learn": acc < 0.5, "top1": m, "top5": m, "knn": m, "p_target": m,
             "vs_none": {"seeds": list(seeds), "drop": {"value": drop, "lo": lo, "hi": hi, "n": 20,
                                                        "resolved": lo > 0 or hi < 0},
-                        "per_seed": [drop] * len(seeds), "seed_interval": [float("nan")] * 2,
+                        "per_seed": [drop] * len(seeds), "seed_interval": [drop - 0.1, drop + 0.1],
                         "acc_drop": 0.9 - acc, "delta": drop / (0.9 - acc)}}
 
 
@@ -21,6 +22,8 @@ def test_broken_target_is_not_a_finding(tmp_path):
     rows = [_row("skips[1,1,1,0]", 0.067, 0.61, 0.52, 0.70), _row("skips[1,1,1,0.2]", 0.95, 0.10, 0.02, 0.2)]
     text = table(rows)
     assert "target did not learn (natural acc 6.7%)" in text and "+61.0 pp" not in text
+    broken = next(ln for ln in text.splitlines() if "did not learn" in ln)
+    assert broken.rstrip(" |").endswith("| - | -")  # neither a seed-level interval nor a Delta
     assert "+10.0 pp [+2.0, +20.0] resolved" in text
     (tmp_path / "f.json").write_text(json.dumps(rows))
     verdicts = [r["verdict"] for r in measured_effects(tmp_path, {"s": "f.json"})]

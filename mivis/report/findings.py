@@ -161,7 +161,7 @@ def table(rows: list[dict]) -> str:
     lines = []
     for r in rows:
         c = r.get("vs_none")
-        seed_iv = "-" if not c or any(map(math.isnan, c["seed_interval"])) else \
+        seed_iv = "-" if not c or r["did_not_learn"] or any(map(math.isnan, c["seed_interval"])) else \
             f"[{100 * c['seed_interval'][0]:+.1f}, {100 * c['seed_interval'][1]:+.1f}]"
         delta = "-" if not c or c["delta"] is None or r["did_not_learn"] else f"{c['delta']:.2f}"
         knn = r["knn"]["value"]
