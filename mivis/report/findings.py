@@ -294,6 +294,27 @@ def _multiplicity(rows: list[dict]) -> str:
             "is the one to trust.")
 
 
+def _regime(ws: Workspace, groups: dict) -> str:
+    """Why this data may not show what the paper shows: its sizes next to the paper's."""
+    splits, sizes, attacks = {}, sorted({k[0] for k in groups}), sorted({k[2].split("[")[0] for k in groups})
+    for g in groups.values():
+        rec = ws.get(next(iter(g["seeds"].values()))["target"])
+        try:
+            sp = json.loads(rec.file("split.json").read_text())
+        except (OSError, ValueError):
+            continue
+        splits[sp["config"]["dataset"]] = sp
+    if not splits:
+        return ""
+    data = "; ".join(f"{name}: {len(sp['private'])} private identities with {sp['n_train'] / len(sp['private']):.0f} "
+                     f"training images each, priors trained on {sp['n_public']} public images"
+                     for name, sp in splits.items())
+    return (f"Why a row may differ from the paper: here {data}, at {', '.join(map(str, sizes))} px, attacked with "
+            f"{', '.join(attacks)}; the paper: 530 FaceScrub identities at 224 px, PPA with a StyleGAN2 prior "
+            "trained on FFHQ. A row that is not resolved says that this data cannot tell the defense from none, "
+            "not that the paper is wrong; a row that goes the other way is a finding about this regime.")
+
+
 def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What mivis finds on the embedded ORL data",
                  notes: str = "") -> Path:
     groups = collect(ws, sweeps)
@@ -338,7 +359,7 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
            "this study's (ORL, far smaller and lower-resolution, another attack and prior), so only the direction is "
            "comparable: a defense agrees when its paired drop is resolved and positive. SSF is the paper's scale "
            "(0.2 for ResNets, 0.01 for DenseNet).", "",
-           paper_side_by_side(rows)]
+           paper_side_by_side(rows), "", _regime(ws, groups), ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(md))
     (out.parent / (out.stem + ".json")).write_text(json.dumps(rows, indent=1, default=str))
