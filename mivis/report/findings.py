@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -154,6 +155,10 @@ def _verdict(c: dict | None, row: dict | None = None) -> str:
     return f"{100 * d['value']:+.1f} pp [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] {word}"
 
 
+def _defense_cell(r: dict) -> str:
+    return r["defense"] + (" (public init)" if r.get("init") else "")
+
+
 def table(rows: list[dict]) -> str:
     head = ("| size | arch | attack | defense | seeds | natural acc % | attack acc top-1 % [95% CI] | top-5 % | "
             "KNN dist | AttAcc drop vs none (paired; negative = leaks more) | seed-level interval | Delta |\n"
@@ -165,8 +170,8 @@ def table(rows: list[dict]) -> str:
             f"[{100 * c['seed_interval'][0]:+.1f}, {100 * c['seed_interval'][1]:+.1f}]"
         delta = "-" if not c or c["delta"] is None or r["did_not_learn"] else f"{c['delta']:.2f}"
         knn = r["knn"]["value"]
-        lines.append(f"| {r['image_size']} | {r['arch']} | {r['attack']} | {r['defense']}"
-                     f"{' (public init)' if r['init'] else ''} | {len(r['seeds'])} | {100 * r['natural_acc']:.1f} | "
+        lines.append(f"| {r['image_size']} | {r['arch']} | {r['attack']} | {_defense_cell(r)} | "
+                     f"{len(r['seeds'])} | {100 * r['natural_acc']:.1f} | "
                      f"{_pct(r['top1'])} | {_pct(r['top5'])} | {knn:.1f} | {_verdict(c, r)} | {seed_iv} | {delta} |")
     return head + "\n".join(lines) + "\n"
 
@@ -217,6 +222,11 @@ def paper_side_by_side(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def _file_name(name: str) -> str:
+    """A figure file name safe in a Markdown link and on any file system: gmi[iterations=50] -> gmi-iterations-50."""
+    return re.sub(r"-+(?=[_.])", "", re.sub(r"[^A-Za-z0-9_.-]+", "-", name))
+
+
 def figures(ws: Workspace, groups: dict, rows: list[dict], fig_dir: Path) -> list[tuple[str, str]]:
     from ..evaluation.metrics import histogram
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +235,7 @@ def figures(ws: Workspace, groups: dict, rows: list[dict], fig_dir: Path) -> lis
     for r in rows:
         by[(r["image_size"], r["arch"], r["attack"])].append(r)
     for (size, arch, attack), rs in by.items():
-        name = f"attack_acc_{arch}_{attack}_{size}px.svg"
+        name = _file_name(f"attack_acc_{arch}_{attack}_{size}px.svg")
         (fig_dir / name).write_text(svg.bars(
             [r["defense"] + (" (pub)" if r["init"] else "") for r in rs], [r["top1"]["value"] for r in rs],
             [r["top1"]["lo"] for r in rs], [r["top1"]["hi"] for r in rs],
@@ -243,7 +253,7 @@ def figures(ws: Workspace, groups: dict, rows: list[dict], fig_dir: Path) -> lis
                 c, _ = _pool(ws, runs, "eval_top1")
                 h = histogram(p, c.astype(bool))
                 series += [(f"{label}: judged correct", h["correct"]), (f"{label}: judged wrong", h["wrong"])]
-            name = f"likelihood_{arch}_{attack}_{size}px.svg"
+            name = _file_name(f"likelihood_{arch}_{attack}_{size}px.svg")
             (fig_dir / name).write_text(svg.histograms(h["edges"], series, title=f"p_T(y|x*) by evaluation verdict, "
                                                        f"{arch} {attack} {size} px", xlabel="target likelihood",
                                                        density=False))
@@ -266,7 +276,7 @@ def fisher_section(ws: Workspace, groups: dict, fig_dir: Path) -> tuple[str, lis
                     f"classification FI in the first half of the layers {100 * cls[:half].sum():.1f}%, "
                     f"MI FI {100 * mi[:half].sum():.1f}%; last layer group: classification "
                     f"{100 * cls[-1]:.1f}%, MI {100 * mi[-1]:.1f}%.")
-        name = f"fisher_{arch}_{attack}_{size}px.svg"
+        name = _file_name(f"fisher_{arch}_{attack}_{size}px.svg")
         (fig_dir / name).write_text(svg.lines(data[0]["layers"], [("classification FI", list(cls)),
                                                                    ("MI FI (attack loss)", list(mi))],
                                               title=f"Normalised Fisher information per layer, {arch}",
@@ -340,7 +350,7 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
           f"Compute time of the runs behind this report (each counted once): {runtime / 60:.1f} min.", "",
           _multiplicity(rows), "", "## Results", "", table(rows), "",
           "### Resolved effects", ""]
-    md += [f"- {r['arch']} {r['attack']} {r['image_size']} px, {r['defense']}: attack accuracy "
+    md += [f"- {r['arch']} {r['attack']} {r['image_size']} px, {_defense_cell(r)}: attack accuracy "
            f"{'drop' if r['vs_none']['drop']['value'] > 0 else 'RISE (leaks more)'} "
            f"{_verdict(r['vs_none'])}, natural accuracy drop {100 * r['vs_none']['acc_drop']:+.1f} pp"
            for r in resolved] or ["- none: no defense's attack-accuracy drop has an interval that excludes 0 "
@@ -349,7 +359,7 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
         md += ["", f"Targets that did not learn (natural accuracy below {100 * MIN_LEARNED_ACC:.0f}%): a classifier "
                "that cannot recognise the private identities leaks nothing to invert, so their low attack accuracy "
                "is not a privacy-utility trade-off and is left out of the effects above:", ""]
-        md += [f"- {r['arch']} {r['attack']} {r['image_size']} px, {r['defense']}: natural accuracy per seed "
+        md += [f"- {r['arch']} {r['attack']} {r['image_size']} px, {_defense_cell(r)}: natural accuracy per seed "
                + ", ".join(f"{100 * a:.1f}%" for a in r["natural_acc_seeds"]) for r in broken]
     md += ["", "## Figures", ""] + [f"![{cap}](figures/{name})\n\n*{cap}*\n" for name, cap in figs + fisher_figs]
     if fisher_text:
@@ -384,7 +394,7 @@ def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> lis
             d = vs["drop"]
             broken = r.get("did_not_learn")
             # the verdict next to the defense: the page's column is narrow
-            out.append({"arch": r["arch"], "defense": r["defense"] + (" (public init)" if r.get("init") else ""),
+            out.append({"arch": r["arch"], "defense": _defense_cell(r),
                         "verdict": "target did not learn" if broken else
                         ("resolved: leaks less" if d["value"] > 0 else "resolved: leaks MORE")
                         if d["resolved"] else "not resolved",
