@@ -72,3 +72,9 @@ def test_pretrained_targets_are_compared_with_the_same_start():
     assert reference_key(pub, groups) == scratch  # the effect of pre-training itself
     assert reference_key(rolss_pub, {scratch: {}, rolss_pub: {}}) == scratch
     assert reference_key((32, "resnet18", "gmi", "skips[1,1,1,0]", ""), groups) == scratch
+
+
+def test_figure_file_names_are_link_safe():
+    from mivis.report.findings import _file_name
+    assert _file_name("attack_acc_resnet18_gmi[iterations=50]_32px.svg") == "attack_acc_resnet18_gmi-iterations-50_32px.svg"
+    assert _file_name("likelihood_densenet121_gmi_32px.svg") == "likelihood_densenet121_gmi_32px.svg"
