@@ -80,10 +80,16 @@ with left:
     atk = knobs.widget(Param("attack", str, common, "only runs of one attack, with the same settings and image "
                              "size, are comparable", choices=tuple(kinds)), label="Attack")
     pts = [p for p in points if p["attack"] == atk]
+    archs = sorted({p["arch"] for p in pts})
+    if len(archs) > 1:
+        only = knobs.widget(Param("arch", str, "all", "show one architecture's runs, or all of them",
+                                  choices=("all",) + tuple(archs)), label="Architecture")
+        pts = [p for p in pts if only in ("all", p["arch"])]
 
     import plotly.graph_objects as go
     fig = go.Figure()
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    from plotly.colors import qualitative
+    palette = qualitative.Dark24  # a colour per defense: a study has many more than 8
     defenses = sorted({p["defense"] for p in pts}, key=lambda d: (d != "none", d))
     for i, d in enumerate(defenses):
         g = [p for p in pts if p["defense"] == d]

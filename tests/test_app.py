@@ -330,3 +330,17 @@ def test_densenet_chain_warning_follows_the_toggle(app):
     app.toggle(key="architecture:skip4").set_value(False).run()
     assert_clean(app)
     assert not any("plain chain" in w.value for w in app.warning)  # additive skips: the warning is DenseNet's
+
+
+def test_tradeoff_filters_by_architecture(world):
+    from mivis.runs import Run, Workspace
+    ws = Workspace(world["path"])
+    cfg = ws.get(world["rolss"]).config
+    Run(ws, world["rolss"]).set_config({**cfg, "model": {**cfg["model"], "arch": "resnet34"}})  # the page reads configs only
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "tradeoff")
+    names = lambda: {t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}  # noqa: E731
+    assert {"none", "RoLSS"} <= names()
+    at.selectbox(key="tradeoff:arch").set_value("resnet34").run()
+    assert_clean(at)
+    assert "RoLSS" in names() and "none" not in names()
