@@ -30,6 +30,8 @@ def defense_label(model_cfg: dict) -> str:
             parts.append("RoLSS" if all(v == 1.0 for v in head) and last == 0.0
                          else f"SSF {last:g}" if all(v == 1.0 for v in head) and 0 < last < 1
                          else "skips " + ",".join(f"{v:g}" for v in s))
+        elif name == "tldmi" and isinstance(p, dict) and "freeze" in p:
+            parts.append(f"TL-DMI freeze {p['freeze']}")  # each depth is its own point on the trade-off
         else:
             parts.append(name)
     return " + ".join(parts) or "none"
@@ -45,7 +47,9 @@ for r in ws.list(kind="attack", status="done"):
     if t.metrics.get("natural_acc") is None or not isinstance(top1, dict) or top1.get("value") is None:
         continue
     points.append({"run": r.id, "target": t.id, "arch": t.config["model"]["arch"], "attack": r.config["attack"]["name"],
-                   "judge": r.config.get("eval_run"), "defense": defense_label(t.config["model"]),
+                   "judge": r.config.get("eval_run"), "defense": defense_label(t.config["model"]) + (
+                       " (pre-trained)" if t.config["train"].get("init_run") or t.config["train"].get("init_weights")
+                       else ""),
                    "acc": t.metrics["natural_acc"], "att": top1["value"], "lo": top1.get("lo"), "hi": top1.get("hi"),
                    "identities": tuple(sorted(r.config["attack"]["params"].get("identities") or [])),
                    "name": t.name or t.config["model"]["arch"], "px": t.config["model"]["img_size"]})
