@@ -29,3 +29,13 @@ def augment(x: torch.Tensor, level: str, generator: torch.Generator | None = Non
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = ((out - mean) * c + mean + b).clamp(-1, 1)
     return out
+
+
+def augment_to(x: torch.Tensor, level: str, generator: torch.Generator | None, device: torch.device,
+               on_device: bool = False) -> torch.Tensor:
+    """`augment` a training batch and place it on `device`. In-memory batches are augmented where they
+    are (their numbers stay as they were); streamed batches, read ahead by loader workers, on the device."""
+    from .device import to_device
+    if on_device:
+        x = to_device(x, device)
+    return to_device(augment(x, level, generator), device)

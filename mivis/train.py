@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import LEVELS, augment
+from .augment import LEVELS, augment_to
 from .data import FaceSplit, Subset, batches, load_split, sequential
 from .device import autocast, prepare, resolve_device, to_device
 from .models import ARCHITECTURES, Classifier, count_params, model_config, model_from_config
@@ -149,10 +149,7 @@ class Trainer:
                            (order[b * bs:(b + 1) * bs] for b in range(steps_per_epoch)), self.device)
             for b, (xb, yb) in enumerate(feed):
                 self.reporter.check()
-                if self.train_set.streamed:  # augment on the device: the workers did the reading
-                    x = to_device(augment(to_device(xb, self.device), self.cfg["augment"], g), self.device)
-                else:
-                    x = to_device(augment(xb, self.cfg["augment"], g), self.device)
+                x = augment_to(xb, self.cfg["augment"], g, self.device, on_device=self.train_set.streamed)
                 y = yb.to(self.device)
                 # appended defense epochs (e.g. CALoR's adaptation) run at a constant lr * lr_scale
                 base_lr = self.cfg["lr"] if epoch >= self.main_epochs else _lr_at(self.cfg, min(step, total), total)

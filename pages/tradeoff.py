@@ -52,9 +52,9 @@ for r in ws.list(kind="attack", status="done"):
                        else ""),
                    "acc": t.metrics["natural_acc"], "att": top1["value"], "lo": top1.get("lo"), "hi": top1.get("hi"),
                    "identities": tuple(sorted(r.config["attack"]["params"].get("identities") or [])),
-                   "name": t.name or t.config["model"]["arch"], "px": t.config["model"]["img_size"]})
+                   "name": t.name or t.config["model"]["arch"], "px": t.config["model"]["img_size"], "record": r})
 if points:  # runs are comparable only with the same attack settings and image size
-    for p, label in zip(points, attack_labels(ws, [p["run"] for p in points])):
+    for p, label in zip(points, attack_labels(ws, [p["record"] for p in points])):
         p["attack"] = f"{label}, {p['px']} px"
 
 left, right = st.columns([3, 2])

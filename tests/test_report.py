@@ -38,11 +38,10 @@ def test_attacks_with_other_settings_are_not_pooled():
     runs = {"prior-a": SimpleNamespace(config={"type": "gmi"})}
 
     def attack(i, name, iterations):
-        runs[f"attack-{i}"] = SimpleNamespace(config={
+        return SimpleNamespace(config={
             "attack": {"name": name, "params": {"iterations": iterations, "restarts": 5, "identities": [0, i],
                                                 "device": "auto"}},
             "prior_run": "prior-a"})
-        return f"attack-{i}"
 
     ids = [attack(0, "gmi", 100), attack(1, "gmi", 100), attack(2, "gmi", 50), attack(3, "kedmi", 100)]
     ws = SimpleNamespace(get=runs.__getitem__, exists=runs.__contains__)

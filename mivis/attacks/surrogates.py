@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from ..augment import augment
+from ..augment import augment_to
 from ..data import batches, is_lazy, sequential
 from ..device import autocast, prepare, to_device
 from ..models import build_classifier, model_config, model_from_config
@@ -51,10 +51,7 @@ def distill(ws: Workspace, target: RunRecord, T: torch.nn.Module, public_x: torc
             feed = batches(public_x, None, (order[b * bs:(b + 1) * bs] for b in range(max(1, n // bs))), device)
             for xb, _ in feed:
                 reporter.check()
-                if is_lazy(public_x):  # augment on the device: the workers did the reading
-                    x = to_device(augment(to_device(xb, device), cfg["augment"], g), device)
-                else:
-                    x = to_device(augment(xb, cfg["augment"], g), device)
+                x = augment_to(xb, cfg["augment"], g, device, on_device=is_lazy(public_x))
                 with torch.no_grad(), autocast(device):
                     soft = T(x).float().softmax(1)
                 with autocast(device):

@@ -47,27 +47,31 @@ def _t95(n: int) -> float:
 _RUN_SETTINGS = {"identities", "device", "batch_size", "amp", "compile", "channels_last"}
 
 
-def _attack_settings(ws: Workspace, run_id: str) -> dict:
-    cfg = ws.get(run_id).config
-    out = {k: v for k, v in cfg["attack"]["params"].items() if k not in _RUN_SETTINGS}
-    if cfg.get("prior_run") and ws.exists(cfg["prior_run"]):
-        out["prior"] = ws.get(cfg["prior_run"]).config.get("type")
-    return out
+def attack_labels(ws: Workspace, attacks: list) -> list[str]:
+    """Each attack run's (RunRecord's) name, plus the settings in which it differs from the most common
+    setting of that attack among these runs: GMI with 50 iterations must not be pooled with GMI with 100."""
+    prior_types: dict[str, str | None] = {}  # a few priors serve many attacks: look each up once
 
+    def settings(rec) -> dict:
+        out = {k: v for k, v in rec.config["attack"]["params"].items() if k not in _RUN_SETTINGS}
+        pid = rec.config.get("prior_run")
+        if pid:
+            if pid not in prior_types:
+                prior_types[pid] = ws.get(pid).config.get("type") if ws.exists(pid) else None
+            if prior_types[pid] is not None:
+                out["prior"] = prior_types[pid]
+        return out
 
-def attack_labels(ws: Workspace, attack_runs: list[str]) -> list[str]:
-    """Each attack run's name, plus the settings in which it differs from the most common setting of
-    that attack among these runs: GMI with 50 iterations must not be pooled with GMI with 100."""
-    names = [ws.get(r).config["attack"]["name"] for r in attack_runs]
-    settings = [_attack_settings(ws, r) for r in attack_runs]
+    names = [rec.config["attack"]["name"] for rec in attacks]
+    keyed = [json.dumps(settings(rec), sort_keys=True) for rec in attacks]
     by_name: dict[str, list[str]] = defaultdict(list)
-    for n, st in zip(names, settings):
-        by_name[n].append(json.dumps(st, sort_keys=True))
-    usual = {n: max(set(v), key=v.count) for n, v in by_name.items()}
+    for n, k in zip(names, keyed):
+        by_name[n].append(k)
+    usual = {n: json.loads(max(set(v), key=v.count)) for n, v in by_name.items()}
     labels = []
-    for n, st in zip(names, settings):
-        base = json.loads(usual[n])
-        diff = [f"{k}={st[k]}" for k in sorted(st) if st[k] != base.get(k)]
+    for n, k in zip(names, keyed):
+        st, base = json.loads(k), usual[n]
+        diff = [f"{key}={st[key]}" for key in sorted(st) if st[key] != base.get(key)]
         labels.append(n + (f"[{','.join(diff)}]" if diff else ""))
     return labels
 
@@ -75,7 +79,7 @@ def attack_labels(ws: Workspace, attack_runs: list[str]) -> list[str]:
 def collect(ws: Workspace, sweeps: list[str]) -> dict:
     groups: dict[tuple, dict] = defaultdict(lambda: {"seeds": {}})
     trials = [t for name in sweeps for t in load_summary(ws, name)["trials"] if t["complete"]]
-    for t, attack in zip(trials, attack_labels(ws, [t["runs"]["attack"] for t in trials])):
+    for t, attack in zip(trials, attack_labels(ws, [ws.get(t["runs"]["attack"]) for t in trials])):
         key = (t["image_size"], t["arch"], attack, t["defense"], t.get("init") or "")
         seen = groups[key]["seeds"].get(t["seed"])
         if seen and seen["attack"] != t["runs"]["attack"]:
