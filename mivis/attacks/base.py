@@ -103,6 +103,10 @@ class Attack:
         """Latents optimised per identity (PPA optimises more candidates than it keeps)."""
         return restarts
 
+    def final_draws(self, restarts: int) -> int:
+        """Reconstructions finalize() reads out per optimised latent (KEDMI: several draws of one Gaussian)."""
+        return 1
+
     def init(self, y: torch.Tensor, restarts: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -118,7 +122,8 @@ class Attack:
     @torch.no_grad()
     def finalize(self, lat: dict, y: torch.Tensor, restarts: torch.Tensor, seed: int, keep: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final reconstructions and the indices (into this chunk) they come from."""
+        """Final reconstructions and the indices (into this chunk) they come from (an index repeats when
+        several reconstructions are drawn from one latent)."""
         x = self.render(lat, y)
         return x, torch.arange(len(y), device=x.device)
 

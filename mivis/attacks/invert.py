@@ -145,10 +145,24 @@ def invert(attack: str, target_run: str, prior_run: str | None = None, identitie
                  on_step=on_step, hook_every=hook_every)
     batch = choose_batch(a, eng, y_all, r_all, per, p["batch_size"])
     out = eng.run(y_all, r_all, per, p["restarts"], batch)
-    y, r = y_all[out.source], r_all[out.source]
+    y, r = y_all[out.source], restart_numbers(r_all, out.source)
     p_t, pred = target_scores(a.T, out.x, y, a.ctx.device)
     return InversionResult(plan.attack, p, plan.identities, out.x, y, r, p_t, pred, out.trace, out.seconds,
                            str(a.ctx.device), out.batch_size, out.chunks, eng.events)
+
+
+def restart_numbers(r_all: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Restart index of each reconstruction: its latent's, or, when several reconstructions are drawn from
+    one latent (KEDMI's Gaussian per identity), latent restart * draws + the draw's number."""
+    counts = torch.bincount(source, minlength=len(r_all)) if len(source) else torch.zeros(0, dtype=torch.long)
+    draws = int(counts.max()) if len(counts) else 1
+    if draws <= 1:
+        return r_all[source]
+    occ, seen = torch.empty_like(source), {}
+    for i, s in enumerate(source.tolist()):
+        occ[i] = seen.get(s, 0)
+        seen[s] = int(occ[i]) + 1
+    return r_all[source] * draws + occ
 
 
 @torch.no_grad()

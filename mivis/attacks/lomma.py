@@ -14,7 +14,7 @@ from ..device import autocast, to_device
 from ..params import Param, ParamSet
 from ..progress import NULL
 from .base import Attack, Forward, register_attack
-from .gmi import GMI
+from .gmi import GMI, step_params
 from .kedmi import KEDMI
 from .losses import identity_loss
 from .surrogates import distill
@@ -27,9 +27,9 @@ class LOMMA(Attack):
     def __init__(self, p, ctx):
         super().__init__(p, ctx)
         base_cls = {"gmi": GMI, "kedmi": KEDMI}[p["base"]]
-        bp = {k: p[k] for k in ("iterations", "id_weight", "prior_weight", "lr")}
-        bp.update(loss="logit", momentum=p["momentum"], prior_loss=p["prior_loss"],
-                  clip=p["clip"] if p["base"] == "gmi" else 0.0)
+        bp = {k: p[k] for k in ("iterations", "id_weight", "prior_weight", "lr", "step", "ref_batch", "clip")}
+        # LOMMA's KEDMI path clips z to [-clip, clip] (KEDMI's own attack does not)
+        bp.update(loss="logit", momentum=p["momentum"], prior_loss=p["prior_loss"])
         self.base = base_cls(bp, ctx)
         archs = [a.strip() for a in p["students"].split(",") if a.strip()]
         from ..models import ARCHITECTURES
@@ -59,6 +59,12 @@ class LOMMA(Attack):
 
     def optimizer(self):
         return self.base.optimizer()
+
+    def candidates_per_identity(self, restarts: int) -> int:
+        return self.base.candidates_per_identity(restarts)
+
+    def final_draws(self, restarts: int) -> int:
+        return self.base.final_draws(restarts)
 
     def init(self, y, restarts, seed):
         return self.base.init(y, restarts, seed)
@@ -92,18 +98,21 @@ class LOMMA(Attack):
 
 register_attack(LOMMA, ParamSet([
     Param("base", str, "gmi", "the attack LOMMA augments", choices=("gmi", "kedmi")),
-    Param("iterations", int, 1500, "optimisation steps", min=1, max=100000),
-    Param("id_weight", float, 1.0, "weight of the (augmented) logit loss; it is unbounded, unlike CE: GMI's weight "
-          "100 drives momentum SGD to the clip corners (measured on ORL 32 px: 7.5% top-1 at 100, 42.5% at 1)",
-          min=0.0, max=1e6),
+    Param("iterations", int, 1500, "optimisation steps (paper: 1500 on GMI, 3000 on KEDMI)", min=1, max=100000),
+    Param("id_weight", float, 100.0, "lambda: weight of the (augmented) logit loss (LOMMA's code: 100, as GMI). "
+          "mivis before method version 2 used 1 here: its summed step (~ref_batch times the paper's) drove z "
+          "to the clip corners at 100", min=0.0, max=1e6),
     Param("prior_weight", float, 1.0, "weight of the base attack's prior loss", min=0.0, max=1e6),
-    Param("reg_weight", float, 1.0, "weight of the feature regulariser to the public feature mean", min=0.0,
+    Param("reg_weight", float, 1.0, "weight of the feature regulariser to the public feature mean (LOMMA: 1)", min=0.0,
           max=1e6),
-    Param("lr", float, 0.02, "learning rate (momentum SGD for gmi, Adam for kedmi)", min=1e-6, max=100.0),
-    Param("momentum", float, 0.9, "SGD momentum (base gmi)", min=0.0, max=0.999),
-    Param("clip", float, 1.0, "z clip range of base gmi (base kedmi draws unclipped, as KEDMI does)", min=0.01,
+    Param("lr", float, 0.02, "learning rate (paper: 0.02; Nesterov momentum for gmi, Adam for kedmi)", min=1e-6,
           max=100.0),
-    Param("prior_loss", str, "realness", "prior loss of base kedmi", choices=("realness", "lse")),
+    Param("momentum", float, 0.9, "momentum of base gmi (paper: 0.9)", min=0.0, max=0.999),
+    Param("clip", float, 1.0, "z is clipped to [-clip, clip] (LOMMA's code: 1, for both bases; on base kedmi "
+          "the reparameterised draw is clipped before G)", min=0.01, max=100.0),
+    Param("prior_loss", str, "auto", "prior loss of base kedmi (see kedmi's prior_loss; auto = KEDMI's lse on a "
+          "prior trained with KEDMI's objective)", choices=("auto", "realness", "lse")),
+    *step_params(60, "LOMMA's code: 60"),
     Param("students", str, "efficientnet_b0", "architectures of the surrogate students, comma-separated "
           "(LOMMA: EfficientNets); '' = no model augmentation"),
     Param("student_epochs", int, 40, "distillation epochs per student on the public images", min=1, max=1000),
