@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner TEXT,
     device TEXT,
     runs TEXT NOT NULL DEFAULT '[]',
+    needs TEXT NOT NULL DEFAULT '[]',
     result TEXT NOT NULL DEFAULT '{}',
     error TEXT,
     progress TEXT NOT NULL DEFAULT '{}',
@@ -67,6 +68,50 @@ CREATE TABLE IF NOT EXISTS job_events (
 
 class JobError(RuntimeError):
     """A job request that cannot be honoured (quota, unknown job, not yours, shutting down)."""
+
+
+def runs_in(params: Any) -> list[str]:
+    """The run ids a job's (validated) parameters name, anywhere in them: the runs it needs."""
+    from .runs import valid_run_id
+    out: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            if valid_run_id(v) and v not in out:
+                out.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+    walk(params)
+    return out
+
+
+def jobs_needing(ws: Workspace, run_ids: list[str], con) -> list[tuple[dict, str]]:
+    """(job row, run id) for every queued or running job of a live server that needs one of
+    `run_ids` (its recorded inputs). `con` is the caller's connection (inside its transaction)."""
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone() is None:
+        return []
+    cols = {r[1] for r in con.execute("PRAGMA table_info(jobs)").fetchall()}
+    sel = "id, kind, label, status, owner, params" + (", needs" if "needs" in cols else "")
+    out = []
+    wanted = set(run_ids)
+    for r in con.execute(f"SELECT {sel} FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").fetchall():
+        if not _manager_alive(r["owner"]):
+            continue  # its server died: reaped as interrupted on the next look
+        needs: list = []
+        for raw in ((r["needs"] if "needs" in cols else "[]"), r["params"]):
+            try:
+                needs += runs_in(json.loads(raw))
+            except (TypeError, ValueError):
+                pass
+        for rid in needs:
+            if rid in wanted:
+                out.append(({k: r[k] for k in ("id", "kind", "label", "status")}, rid))
+                break
+    return out
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -299,6 +344,9 @@ class JobManager:
         self._stopped = False
         with self.ws._connect() as con:
             con.executescript(_SCHEMA)
+            cols = {r[1] for r in con.execute("PRAGMA table_info(jobs)").fetchall()}
+            if "needs" not in cols:  # a registry from before jobs recorded their inputs
+                con.execute("ALTER TABLE jobs ADD COLUMN needs TEXT NOT NULL DEFAULT '[]'")
         self.reap()
 
     # --- submitting and cancelling --------------------------------------------------------------
@@ -326,10 +374,21 @@ class JobManager:
                 raise JobError(f"the queue is full ({self.max_queued} jobs waiting); try again later")
             now = time.time()
             job_id = f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            needs = runs_in(params)
             with self.ws._connect() as con:
-                con.execute("INSERT INTO jobs (id, kind, label, params, session, status, owner, created, updated) "
-                            "VALUES (?,?,?,?,?,?,?,?,?)",
-                            (job_id, kind, label or kind, params_json, session, "queued", self.owner, now, now))
+                con.execute("BEGIN IMMEDIATE")  # a run it needs cannot be deleted between check and insert
+                try:
+                    for rid in needs:
+                        if con.execute("SELECT 1 FROM runs WHERE id = ?", (rid,)).fetchone() is None:
+                            raise ParamError(f"run {rid} was deleted; choose another one")
+                    con.execute("INSERT INTO jobs (id, kind, label, params, session, status, owner, needs, created, "
+                                "updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                (job_id, kind, label or kind, params_json, session, "queued", self.owner,
+                                 json.dumps(needs), now, now))
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
             self._cancel[job_id] = threading.Event()
             self._ensure_workers()
             self._queue.put(job_id)
@@ -724,12 +783,14 @@ def _classroom_job(params: dict, ctx: JobContext) -> dict:
     data = load_split(CLASSROOM_DATA).config
     dev = "cuda" if ctx.device.startswith("cuda") else "cpu"
     ids = {}
-    for role, train, name in (("target", CLASSROOM_TARGET, "ResNet-18 ORL 32 px (classroom)"),
-                              ("eval", CLASSROOM_JUDGE, "VGG-11 judge ORL 32 px (classroom)")):
+    steps = (("target", CLASSROOM_TARGET, "ResNet-18 ORL 32 px (classroom)", "the target"),
+             ("eval", CLASSROOM_JUDGE, "VGG-11 judge ORL 32 px (classroom)", "the judge"))
+    for i, (role, train, name, label) in enumerate(steps, 1):
         found = _same_classifier(ctx.workspace, role, train, data)
         if found is None:
             rec = train_run(role, {**train, "device": dev}, data, workspace=ctx.workspace,
-                            reporter=ctx.reporter.child(part=role), name=name)
+                            reporter=ctx.reporter.child(part=role, part_index=i, parts=len(steps), part_label=label),
+                            name=name)
             found = rec.id
         ids[role] = found
     prior = import_prior(next(n for n in shipped_priors() if "32" in n), ctx.workspace)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import sqlite3
@@ -22,6 +23,10 @@ from typing import Any, Iterable
 DEFAULT_WORKSPACE = Path(__file__).resolve().parent.parent / "workspace"
 ENV_VAR = "MIVIS_WORKSPACE"
 STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
+# every id `Workspace.create` makes: kind-YYYYMMDD-HHMMSS-xxxxxx; a registry row with any other id
+# (a tampered or hand-edited database) is shown as damaged and its id is never used as a path
+RUN_ID_RE = re.compile(r"[a-z][a-z0-9_]{0,31}-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
+DB_NAME = "mivis.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,6 +54,74 @@ CREATE INDEX IF NOT EXISTS runs_hash ON runs(config_hash);
 
 class RunError(LookupError):
     """A run that does not exist or cannot be used as asked."""
+
+
+class DamagedRun(RunError):
+    """A run whose registry row or files are missing, corrupt or not what mivis wrote."""
+
+    def __init__(self, run_id: str, what: str):
+        self.run_id, self.what = run_id, what
+        super().__init__(f"run {run_id} is damaged: {what}")
+
+
+class RegistryError(RunError):
+    """The workspace's registry (mivis.sqlite) is missing, unreadable or not a database."""
+
+
+def valid_run_id(run_id: Any) -> bool:
+    return isinstance(run_id, str) and RUN_ID_RE.fullmatch(run_id) is not None
+
+
+# --- what each stored artifact must look like (checked by RunRecord.read_json / read_tensors) ------------
+def _is_dict_rows(obj) -> bool:
+    return all(isinstance(r, dict) for r in obj)
+
+
+def _check_history(obj) -> str | None:
+    if not isinstance(obj, list) or not _is_dict_rows(obj):
+        return "is not a list of rows"
+    return None
+
+
+def _check_evaluation(obj) -> str | None:
+    if not isinstance(obj, dict):
+        return "is not a JSON object"
+    want = {"judge": dict, "metrics": dict, "per_reconstruction": list, "extra_judges": dict}
+    for k, t in want.items():
+        if not isinstance(obj.get(k), t):
+            return f"has no {k!r} {t.__name__}"
+    j = obj["judge"]
+    if not (isinstance(j.get("run"), str) and isinstance(j.get("arch"), str)):
+        return "names no judge run and architecture"
+    if not _is_dict_rows(obj["per_reconstruction"]):
+        return "has malformed per-reconstruction rows"
+    return None
+
+
+def _check_object(*keys: str):
+    def check(obj) -> str | None:
+        if not isinstance(obj, dict):
+            return "is not a JSON object"
+        missing = [k for k in keys if k not in obj]
+        return f"lacks {', '.join(repr(k) for k in missing)}" if missing else None
+    return check
+
+
+JSON_ARTIFACTS = {
+    "history.json": _check_history,
+    "evaluation.json": _check_evaluation,
+    "prior.json": _check_object("net", "data"),
+    "split.json": _check_object("private"),
+    "layers.json": _check_object(),
+    "config.json": _check_object("kind", "config"),
+    "trace.json": _check_object(),
+    "preview.json": _check_object(),
+}
+TENSOR_ARTIFACTS = {
+    # x (N, C, H, W) reconstructions, y (N,) identities; the other per-row tensors have length N
+    "reconstructions.safetensors": ("x", "y"),
+}
+MAX_ARTIFACT_BYTES = 512 * 2**20  # a JSON or PNG artifact larger than this is refused, not read
 
 
 def config_hash(config: dict) -> str:
@@ -118,26 +191,136 @@ class RunRecord:
     updated: float
     finished: float | None
     dir: Path = field(repr=False, default=None)
+    damage: list[str] = field(default_factory=list)  # what is wrong with the registry row (empty: nothing)
 
     def file(self, name: str) -> Path:
         return self.dir / name
 
+    # --- the one place artifacts are read: a problem becomes DamagedRun naming the run and the file ---
+    def _artifact(self, name: str, optional: bool) -> Path | None:
+        if not valid_run_id(self.id):
+            raise DamagedRun(self.id, "its registry id is not a valid run id (tampered registry?)")
+        p = self.dir / name
+        try:
+            size = p.stat().st_size
+        except FileNotFoundError:
+            if optional:
+                return None
+            raise DamagedRun(self.id, f"{name} is missing") from None
+        except OSError as e:
+            raise DamagedRun(self.id, f"{name} cannot be read ({e.strerror or e})") from None
+        if not p.is_file():
+            raise DamagedRun(self.id, f"{name} is not a file")
+        if size > MAX_ARTIFACT_BYTES:
+            raise DamagedRun(self.id, f"{name} is {size / 2**20:.0f} MiB, more than mivis ever writes")
+        return p
+
+    def read_json(self, name: str, *, optional: bool = False, check=None):
+        """A JSON artifact, checked against what mivis writes under that name (JSON_ARTIFACTS).
+        Missing: DamagedRun, or None when `optional`. Corrupt or malformed: DamagedRun."""
+        p = self._artifact(name, optional)
+        if p is None:
+            return None
+        try:
+            obj = json.loads(p.read_bytes().decode("utf-8"))
+        except OSError as e:
+            raise DamagedRun(self.id, f"{name} cannot be read ({e.strerror or e})") from None
+        except (UnicodeDecodeError, ValueError) as e:
+            raise DamagedRun(self.id, f"{name} is not valid JSON ({str(e).splitlines()[0][:120]})") from None
+        check = check or JSON_ARTIFACTS.get(Path(name).name)
+        problem = check(obj) if check else None
+        if problem:
+            raise DamagedRun(self.id, f"{name} {problem}")
+        return obj
+
+    def read_image(self, name: str, *, optional: bool = False) -> bytes | None:
+        """An image artifact's bytes, after checking that it decodes and is at most MAX_PIXELS."""
+        p = self._artifact(name, optional)
+        if p is None:
+            return None
+        from .data._images import ImageRefused, check_image
+        data = p.read_bytes()
+        try:
+            check_image(data)
+        except ImageRefused as e:
+            raise DamagedRun(self.id, f"{name}: {e}") from None
+        return data
+
+    def read_tensors(self, name: str, keys: Iterable[str] = ()) -> dict:
+        """A safetensors artifact's tensors; the keys mivis writes (TENSOR_ARTIFACTS) plus `keys`
+        must be there, with one row per reconstruction."""
+        p = self._artifact(name, False)
+        from .weights import WeightsError, load_tensors
+        try:
+            t, _ = load_tensors(p)
+        except WeightsError as e:
+            raise DamagedRun(self.id, f"{name}: {str(e).replace(str(p) + ': ', '')}") from None
+        need = list(TENSOR_ARTIFACTS.get(Path(name).name, ())) + [k for k in keys]
+        missing = [k for k in dict.fromkeys(need) if k not in t]
+        if missing:
+            raise DamagedRun(self.id, f"{name} has no tensor {', '.join(repr(k) for k in missing)}")
+        if "x" in t and "y" in t:
+            n = t["y"].shape[0] if t["y"].ndim == 1 else -1
+            if t["x"].ndim != 4 or n != t["x"].shape[0] or any(
+                    v.ndim < 1 or v.shape[0] != n for k, v in t.items() if k in need):
+                raise DamagedRun(self.id, f"{name} has inconsistent shapes (x {tuple(t['x'].shape)}, "
+                                          f"y {tuple(t['y'].shape)})")
+        return t
+
 
 class Workspace:
+    """The registry of one workspace folder. Opening it refuses, with a RegistryError, a workspace
+    path that is not a folder, a mivis.sqlite that is not a database, and a registry that has
+    vanished while its run folders are still there (never silently starts an empty one)."""
+
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path or os.environ.get(ENV_VAR) or DEFAULT_WORKSPACE).expanduser().resolve()
+        if self.path.exists() and not self.path.is_dir():
+            raise RegistryError(f"workspace {self.path} is not a folder")
         self.runs_dir = self.path / "runs"
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.path / "mivis.sqlite"
-        with self._connect() as con:
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RegistryError(f"cannot use workspace {self.path}: {e.strerror or e}") from None
+        self.db_path = self.path / DB_NAME
+        if not self.db_path.exists():
+            orphans = [d.name for d in self.runs_dir.iterdir() if valid_run_id(d.name)]
+            if orphans:
+                raise RegistryError(
+                    f"the registry {self.db_path} is missing but {len(orphans)} run folder(s) are in "
+                    f"{self.runs_dir} (e.g. {orphans[0]}); mivis does not start an empty registry over them: "
+                    "restore mivis.sqlite (with its -wal file) or move the runs folder aside")
+        with self._connect(create=True) as con:
             con.executescript(_SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA busy_timeout=30000")
+    def _connect(self, create: bool = False) -> "_Con":
+        """A connection to the registry. Only `__init__` may create the file: a registry deleted
+        under a running app is reported, not recreated empty. sqlite errors become RegistryError."""
+        if not create and not self.db_path.is_file():
+            raise RegistryError(f"the registry {self.db_path} has vanished (deleted while in use?); run folders are "
+                                "untouched: restore it, or restart mivis on a new workspace")
+        try:
+            con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        except sqlite3.Error as e:
+            raise RegistryError(f"cannot open the registry {self.db_path}: {e}") from None
+        wrapped = _Con(con, self.db_path)
+        try:
+            wrapped.execute("PRAGMA journal_mode=WAL")
+            wrapped.execute("PRAGMA busy_timeout=30000")
+        except RegistryError:
+            con.close()
+            raise
         con.row_factory = sqlite3.Row
-        return _Closing(con)
+        return _Closing(wrapped)
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of a run: only for a valid run id, always inside the workspace's runs/ folder."""
+        if not valid_run_id(run_id):
+            raise RunError(f"{str(run_id)[:80]!r} is not a valid run id; no file is touched for it")
+        d = self.runs_dir / run_id
+        if d.resolve().parent != self.runs_dir.resolve():
+            raise RunError(f"the folder of run {run_id} resolves outside {self.runs_dir}; no file is touched")
+        return d
 
     # --- creating and updating -------------------------------------------------------------
     def create(self, kind: str, config: dict, *, parents: Iterable[str] = (), seed: int | None = None,
@@ -147,7 +330,7 @@ class Workspace:
         parents = list(parents)
         for p in parents:
             self.get(p)  # refuse dangling parents
-        (self.runs_dir / run_id).mkdir(parents=True)
+        self.run_dir(run_id).mkdir(parents=True)
         with self._connect() as con:
             con.execute(
                 "INSERT INTO runs (id, kind, name, status, config, config_hash, parents, seed, "
@@ -171,12 +354,47 @@ class Workspace:
 
     # --- reading -----------------------------------------------------------------------------
     def _record(self, row: sqlite3.Row) -> RunRecord:
+        """A record from a registry row; a damaged column gives an empty value and a line in `damage`."""
+        damage: list[str] = []
+
+        def col(name: str, typ: type, empty):
+            raw = row[name]
+            try:
+                v = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+            except ValueError:
+                v = None
+            if not isinstance(v, typ):
+                damage.append(f"its {name} in the registry is not a JSON {typ.__name__}")
+                return empty
+            return v
+
+        rid = row["id"]
+        if valid_run_id(rid):
+            d = self.runs_dir / rid
+        else:
+            damage.append("its registry id is not a valid run id (tampered registry?)")
+            d = self.runs_dir / ".invalid-run-id"  # never created; reads of its files report the damage
+        parents = col("parents", list, [])
+        if not all(isinstance(p, str) for p in parents):
+            damage.append("its parents in the registry are not run ids")
+            parents = [p for p in parents if isinstance(p, str)]
+
+        def num(name: str, typ=(int, float)):
+            v = row[name]
+            if v is not None and not isinstance(v, typ):
+                damage.append(f"its {name} in the registry is not a number")
+                return None
+            return v
+
+        status = row["status"] if row["status"] in STATUSES else "failed"
+        if status != row["status"]:
+            damage.append(f"its status {str(row['status'])[:40]!r} is not a run status")
         return RunRecord(
-            id=row["id"], kind=row["kind"], name=row["name"], status=row["status"],
-            config=json.loads(row["config"]), parents=json.loads(row["parents"]),
-            metrics=json.loads(row["metrics"]), seed=row["seed"], data_fingerprint=row["data_fingerprint"],
-            versions=json.loads(row["versions"]), error=row["error"], created=row["created"],
-            updated=row["updated"], finished=row["finished"], dir=self.runs_dir / row["id"])
+            id=str(rid), kind=str(row["kind"]), name=str(row["name"] or ""), status=status,
+            config=col("config", dict, {}), parents=parents, metrics=col("metrics", dict, {}),
+            seed=num("seed", int), data_fingerprint=row["data_fingerprint"], versions=col("versions", dict, {}),
+            error=row["error"], created=num("created") or 0.0, updated=num("updated") or 0.0,
+            finished=num("finished"), dir=d, damage=damage)
 
     def reap(self) -> list[str]:
         """Mark runs whose owning process is gone as interrupted; returns their ids."""
@@ -200,6 +418,10 @@ class Workspace:
             return con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
 
     def list(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
+        if status is not None and status not in STATUSES:
+            raise RunError(f"status {str(status)[:40]!r} is not one of {', '.join(STATUSES)}")
+        if kind is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", str(kind)):
+            raise RunError(f"kind {str(kind)[:40]!r} is not a run kind (e.g. target, eval, prior, attack)")
         self.reap()
         q, args = "SELECT * FROM runs WHERE 1=1", []
         if kind:
@@ -220,13 +442,87 @@ class Workspace:
     def children(self, run_id: str) -> list[RunRecord]:
         return [r for r in self.list() if run_id in r.parents]
 
-    def delete(self, run_id: str) -> None:
+    def descendants(self, run_id: str) -> list[RunRecord]:
+        """Every run made from this one, directly or through others (children before grandchildren)."""
+        runs = self.list()
+        out, seen, frontier = [], {run_id}, [run_id]
+        while frontier:
+            nxt = []
+            for r in runs:
+                if r.id not in seen and any(p in frontier for p in r.parents):
+                    seen.add(r.id)
+                    out.append(r)
+                    nxt.append(r.id)
+            frontier = nxt
+        return out
+
+    def delete(self, run_id: str, *, cascade: bool = False) -> list[str]:
+        """Delete a run's row and folder; returns the ids deleted.
+
+        Refused (RunError, nothing deleted) when the run or a run to be deleted with it is running,
+        or when a queued or running job needs it (naming the job). A run that finished runs were made
+        from is deleted only with `cascade=True`, which deletes those runs (and theirs) too. A row
+        whose id is not a valid run id loses its row only; no file is touched for it."""
         rec = self.get(run_id)
-        if rec.status == "running":
-            raise RunError(f"run {run_id} is still running; cancel it first")
+        if not valid_run_id(rec.id):
+            with self._connect() as con:
+                con.execute("DELETE FROM runs WHERE id = ?", (rec.id,))
+            return [rec.id]
+        kids = self.descendants(rec.id)
+        done_kids = [k for k in kids if k.status == "done"]
+        if done_kids and not cascade:
+            raise RunError(f"{len(done_kids)} finished run(s) were made from run {rec.id} "
+                           f"({', '.join(k.id for k in done_kids[:4])}{', ...' if len(done_kids) > 4 else ''}); "
+                           "deleting it breaks them: confirm a cascade to delete them too")
+        doomed = [rec] + (kids if cascade else [])
+        busy = [r for r in doomed if r.status == "running"]
+        if busy:
+            raise RunError(f"run {busy[0].id} is still running; cancel it first")
+        ids = [r.id for r in doomed]
+        dirs = [self.run_dir(i) for i in ids]
+        from .jobs import jobs_needing
         with self._connect() as con:
-            con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-        shutil.rmtree(rec.dir, ignore_errors=True)
+            con.execute("BEGIN IMMEDIATE")  # no job can be submitted between the check and the delete
+            try:
+                needing = jobs_needing(self, ids, con)
+                if needing:
+                    j, rid = needing[0]
+                    raise RunError(f"run {rid} is needed by {j['status']} job {j['label'] or j['kind']} "
+                                   f"({j['id']}); wait for it to finish or cancel it first")
+                con.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        return ids
+
+
+class _Con:
+    """A registry connection whose sqlite errors (garbage file, missing table, lock timeout) are
+    RegistryError naming the file, so every page and command reports them in one line."""
+
+    def __init__(self, con: sqlite3.Connection, path: Path):
+        self._con, self._path = con, path
+
+    def _wrap(self, fn, *args):
+        try:
+            return fn(*args)
+        except sqlite3.DatabaseError as e:
+            raise RegistryError(f"the registry {self._path} is damaged or unreadable: {e}") from None
+
+    def execute(self, *args):
+        return self._wrap(self._con.execute, *args)
+
+    def executemany(self, *args):
+        return self._wrap(self._con.executemany, *args)
+
+    def executescript(self, *args):
+        return self._wrap(self._con.executescript, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
 
 
 class _Closing:
@@ -248,7 +544,7 @@ class Run:
     def __init__(self, workspace: Workspace, run_id: str):
         self.ws = workspace
         self.id = run_id
-        self.dir = workspace.runs_dir / run_id
+        self.dir = workspace.run_dir(run_id)
 
     def record(self) -> RunRecord:
         return self.ws.get(self.id)
