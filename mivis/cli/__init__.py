@@ -16,7 +16,7 @@ from ..runs import RunError
 from ..weights import WeightsError
 
 COMMAND_MODULES = ["data", "train", "runs"]
-EXTRA_COMMAND_MODULES: list[str] = ["prior", "attack", "evaluate", "analyze", "sweep", "report", "prepare"]
+EXTRA_COMMAND_MODULES: list[str] = ["prior", "attack", "evaluate", "analyze", "sweep", "report", "prepare", "judge"]
 
 USER_ERRORS = (ParamError, DataError, RunError, WeightsError)
 

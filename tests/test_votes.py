@@ -1,0 +1,176 @@
+"""The human judge: ballots, vote storage, refusals, rounds, tallies with identity-bootstrap intervals, the
+agreement table (E vs dlib vs humans) and the `judge` CLI. No training: a finished attack run is written by
+hand with known reconstructions and verdicts, and the shipped demo is read from assets/demo/."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mivis import votes as V
+from mivis.evaluation.agreement import e_false_positive, judge_table, ratio
+from mivis.params import ParamError
+from mivis.runs import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "assets" / "demo"
+DATA = {"dataset": "synthetic", "n_private": 6, "image_size": 32, "test_per_identity": 2}
+needs_demo = pytest.mark.skipif(not (DEMO / "demo.json").exists(), reason="assets/demo/ is not in this checkout")
+
+
+def fake_attack(ws: Workspace, dlib: bool = True) -> tuple[str, list[dict]]:
+    """A finished attack run on identities 0, 1, 2 with 2 restarts each: known p_T and verdicts."""
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    p = torch.tensor([0.2, 0.9, 0.8, 0.3, 0.5, 0.6])  # the ballot's items are rows 1, 2, 5
+    e_top1 = [True, True, True, False, False, True]
+    d_top1 = [False, False, True, False, False, False]
+    run = ws.create("attack", {"attack": {"name": "gmi", "params": {"seed": 0}}, "data": DATA, "target_run": None},
+                    name="hand-made")
+    run.save_weights({"x": (torch.rand(6, 1, 32, 32) * 2 - 1).half(), "y": y, "restart": torch.tensor([0, 1] * 3),
+                      "p_target": p, "target_pred": y.clone()}, name="reconstructions.safetensors")
+    rows = [{"identity": int(y[i]), "restart": i % 2, "p_target": float(p[i]), "target_pred": int(y[i]),
+             "eval_top1": e_top1[i], "eval_top5": True, "eval_prob": 0.5, "eval_pred": int(y[i]), "knn_dist": 1.0,
+             **({"top1@dlib": d_top1[i]} if dlib else {})} for i in range(6)]
+    run.write_json("evaluation.json", {"judge": {"name": "vgg11:x", "run": "eval-x", "arch": "vgg11"},
+                                       "metrics": {}, "extra_judges": {}, "per_reconstruction": rows})
+    run.finish({})
+    return run.id, rows
+
+
+@needs_demo
+def test_demo_votes_persist_and_tally_with_chance_and_rounds(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    b = V.load_ballot(ws, V.DEMO)
+    assert len(b) == 10 and b.k_max == 10 and b.recon[0].dtype == np.uint8
+    for item in range(len(b)):
+        c = b.candidates(item, 5, 0)
+        assert len(set(c)) == 5 and b.identity[item] in c
+        assert c == b.candidates(item, 5, 0)  # the same faces, in the same order, for every voter of a round
+    draws = {tuple(b.candidates(3, 5, s)) for s in range(6)}
+    assert len(draws) > 1  # another round (seed) draws and shuffles again
+    # three sessions: s0 always right, s1 always 'none of them', s2 right on items 0-4 only
+    for item in range(10):
+        c = b.candidates(item, 5, 0)
+        wrong = next(x for x in c if x != b.identity[item])
+        V.cast_vote(ws, b, item, "s0", 5, b.identity[item])
+        V.cast_vote(ws, b, item, "s1", 5, V.NONE)
+        V.cast_vote(ws, b, item, "s2", 5, b.identity[item] if item < 5 else wrong)
+    with pytest.raises(ParamError, match="already voted on item 4"):
+        V.cast_vote(ws, b, 4, "s2", 5, V.NONE)
+    t = V.tally(Workspace(tmp_path / "ws"), V.DEMO)  # a new process (restart) reads the same votes
+    assert (t["votes"], t["voters"], t["items"]) == (30, 3, 10)
+    assert t["accuracy"]["value"] == pytest.approx(15 / 30)
+    assert t["accuracy"]["lo"] < 0.5 < t["accuracy"]["hi"] and t["accuracy"]["n"] == 10
+    assert t["chance"] == pytest.approx(0.2) and t["none_share"] == pytest.approx(1 / 3)
+    assert V.voted_items(ws, V.DEMO, "s2") == set(range(10))
+    # E's verdicts on the demo's shown items against the humans' votes
+    j = V.judges(ws, V.DEMO, n_boot=200)
+    e_items = b.machine["E"]
+    assert j["accuracy"]["E"]["value"] == pytest.approx(np.mean(e_items))
+    fp = e_false_positive(j)["humans"]  # of the votes on items E calls right, the share that are wrong
+    n_e = sum(e_items)
+    wrong_on_e = sum(1 + (i >= 5) for i in range(10) if e_items[i])  # s1 always; s2 on items 5-9
+    assert fp["value"] == pytest.approx(wrong_on_e / (3 * n_e))
+    # the teacher resets: a new round counts from zero, the old votes stay stored
+    assert V.reset_round(ws, V.DEMO) == 1
+    t = V.tally(ws, V.DEMO)
+    assert t["votes"] == 0 and t["accuracy"] is None and t["round"] == 1
+    assert len(V.votes(ws, V.DEMO, round=0)) == 30
+    V.cast_vote(ws, b, 4, "s2", 5, V.NONE)  # a new round: the same session may vote on the item again
+    assert V.tally(ws, V.DEMO)["votes"] == 1
+
+
+def test_bad_votes_are_refused_with_a_message(ws):
+    rid, _ = fake_attack(ws)
+    b = V.load_ballot(ws, rid)
+    with pytest.raises(ParamError, match="no attack run 'attack-nope'"):
+        V.load_ballot(ws, "attack-nope")
+    with pytest.raises(ParamError, match="no attack run 'attack-nope'"):
+        V.tally(ws, "attack-nope")
+    with pytest.raises(ParamError, match="no attack run 'attack-nope'"):
+        V.reset_round(ws, "attack-nope")
+    with pytest.raises(ParamError, match=r"item 7 is not on the ballot .* items are 0\.\.2"):
+        V.cast_vote(ws, b, 7, "s", 3, V.NONE)
+    with pytest.raises(ParamError, match=r"k=1: .* integer in 2\.\.6"):
+        V.cast_vote(ws, b, 0, "s", 1, V.NONE)
+    shown = b.candidates(0, 3, 0)
+    absent = next(c for c in b.gallery if c not in shown)
+    with pytest.raises(ParamError, match="was not among the 3 faces shown for item 0"):
+        V.cast_vote(ws, b, 0, "s", 3, absent)
+    with pytest.raises(ParamError, match="session id"):
+        V.cast_vote(ws, b, 0, "", 3, V.NONE)
+    other = ws.create("target", {"x": 1})
+    other.finish({})
+    with pytest.raises(ParamError, match="voting needs a finished attack run"):
+        V.load_ballot(ws, other.id)
+    assert V.votes(ws, rid) == []  # nothing refused was stored
+
+
+def test_attack_run_ballot_and_the_judges_agreement_table(ws):
+    rid, rows = fake_attack(ws)
+    b = V.load_ballot(ws, rid)
+    assert b.rows == [1, 2, 5] and b.identity == [0, 1, 2]  # each identity's most likely reconstruction
+    assert sorted(b.gallery) == list(range(6)) and b.gallery[0].shape == (32, 32, 1)
+    assert b.machine == {"E": [True, True, True], "dlib": [False, True, False]}
+    # 4 voters: right on identities 0 and 1, 'none of them' on identity 2
+    for s in range(4):
+        for item in range(3):
+            V.cast_vote(ws, b, item, f"s{s}", 3, b.identity[item] if item < 2 else V.NONE)
+    j = V.judges(ws, rid, n_boot=300)
+    assert j["judges"] == ["E", "dlib", "humans"]
+    assert j["accuracy"]["E"]["value"] == pytest.approx(4 / 6)
+    assert j["accuracy"]["dlib"]["value"] == pytest.approx(1 / 6)
+    assert j["accuracy"]["humans"]["value"] == pytest.approx(8 / 12)
+    fp = e_false_positive(j)
+    # E calls rows 0, 1, 2, 5 right; dlib agrees only on row 2: 3 of 4 of E's hits are false positives for dlib
+    assert fp["dlib"]["value"] == pytest.approx(3 / 4) and fp["dlib"]["unit"] == "reconstruction"
+    # humans: E right on all three shown items; the 4 votes on identity 2 are wrong
+    assert fp["humans"]["value"] == pytest.approx(4 / 12) and fp["humans"]["unit"] == "vote"
+    ed = next(p for p in j["pairs"] if (p["a"], p["b"]) == ("E", "dlib"))
+    assert (ed["both_correct"], ed["only_a"], ed["only_b"], ed["both_wrong"]) == (1, 3, 0, 2)
+    assert ed["agree"]["value"] == pytest.approx(3 / 6)
+    dh = next(p for p in j["pairs"] if (p["a"], p["b"]) == ("dlib", "humans"))
+    # dlib and the votes agree on identity 1 (both right) and 2 (both wrong), not on 0 (dlib: wrong)
+    assert dh["agree"]["value"] == pytest.approx(8 / 12) and dh["only_b"] == 4
+
+
+def test_ratio_bootstrap_is_over_identities():
+    # identity 0: 10 of 10, identity 1: 0 of 10 -> 50%, and resampling identities spans 0..100%
+    num = [1] * 10 + [0] * 10
+    r = ratio(num, [1] * 20, [0] * 10 + [1] * 10, n_boot=500)
+    assert r["value"] == pytest.approx(0.5) and r["lo"] == 0.0 and r["hi"] == 1.0 and r["n"] == 2
+    # many identities, each at 50%: the interval is tight around 0.5
+    g = np.repeat(np.arange(40), 2)
+    r = ratio(np.tile([1, 0], 40), np.ones(80), g, n_boot=500)
+    assert r["lo"] == r["hi"] == pytest.approx(0.5)
+    assert ratio([0, 0], [0, 0], [0, 1])["value"] is None  # nothing to divide by: no number, no interval
+    t = judge_table([], [], n_boot=10)
+    assert t == {"accuracy": {}, "pairs": [], "judges": []}
+
+
+def _cli(ws_path, *args):
+    return subprocess.run([sys.executable, "-m", "mivis", "--workspace", str(ws_path), "judge", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_judge_cli_tally_and_reset(ws):
+    rid, _ = fake_attack(ws, dlib=False)
+    b = V.load_ballot(ws, rid)
+    V.cast_vote(ws, b, 0, "a", 4, b.identity[0])
+    V.cast_vote(ws, b, 1, "a", 4, V.NONE)
+    p = _cli(ws.path, "tally", rid, "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["votes"] == 2 and out["accuracy"]["value"] == 0.5 and out["chance"] == 0.25
+    p = _cli(ws.path, "tally", rid)
+    assert "human top-1" in p.stdout and "50%" in p.stdout
+    p = _cli(ws.path, "reset", rid)
+    assert p.returncode == 0 and "round 1 started" in p.stdout
+    assert V.tally(ws, rid)["votes"] == 0
+    p = _cli(ws.path, "tally", "attack-20990101-000000-abcdef")
+    assert p.returncode == 2 and "no attack run 'attack-20990101-000000-abcdef'" in p.stderr
