@@ -11,6 +11,7 @@ PAGES = [
     st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:", url_path="architecture"),
     st.Page("pages/attack.py", title="Attack", icon=":material/bolt:", url_path="attack"),
     st.Page("pages/results.py", title="Results", icon=":material/insights:", url_path="results"),
+    st.Page("pages/judge.py", title="Be the judge", icon=":material/how_to_vote:", url_path="judge"),
     st.Page("pages/layers.py", title="Layers", icon=":material/stacked_bar_chart:", url_path="layers"),
     st.Page("pages/tradeoff.py", title="Trade-off", icon=":material/scatter_plot:", url_path="tradeoff"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs"),
