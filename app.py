@@ -19,4 +19,4 @@ PAGES = [
 
 page = st.navigation(PAGES)
 ui.sidebar_jobs()
-page.run()
+ui.run_page(page)  # a damaged run or registry is one message, not an exception box

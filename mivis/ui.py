@@ -354,7 +354,7 @@ def _fmt_seconds(s: float | None) -> str:
 
 def job_status(rec: JobRecord) -> None:
     """Status line, queue position, progress bar and error for one job (no polling here)."""
-    label = rec.label or rec.kind
+    label = plain(rec.label or rec.kind)  # labels carry run names: user text, shown as text
     if rec.status == "queued":
         ahead = (rec.position or 1) - 1
         st.info(f"**{label}** is queued: position {rec.position} in the queue "
@@ -417,8 +417,8 @@ def job_panel(page: str, rec: JobRecord, live: Callable[[JobRecord], None] | Non
                     st.rerun()
         if live is not None and (now.status in ("running", "done") or now.progress):
             live(now)
-        if was_active and not now.active:
-            st.rerun()  # once: the page renders the finished result and polling stops
+        if was_active and (not now.active or now.status != rec.status):
+            st.rerun()  # once per change (queued -> running -> finished): the page's banner follows
 
     panel()
     if not was_active and done is not None:
@@ -429,7 +429,7 @@ def job_banner(rec: JobRecord, where: str = "below", box=None) -> None:
     """One line pointing at the job panel (refreshed by the panel's rerun when the job ends)."""
     words = {"queued": f"queued (position {rec.position})", "running": "running", "done": "finished",
              "failed": "failed", "cancelled": "cancelled", "interrupted": "interrupted"}[rec.status]
-    (box or st).caption(f"{'↓' if where == 'below' else '↑'} job **{rec.label or rec.kind}** is {words}: "
+    (box or st).caption(f"{'↓' if where == 'below' else '↑'} job **{plain(rec.label or rec.kind)}** is {words}: "
                         f"its progress and result are {where}.")
 
 
@@ -455,6 +455,60 @@ one_line = _one_line
 
 def error(e: BaseException, box=None) -> None:
     (box or st).error(_one_line(e), icon=":material/error:")
+
+
+_MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def plain(text: Any) -> str:
+    """User text (a run name, a job label) escaped so st.markdown shows it as typed: no links,
+    no images fetched from elsewhere, no formatting. Newlines become spaces."""
+    s = " ".join(str(text).split())
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in s)
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    from .data import DataError
+    from .weights import WeightsError
+    return (ParamError, RunError, JobError, DataError, WeightsError)
+
+
+def damaged(e: BaseException, box=None) -> None:
+    """One message for a user-facing error; a damaged run is named with what is wrong."""
+    from .runs import DamagedRun, RegistryError
+    if isinstance(e, DamagedRun):
+        (box or st).error(f"Run `{e.run_id}` is damaged: {e.what}. The rest of the workspace is unaffected; "
+                          "delete the run on the Runs page or restore its files.", icon=":material/broken_image:")
+    elif isinstance(e, RegistryError):
+        (box or st).error(f"{e}", icon=":material/database:")
+    else:
+        error(e, box)
+
+
+class guard:
+    """`with ui.guard():` around one part of a page: a user-facing error (a damaged run, a missing
+    file, a refused setting) becomes one message there and the rest of the page still renders."""
+
+    def __init__(self, box=None):
+        self.box = box
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, e, tb) -> bool:
+        if e is not None and isinstance(e, user_error_types()):
+            damaged(e, self.box)
+            return True
+        return False
+
+
+def run_page(page) -> None:
+    """Run the routed page; a user-facing error that escapes it (a damaged run or registry) is one
+    message instead of an exception box."""
+    try:
+        page.run()
+    except user_error_types() as e:
+        damaged(e)
 
 
 def crisp(img, size: int = 128):
@@ -515,8 +569,8 @@ def metric_text(m: Any, pct: bool = True) -> str:
 
 
 def run_label(r: RunRecord) -> str:
-    when = time.strftime("%m-%d %H:%M", time.localtime(r.created))
-    name = r.name or r.kind
+    when = time.strftime("%m-%d %H:%M", time.localtime(r.created or 0))
+    name = " ".join((r.name or r.kind).split())[:80] + (" (damaged)" if r.damage else "")
     return f"{name} · {r.id[-6:]} · {when}"
 
 

@@ -57,7 +57,13 @@ def _sniff(path: Path) -> None:
         (n,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and n <= min(size - 8, 100_000_000):
             return
-    if head[:1] == b"\x80" or head[:2] in (b"(d", b"}q", b"cc", b"(l", b"]q"):
+        if head[8:9] == b"{":  # a safetensors header (whatever its length's low byte, e.g. 0x80) cut short
+            if n > 100_000_000:
+                raise WeightsError(f"{path}: safetensors header claims {n} bytes (more than 100 MB); refused")
+            raise WeightsError(f"{path}: safetensors file is truncated (header says {n} bytes, file has {size})")
+    # pickle protocol 2-5 starts with PROTO (0x80) and the protocol number; 0-1 with these opcodes
+    if (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) \
+            or head[:2] in (b"(d", b"}q", b"cc", b"(l", b"]q"):
         raise WeightsError(f"{path}: this is a Python pickle, not a safetensors file; "
                            "mivis never unpickles files (it could run code)")
     if head[:2] == b"PK":
@@ -118,8 +124,23 @@ def load_into(model: torch.nn.Module, path: str | Path, expect: dict[str, str] |
         if tuple(v.shape) != tuple(tensors[k].shape):
             raise WeightsError(f"{path}: shape mismatch for {k}: file {tuple(tensors[k].shape)}, "
                                f"model {tuple(v.shape)}")
+    bad = first_nonfinite(tensors, {n for n, _ in model.named_parameters()})
+    if bad:
+        raise WeightsError(f"{path}: weights contain NaN or infinite values (e.g. {bad}); "
+                           "a model trained into NaN cannot be used")
     model.load_state_dict(tensors, strict=True)
     return meta
+
+
+def first_nonfinite(tensors: dict[str, torch.Tensor], params: set[str] | None = None) -> str | None:
+    """The name of the first floating tensor holding NaN (or +-inf, for the names in `params`:
+    a buffer such as an attention mask may hold -inf on purpose), else None."""
+    for k, v in tensors.items():
+        if not v.is_floating_point() or not v.numel():
+            continue
+        if bool(torch.isnan(v).any()) or ((params is None or k in params) and not bool(torch.isfinite(v).all())):
+            return k
+    return None
 
 
 def _short(e: Exception) -> str:

@@ -103,11 +103,14 @@ def metrics_csv(r) -> str:
 
 
 def show_run(r, key: str) -> None:
-    st.markdown(f"#### {r.name or r.kind}  \n`{r.id}`")
-    st.markdown(f"**{r.kind}** · status **{r.status}** · seed {r.seed} · created "
+    st.markdown(f"#### {ui.plain(r.name or r.kind)}")
+    st.code(r.id, language=None)
+    st.markdown(f"**{ui.plain(r.kind)}** · status **{r.status}** · seed {r.seed} · created "
                 f"{dt.datetime.fromtimestamp(r.created):%Y-%m-%d %H:%M:%S}")
+    if r.damage:
+        st.error(f"Run `{r.id}` is damaged: {'; '.join(r.damage)}.", icon=":material/broken_image:")
     if r.error:
-        st.warning(r.error)
+        st.warning(ui.plain(r.error))
     opens = {"attack": ("pages/results.py", "run", "Open in Results"),
              "analysis": ("pages/layers.py", "target", "Open in Layers")}
     if r.kind in opens and r.status == "done":
@@ -121,21 +124,29 @@ def show_run(r, key: str) -> None:
     if nums:
         items = [{"label": k.replace("_", " "), "value": v,
                   "pct": k.endswith("acc") or "acc_" in k} for k, v in list(nums.items())[:6]]
-        ui.metric_row(items)
-    hist = r.file("history.json")
-    if hist.exists():
-        import plotly.graph_objects as go
-        rows = json.loads(hist.read_text())
-        fig = go.Figure()
-        for col in ("loss", "train_acc", "test_acc"):
-            if rows and col in rows[0]:
-                fig.add_trace(go.Scatter(x=[x["epoch"] for x in rows], y=[x[col] for x in rows], name=col,
-                                         mode="lines+markers"))
-        fig.update_layout(title="training history", xaxis_title="epoch")
-        ui.plot(fig, key=f"hist:{key}", height=260)
-    pngs = sorted(p for p in r.dir.rglob("*.png")) if r.dir.exists() else []
-    for p in pngs[:6]:
-        st.image(ui.png_crisp(p, 256), caption=p.relative_to(r.dir).as_posix(), width="content")
+        with ui.guard():
+            ui.metric_row(items)
+    with ui.guard():  # a damaged history is one message; the rest of the run still shows
+        rows = r.read_json("history.json", optional=True)
+        if rows is not None:
+            import plotly.graph_objects as go
+            fig = go.Figure()
+            for col in ("loss", "train_acc", "test_acc"):
+                pts = [(x["epoch"], x[col]) for x in rows if isinstance(x.get("epoch"), (int, float))
+                       and isinstance(x.get(col), (int, float))]
+                if pts:
+                    fig.add_trace(go.Scatter(x=[a for a, _ in pts], y=[b for _, b in pts], name=col,
+                                             mode="lines+markers"))
+            fig.update_layout(title="training history", xaxis_title="epoch")
+            ui.plot(fig, key=f"hist:{key}", height=260)
+    pngs = sorted(p for p in r.dir.rglob("*.png") if p.is_file()) if r.dir.is_dir() else []
+    images = {}
+    for p in pngs:
+        name = p.relative_to(r.dir).as_posix()
+        with ui.guard():
+            images[name] = r.read_image(name)
+    for name, data in list(images.items())[:6]:
+        st.image(ui.png_crisp(data, 256), caption=name, width="content")
     with st.expander("Config", icon=":material/tune:"):
         st.json(r.config, expanded=1)
     with st.expander("Versions and data fingerprint", icon=":material/fingerprint:"):
@@ -149,28 +160,36 @@ def show_run(r, key: str) -> None:
         ui.download_json("Config JSON", {"id": r.id, "kind": r.kind, "config": r.config, "parents": r.parents,
                                           "seed": r.seed, "versions": r.versions}, f"{r.id}-config.json",
                          key=f"cj:{key}")
-    for i, p in enumerate(pngs):
-        st.download_button(f"Image {p.relative_to(r.dir).as_posix()}", p.read_bytes(), file_name=f"{r.id}-{p.name}",
+    for i, (name, data) in enumerate(images.items()):
+        st.download_button(f"Image {name}", data, file_name=f"{r.id}-{name.replace('/', '-')}",
                            mime="image/png", key=f"png:{key}:{i}", icon=":material/image:")
 
 
 def delete_box(r) -> None:
-    kids = ws.children(r.id)
+    kids = ws.descendants(r.id)
+    done_kids = [k for k in kids if k.status == "done"]
     with st.container(border=True):
-        st.markdown("**Delete this run**" + (f" — {len(kids)} run(s) were made from it and will lose their "
-                                            f"parent: {', '.join(k.id for k in kids[:5])}" if kids else ""))
+        st.markdown("**Delete this run**" + (f" — {len(kids)} run(s) were made from it: "
+                                            f"{', '.join(k.id for k in kids[:5])}{' ...' if len(kids) > 5 else ''}"
+                                            if kids else ""))
         sure = st.checkbox("I understand its files are deleted", key=f"{PAGE}:sure:{r.id}")
-        if st.button("Delete run", disabled=not sure, icon=":material/delete:", key=f"{PAGE}:del"):
+        cascade = False
+        if done_kids:
+            cascade = st.checkbox(f"Also delete the {len(kids)} run(s) made from it (cascade)",
+                                  key=f"{PAGE}:cascade:{r.id}",
+                                  help="Finished runs were made from this one; without them it cannot be deleted.")
+        if st.button("Delete run", disabled=not sure or (bool(done_kids) and not cascade), icon=":material/delete:",
+                     key=f"{PAGE}:del"):
             try:
-                ws.delete(r.id)
+                gone = ws.delete(r.id, cascade=cascade)
             except RunError as e:
-                st.error(str(e))
+                ui.damaged(e)
                 return
-            st.session_state["runs:flash"] = f"Deleted {r.id}."
+            st.session_state["runs:flash"] = f"Deleted {', '.join(gone)}."
             for k in ("run", "vs"):
-                if st.session_state.get(f"{PAGE}:{k}") == r.id:
+                if st.session_state.get(f"{PAGE}:{k}") in gone:
                     del st.session_state[f"{PAGE}:{k}"]
-                if st.query_params.get(k) == r.id:
+                if st.query_params.get(k) in gone:
                     del st.query_params[k]
             st.rerun()
 

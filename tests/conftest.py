@@ -17,6 +17,8 @@ def _data_cache(tmp_path_factory):
     """Folder data sets write their resized copies here, never into the user's ~/.cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("MIVIS_CACHE", str(tmp_path_factory.mktemp("data-cache")))
+    # data folders are read only from allowed roots: the tests' own temporary folders are one
+    mp.setenv("MIVIS_DATA_ROOTS", str(tmp_path_factory.getbasetemp()))
     yield
     mp.undo()
 

@@ -16,25 +16,36 @@ def register(sub) -> None:
     q = s.add_parser("show", help="show one run's record as JSON")
     q.add_argument("run_id")
     q.set_defaults(func=show)
-    q = s.add_parser("delete", help="delete a run and its files")
+    q = s.add_parser("delete", help="delete a run and its files (refused while a queued or running job needs it)")
     q.add_argument("run_id")
+    q.add_argument("--cascade", action="store_true",
+                   help="also delete every run made from it (needed when finished runs were made from it)")
     q.set_defaults(func=delete)
 
 
-def _summary(m: dict) -> str:
-    keys = [k for k in ("natural_acc", "attack_acc_top1", "attack_acc_top5") if k in m]
+def _summary(r) -> str:
+    if r.damage:
+        return "DAMAGED: " + "; ".join(r.damage)
     out = []
-    for k in keys:
-        v = m[k]
-        out.append(f"{k}={v['value'] if isinstance(v, dict) else v:.3f}")
+    for k in ("natural_acc", "attack_acc_top1", "attack_acc_top5"):
+        v = r.metrics.get(k)
+        v = v.get("value") if isinstance(v, dict) else v
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(f"{k}={v:.3f}")
     return " ".join(out)
+
+
+def _when(t: float) -> str:
+    try:
+        return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    except (ValueError, OverflowError, OSError):
+        return "?"
 
 
 def list_runs(args) -> int:
     rows = []
     for r in workspace(args).list(kind=args.kind, status=args.status):
-        when = dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M")
-        rows.append([r.id, r.kind, r.status, when, r.name, _summary(r.metrics)])
+        rows.append([r.id, r.kind, r.status, _when(r.created), r.name, _summary(r)])
     print(table(rows, ["id", "kind", "status", "created", "name", "metrics"]) if rows else "no runs")
     return 0
 
@@ -48,6 +59,10 @@ def show(args) -> int:
 
 
 def delete(args) -> int:
-    workspace(args).delete(args.run_id)
-    print(f"deleted {args.run_id}")
+    from ..runs import valid_run_id
+    ids = workspace(args).delete(args.run_id, cascade=args.cascade)
+    if not valid_run_id(args.run_id):
+        print(f"removed the registry row {args.run_id!r} (not a valid run id: no file was touched)")
+    else:
+        print("deleted " + ", ".join(ids))
     return 0

@@ -7,7 +7,7 @@ history.json. Shipped priors live in assets/priors/<name>/ with the same three f
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import time
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from ..data import load_split
 from ..device import resolve_device
 from ..params import ParamError
 from ..progress import NULL, Reporter
-from ..runs import RunError, RunRecord, Workspace
+from ..runs import DamagedRun, RunError, RunRecord, Workspace
 from ..weights import WeightsError, load_into
 from .base import PRIORS, Prior, build_nets, check_policy, net_config
 from .nets import bake_spectral_norm, fold_batchnorm
@@ -33,6 +33,76 @@ PRESETS = {
     # seconds: for tests and smoke runs only (produces blobs)
     "smoke": {"iterations": 20, "batch_size": 16},
 }
+
+
+MAX_NUM_CLASSES = 100_000
+
+
+def check_net_config(net) -> str | None:
+    """What is wrong with a prior's net description (prior.json "net"), or None. Checked like
+    parameters: known types, every field's type and range, before any net is built."""
+    from .nets import RESOLUTIONS
+    if not isinstance(net, dict):
+        return "its net description is not a JSON object"
+    t = net.get("type")
+    if not isinstance(t, str) or t not in PRIORS:
+        return f"type {str(t)[:40]!r} is not a prior type ({', '.join(PRIORS.names())})"
+    heads = {"gmi": "none", "kedmi": "classes", "plgmi": "projection"}
+    want = {"z_dim": int, "img_size": int, "channels": int, "g_width": int, "d_width": int, "num_classes": int,
+            "conditional": bool, "d_head": str, "spectral_norm": bool, "loss": str}
+    for k, typ in want.items():
+        v = net.get(k)
+        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+            return f"{k} is {str(v)[:40]!r}, not a{'n' if typ is int else ''} {typ.__name__}"
+    params = PRIORS.get(t).params
+    for k in ("z_dim", "g_width", "d_width", "loss") + (("objective",) if "objective" in net else ()):
+        try:
+            params[k].check(net[k])
+            if not isinstance(net[k], params[k].type):
+                raise ParamError(f"{k}: {net[k]!r} is not {params[k].allowed()}")
+        except ParamError as e:
+            return str(e)
+        except KeyError:
+            return f"{k} does not apply to a {t} prior"
+    if net["img_size"] not in RESOLUTIONS:
+        return f"img_size {net['img_size']} is not one of {', '.join(map(str, RESOLUTIONS))}"
+    if net["channels"] not in (1, 3):
+        return f"channels {net['channels']} is not 1 or 3"
+    if not 0 <= net["num_classes"] <= MAX_NUM_CLASSES:
+        return f"num_classes {net['num_classes']} is not in 0..{MAX_NUM_CLASSES}"
+    if net["d_head"] != heads[t] or net["conditional"] != (t == "plgmi"):
+        return f"d_head {net['d_head']!r} / conditional {net['conditional']} do not match a {t} prior"
+    if heads[t] != "none" and net["num_classes"] < 1:
+        return f"a {t} prior needs num_classes >= 1"
+    return None
+
+
+def check_prior_info(info) -> str | None:
+    """What is wrong with a prior.json (net + data record), or None."""
+    from ..data import DATA_PARAMS
+    if not isinstance(info, dict):
+        return "prior.json is not a JSON object"
+    problem = check_net_config(info.get("net"))
+    if problem:
+        return f"prior.json: {problem}"
+    try:
+        DATA_PARAMS.validate(info.get("data"), context="prior.json data")
+    except (ParamError, TypeError, ValueError) as e:
+        return f"prior.json data: {str(e)[:200]}"
+    for k in ("public", "private_excluded"):
+        v = info.get(k, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            return f"prior.json {k} is not a list of identity names"
+    return None
+
+
+def prior_info(rec: RunRecord) -> dict:
+    """A prior run's prior.json, checked (DamagedRun naming the run and what is wrong)."""
+    info = rec.read_json("prior.json")
+    problem = check_prior_info(info)
+    if problem:
+        raise DamagedRun(rec.id, problem)
+    return info
 
 
 def prepare_prior(ptype: str, params: dict | None, data_cfg: dict | None, target_run: str | None,
@@ -129,14 +199,13 @@ def load_prior(ws: Workspace, run_id: str, device: str | torch.device = "cpu") -
         raise ParamError(f"run {run_id} is a {rec.kind} run, not a prior")
     if rec.status != "done":
         raise ParamError(f"prior run {run_id} is {rec.status}; only finished priors can be used")
-    try:
-        info = json.loads(rec.file("prior.json").read_text())
-    except (OSError, ValueError) as e:
-        raise WeightsError(f"prior run {run_id}: prior.json is missing or corrupt ({e})") from None
+    info = prior_info(rec)
     ncfg = info["net"]
     G, D = build_nets(ncfg)
-    load_into(G, rec.file("generator.safetensors"))
-    load_into(D, rec.file("discriminator.safetensors"))
+    for net, f in ((G, "generator.safetensors"), (D, "discriminator.safetensors")):
+        if not rec.file(f).is_file():
+            raise DamagedRun(rec.id, f"{f} is missing")
+        load_into(net, rec.file(f))
     D.eval()
     bake_spectral_norm(D)
     fold_batchnorm(G.eval())
@@ -151,18 +220,41 @@ def export_prior(ws: Workspace, run_id: str, dest: str | Path) -> Path:
     rec = ws.get(run_id)
     if rec.kind != "prior" or rec.status != "done":
         raise ParamError(f"run {run_id} is a {rec.status} {rec.kind} run; a finished prior is needed")
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    info = prior_info(rec)
     for f in FILES + ("samples.png",):
-        shutil.copyfile(rec.file(f), dest / f)
-    info = json.loads((dest / "prior.json").read_text())
+        if not rec.file(f).is_file():
+            raise DamagedRun(rec.id, f"{f} is missing")
+    dest = Path(dest).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise ParamError(f"export destination {dest} exists and is not a folder")
     info["exported_from"] = {"run": rec.id, "config": rec.config, "metrics": rec.metrics, "versions": rec.versions}
-    (dest / "prior.json").write_text(json.dumps(info, indent=1))
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in FILES[:2] + ("samples.png",):
+            _copy_atomic(rec.file(f), dest / f)
+        _write_atomic(dest / "prior.json", json.dumps(info, indent=1).encode())
+    except OSError as e:
+        raise ParamError(f"cannot export to {dest}: {e.strerror or e}") from None
     return dest
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    from ..weights import atomic_path
+    tmp = atomic_path(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    _write_atomic(dst, src.read_bytes())
+
+
 def shipped_priors() -> list[str]:
-    return sorted(d.name for d in ASSETS.iterdir() if (d / "prior.json").exists()) if ASSETS.is_dir() else []
+    return sorted(d.name for d in ASSETS.iterdir() if (d / "prior.json").is_file()) if ASSETS.is_dir() else []
 
 
 def import_prior(source: str | Path, ws: Workspace, name: str = "") -> RunRecord:
@@ -179,11 +271,14 @@ def import_prior(source: str | Path, ws: Workspace, name: str = "") -> RunRecord
         raise RunError(f"{src}: not a prior folder (missing {', '.join(missing)}); "
                        f"shipped priors: {', '.join(shipped_priors()) or 'none'}")
     try:
-        info = json.loads((src / "prior.json").read_text())
-        ncfg = info["net"]
-        G, D = build_nets(ncfg)
-    except (ValueError, KeyError, TypeError) as e:
-        raise WeightsError(f"{src}/prior.json is not a mivis prior description ({e})") from None
+        info = json.loads((src / "prior.json").read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{src}/prior.json is not a mivis prior description ({str(e)[:120]})") from None
+    problem = check_prior_info(info)
+    if problem:
+        raise WeightsError(f"{src}/{problem}")
+    ncfg = info["net"]
+    G, D = build_nets(ncfg)
     load_into(G, src / "generator.safetensors")
     load_into(D, src / "discriminator.safetensors")
     import hashlib
