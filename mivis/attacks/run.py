@@ -32,7 +32,7 @@ def _judges(ws: Workspace, target: RunRecord, eval_run: str | None, extra: list[
 
 def attack_run(attack: str, target_run: str, prior_run: str | None = None, identities: list[int] | None = None,
                restarts: int | None = None, params: dict | None = None, *, eval_run: str | None = None,
-               extra_judges: list[str] = (), dlib: bool = False, workspace: Workspace | None = None,
+               extra_judges: list[str] = (), dlib: bool | None = None, workspace: Workspace | None = None,
                reporter: Reporter = NULL, on_step=None, hook_every: int = 1, name: str = "",
                n_boot: int = 2000) -> RunRecord:
     ws = workspace or Workspace()
@@ -40,6 +40,9 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
     from ..device import resolve_device
     # judge where the attack ran: on a GPU machine the CPU is shared by parallel jobs
     primary, make_judges = _judges(ws, plan.target, eval_run, list(extra_judges), resolve_device(plan.params["device"]))
+    if dlib is None:  # the independent judge runs on every attack when it is installed
+        from ..evaluation.dlib_judge import available
+        dlib = available()
     if dlib:
         from ..evaluation.dlib_judge import check_available
         check_available()

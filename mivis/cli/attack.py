@@ -29,7 +29,8 @@ def register(sub) -> None:
                    "eval run with another architecture on the same split)")
     p.add_argument("--judge", action="append", default=[], help="extra evaluation model run (repeatable), "
                    "e.g. another family or one trained on lighting-normalised images")
-    p.add_argument("--dlib", action="store_true", help="also judge with dlib's face embedding (if installed)")
+    p.add_argument("--dlib", action=argparse.BooleanOptionalAction, default=None,
+                   help="judge with dlib's face embedding too (default: when it is installed; --no-dlib: never)")
     p.add_argument("--preset", choices=list(PRESETS), default=None, help="classroom (CPU, < 1 min on ORL 32 px), "
                    "paper (5 restarts, paper iterations), gpu (paper + torch.compile with CUDA graphs)")
     p.add_argument("--estimate", action="store_true", help="only print the estimated run time (a few timed steps)")

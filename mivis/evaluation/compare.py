@@ -4,14 +4,13 @@ Both read the per-reconstruction rows stored in each attack run's evaluation.jso
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from ..params import ParamError
 from ..runs import RunRecord, Workspace
 from .bootstrap import paired_difference, ratio_difference
 
+JUDGE_METRIC = {"E": "attack_acc_top1", "dlib": "attack_acc_top1@dlib"}  # --by / the pages' judge choice
 PER_SAMPLE = {"attack_acc_top1": "eval_top1", "attack_acc_top5": "eval_top5", "knn_dist": "knn_dist",
               "target_likelihood": "p_target"}
 
@@ -22,10 +21,7 @@ def load_evaluation(ws: Workspace, run_id: str) -> tuple[RunRecord, dict]:
         raise ParamError(f"run {run_id} is a {rec.kind} run, not an attack run")
     if rec.status != "done":
         raise ParamError(f"attack run {run_id} is {rec.status}")
-    try:
-        return rec, json.loads(rec.file("evaluation.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ParamError(f"attack run {run_id} has no readable evaluation.json ({e})") from None
+    return rec, rec.read_json("evaluation.json")  # DamagedRun when missing, corrupt or malformed
 
 
 def _values(ev: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +31,12 @@ def _values(ev: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
     elif metric in PER_SAMPLE:
         vals = [r[PER_SAMPLE[metric]] for r in rows]
     elif metric.startswith("attack_acc_top1@"):
-        vals = [r[f"top1@{metric.split('@', 1)[1]}"] for r in rows]
+        key = f"top1@{metric.split('@', 1)[1]}"
+        if not rows or any(key not in r for r in rows):
+            raise ParamError(f"this attack run has no {metric.split('@', 1)[1]} verdicts; add them with "
+                             f"`python -m mivis evaluate rejudge --dlib`" if key == "top1@dlib" else
+                             f"this attack run has no verdicts of judge {metric.split('@', 1)[1]}")
+        vals = [r[key] for r in rows]
     else:
         raise ParamError(f"metric {metric!r} cannot be compared per identity; choose one of "
                          f"{', '.join(list(PER_SAMPLE) + ['target_success'])}")
@@ -45,13 +46,16 @@ def _values(ev: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
 def compare_runs(ws: Workspace, run_a: str, run_b: str, metric: str = "attack_acc_top1", n_boot: int = 2000,
                  seed: int = 0) -> dict:
     """Paired difference a - b over the same identities, with its 95% interval and 'resolved'."""
+    if run_a == run_b:
+        raise ParamError(f"run {run_a} compared with itself: a paired difference needs two different runs")
     ra, ea = load_evaluation(ws, run_a)
     rb, eb = load_evaluation(ws, run_b)
     ia, ib = ra.config["attack"]["params"], rb.config["attack"]["params"]
     if sorted(ia["identities"]) != sorted(ib["identities"]):
         raise ParamError(f"runs {run_a} and {run_b} attacked different identities; a paired difference needs "
                          "the same identities")
-    if ea["judge"]["run"] != eb["judge"]["run"]:
+    # dlib is the same judge for every run; evaluation models must be the same one
+    if ea["judge"]["run"] != eb["judge"]["run"] and metric != JUDGE_METRIC["dlib"]:
         raise ParamError(f"runs {run_a} and {run_b} were judged by different evaluation models "
                          f"({ea['judge']['run']} vs {eb['judge']['run']}); re-evaluate one with the other's judge")
     va, ga = _values(ea, metric)

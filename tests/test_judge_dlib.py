@@ -1,0 +1,87 @@
+"""The independent judge (dlib's face embedding, 1-NN over the private training images) on real ORL faces.
+
+Requirements-test.txt installs it (requirements-judge.txt); these tests skip only where the packages are
+genuinely absent. Kept small: 4 private ORL identities (28 gallery images), a handful of probes; dlib's
+network costs 0.1-0.6 s per image on one busy CPU core.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mivis.evaluation import dlib_judge
+
+pytestmark = pytest.mark.skipif(not dlib_judge.available(),
+                                reason=f"the dlib judge is not installed ({dlib_judge.INSTALL})")
+
+ORL = {"dataset": "orl", "image_size": 32, "n_private": 4, "test_per_identity": 3}
+
+
+@pytest.fixture(scope="module")
+def orl():
+    from mivis.data import load_split
+    return load_split(ORL)
+
+
+def test_dlib_judges_a_real_private_face_correct_and_another_identity_wrong(orl):
+    t = orl.test
+    first = [int((t.y == c).nonzero()[0]) for c in range(4)]  # one held-out image per identity
+    x = t.x[first + first]
+    # as 'reconstructions': each identity's own held-out face, then the same faces claimed for the next identity
+    y = torch.tensor([0, 1, 2, 3, 1, 2, 3, 0])
+    v = dlib_judge.dlib_verdicts(x, y, orl)
+    assert v["top1"].tolist() == [True] * 4 + [False] * 4
+    assert v["pred"].tolist()[4:] == [0, 1, 2, 3]  # it names the person actually shown
+    assert "never" not in v["info"]["judge"] and "1-NN" in v["info"]["judge"]
+
+
+def test_dlib_heldout_accuracy_on_orl(orl):
+    m = dlib_judge.heldout_accuracy(orl, n_boot=200)
+    # the judge's own check: every held-out private image of the 4 identities is recognised
+    assert m == {"value": 1.0, "lo": 1.0, "hi": 1.0, "n": 4}
+
+
+def test_rejudge_adds_dlib_to_stored_runs_keeping_E_and_compares_under_dlib(ws, orl):
+    """An attack run whose 'reconstructions' are real faces: E (stored) calls all 8 right, dlib only the 4
+    that are shown with their own label. `evaluate rejudge --dlib` stores dlib's verdicts next to E's."""
+    from mivis.cli import main
+    from mivis.evaluation.agreement import e_false_positive
+    from mivis.evaluation.compare import compare_runs
+    from mivis.votes import judges
+    t = orl.test
+    first = [int((t.y == c).nonzero()[0]) for c in range(4)]  # one held-out face per identity
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    shown = {"a": [0, 1, 2, 3, 1, 2, 3, 0],  # a: rows 4..7 show another person's face
+             "b": [0, 1, 2, 3, 0, 1, 2, 3]}  # b: every row shows the claimed person
+    ids = []
+    for name, faces in shown.items():
+        run = ws.create("attack", {"attack": {"name": "gmi", "params": {"seed": 0, "identities": [0, 1, 2, 3],
+                                                                         "restarts": 2}},
+                                   "data": ORL, "target_run": None, "eval_run": "eval-x"}, name=name)
+        run.save_weights({"x": t.x[[first[f] for f in faces]].half(), "y": y.clone(),
+                          "restart": torch.tensor([0] * 4 + [1] * 4), "p_target": torch.full((8,), 0.9),
+                          "target_pred": y.clone()}, name="reconstructions.safetensors")
+        rows = [{"identity": int(y[i]), "restart": i // 4, "p_target": 0.9, "target_pred": int(y[i]),
+                 "eval_top1": True, "eval_top5": True, "eval_prob": 0.9, "eval_pred": int(y[i]), "knn_dist": 1.0}
+                for i in range(8)]
+        run.write_json("evaluation.json", {"judge": {"name": "vgg11:eval-x", "run": "eval-x", "arch": "vgg11"},
+                                           "metrics": {}, "extra_judges": {}, "per_reconstruction": rows,
+                                           "bootstrap_seed": 0})
+        run.finish({"attack_acc_top1": {"value": 1.0, "lo": 1.0, "hi": 1.0, "n": 4}})
+        ids.append(run.id)
+    a = ws.get(ids[0])
+    assert main(["--workspace", str(ws.path), "evaluate", "rejudge", "--dlib"]) == 0
+    ev = json.loads(a.file("evaluation.json").read_text())
+    assert [r["top1@dlib"] for r in ev["per_reconstruction"]] == [True] * 4 + [False] * 4
+    assert [r["eval_top1"] for r in ev["per_reconstruction"]] == [True] * 8  # E's stored verdicts are kept
+    m = ws.get(ids[0]).metrics["extra_judges"]["dlib"]["attack_acc_top1"]
+    assert m["value"] == 0.5 and m["n"] == 4
+    assert ws.get(ids[1]).metrics["extra_judges"]["dlib"]["attack_acc_top1"]["value"] == 1.0
+    fp = e_false_positive(judges(ws, ids[0], ev, n_boot=200))["dlib"]
+    assert fp["value"] == 0.5  # half of E's 'correct' verdicts are another person's face
+    # judged by dlib, a - b = -50 pp, resolved; under E the two runs are identical
+    d = compare_runs(ws, ids[0], ids[1], "attack_acc_top1@dlib", n_boot=500)
+    assert d["value"] == -0.5 and d["resolved"]
+    assert compare_runs(ws, ids[0], ids[1], n_boot=500)["value"] == 0.0
