@@ -571,9 +571,12 @@ class JobManager:
         """Stop taking jobs, cancel queued and running ones, and let the workers exit."""
         with self._lock:
             self._stopped = True
-            for j in self.active():
-                if j.status == "queued" and j.owner == self.owner:
-                    self._set(j.id, status="cancelled", error="the job system shut down", finished=time.time())
+            try:
+                for j in self.active():
+                    if j.status == "queued" and j.owner == self.owner:
+                        self._set(j.id, status="cancelled", error="the job system shut down", finished=time.time())
+            except RunError:  # a registry damaged or removed under the server: nothing left to record
+                log.warning("job registry unavailable at shutdown", exc_info=True)
             for ev in self._cancel.values():
                 ev.set()
             for _ in self._threads:
@@ -612,8 +615,21 @@ def _validate_train(params: dict, ws: Workspace) -> dict:
     if unknown:
         raise ParamError(f"unknown training job field(s): {', '.join(sorted(unknown))}")
     role = p.get("role", "target")
-    cfg, split, *_ = prepare_training(role, p.get("train"), p.get("data"), p.get("arch_params"),
-                                      p.get("defenses"), ws)
+    train = dict(p.get("train") or {})
+    if train.get("init_weights"):  # a path on the server: only inside the allowed data roots
+        from .data._folder import allowed_path
+        train["init_weights"] = str(allowed_path(train["init_weights"], "init_weights"))
+    cfg, split, _, _, _, _, model, init = prepare_training(role, train, p.get("data"), p.get("arch_params"),
+                                                           p.get("defenses"), ws)
+    # load the starting weights now, as train_run will: a bad file is refused at submit, not in the job
+    if init is not None:
+        from .train import load_init_weights
+        from .weights import check_run_weights
+        check_run_weights(ws, init.id)
+        load_init_weights(model, ws, init)
+    if cfg["init_weights"]:
+        from .pretrained import load_pretrained_body
+        load_pretrained_body(model, cfg["init_weights"], cfg["arch"])
     return {"role": role, "train": cfg, "data": split.config, "arch_params": dict(p.get("arch_params") or {}),
             "defenses": dict(p.get("defenses") or {}), "name": str(p.get("name") or "")}
 
@@ -675,6 +691,10 @@ def _validate_attack(params: dict, ws: Workspace) -> dict:
                        workspace=ws)
     eval_run = p.get("eval_run") or pick_eval_run(ws, plan.target)
     check_judge(ws, eval_run, plan.target)
+    from .weights import check_run_weights
+    for rid in (plan.target.id, plan.prior.id if plan.prior else None, eval_run):
+        if rid:
+            check_run_weights(ws, rid)  # unloadable weights: refused at submit, no failed run left
     return {"attack": plan.attack, "target_run": plan.target.id, "prior_run": plan.prior.id if plan.prior else None,
             "eval_run": eval_run, "params": plan.params, "name": str(p.get("name") or "")}
 
@@ -705,6 +725,9 @@ def _validate_prior(params: dict, ws: Workspace) -> dict:
     ptype = p.get("type", "gmi")
     prm, split, target = prepare_prior(ptype, p.get("params"), p.get("data"), p.get("target_run"), ws,
                                        p.get("preset"))
+    if target is not None:
+        from .weights import check_run_weights
+        check_run_weights(ws, target.id)
     return {"type": ptype, "params": prm, "data": None if target else split.config,
             "target_run": target.id if target else None, "preset": None, "name": str(p.get("name") or "")}
 
@@ -733,6 +756,12 @@ def _validate_layers(params: dict, ws: Workspace) -> dict:
         a = ws.get(p["attack_run"])
         if a.kind != "attack" or a.status != "done" or a.config.get("target_run") != target.id:
             raise ParamError(f"run {a.id} is not a finished attack on target {target.id}")
+        a.read_tensors("reconstructions.safetensors")
+    from .device import resolve_device
+    from .weights import check_run_weights
+    check_run_weights(ws, target.id)
+    lp = LAYERS_PARAMS.validate(p.get("params"), context="layers analysis")
+    resolve_device(lp["device"])
     return {"target_run": target.id, "attack_run": p.get("attack_run") or None,
             "params": LAYERS_PARAMS.validate(p.get("params"), context="layers analysis"),
             "name": str(p.get("name") or "")}

@@ -11,15 +11,26 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 
-def _int_range(part) -> list:
-    """'3-7' -> 3..7 (inclusive; e.g. the first 300 identities as 0-299); anything else unchanged."""
+MAX_LIST_ITEMS = 100_000  # a list parameter (e.g. identities 0-299) never expands beyond this
+
+
+def _int_range(part, lo_bound=None, hi_bound=None) -> list:
+    """'3-7' -> 3..7 (inclusive; e.g. the first 300 identities as 0-299); anything else unchanged.
+    The ends are checked against the declared bounds before anything is expanded."""
     m = re.fullmatch(r"(-?\d+)-(-?\d+)", part) if isinstance(part, str) else None
     if not m:
         return [part]
     lo, hi = int(m.group(1)), int(m.group(2))
-    if hi < lo or hi - lo >= 1_000_000:
+    if hi < lo or hi - lo >= MAX_LIST_ITEMS:
+        raise ValueError(part)
+    if (lo_bound is not None and lo < lo_bound) or (hi_bound is not None and hi > hi_bound):
         raise ValueError(part)
     return list(range(lo, hi + 1))
+
+
+def _short(value: Any, n: int = 80) -> str:
+    r = repr(value)
+    return r if len(r) <= n else r[:n - 3] + "..."
 
 
 class ParamError(ValueError):
@@ -98,13 +109,17 @@ class Param:
                 else:
                     parts = list(value)
                 conv = float if self.type == FLOAT_LIST else int
+                if len(parts) > MAX_LIST_ITEMS:
+                    raise ValueError(value)
                 if conv is int:
-                    parts = [q for p in parts for q in _int_range(p)]
+                    parts = [q for p in parts for q in _int_range(p, self.min, self.max)]
+                    if len(parts) > MAX_LIST_ITEMS:
+                        raise ValueError(value)
                 value = [conv(p) for p in parts]
                 if conv is float and any(v != v for v in value):
                     raise ValueError(value)
         except (TypeError, ValueError):
-            raise ParamError(f"{self.name}: {value!r} is not {self.allowed()}") from None
+            raise ParamError(f"{self.name}: {_short(value)} is not {self.allowed()}") from None
         self.check(value)
         return value
 
@@ -112,10 +127,10 @@ class Param:
         items = value if isinstance(value, list) else [value]
         for v in items:
             if self.choices is not None and v not in self.choices:
-                raise ParamError(f"{self.name}: {v!r} is not allowed; choose {self.allowed()}")
+                raise ParamError(f"{self.name}: {_short(v)} is not allowed; choose {self.allowed()}")
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
-                    raise ParamError(f"{self.name}: {v!r} is out of range; allowed: {self.allowed()}")
+                    raise ParamError(f"{self.name}: {_short(v)} is out of range; allowed: {self.allowed()}")
 
 
 @dataclass(frozen=True)

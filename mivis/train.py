@@ -210,6 +210,7 @@ def prepare_training(role: str, train_cfg: dict | None, data_cfg: dict | None,
     if role not in ROLES:
         raise ParamError(f"role: {role!r} is not one of {', '.join(ROLES)}")
     cfg = TRAIN_PARAMS.validate(train_cfg, context="training")
+    resolve_device(cfg["device"])  # e.g. cuda without a GPU: refused before a run exists
     split = load_split(data_cfg)
     if role == "public":
         train_set, test_set = _public_holdout(split, cfg["seed"])

@@ -502,6 +502,23 @@ class guard:
         return False
 
 
+def load_split_on_click(page: str, data: dict, box=None):
+    """load_split, except that folder data (a server path from the URL or a widget) is read only after
+    an explicit click on this page for exactly these paths; until then a DataError says so."""
+    from .data import DataError, load_split
+    if data.get("dataset") == "folder":
+        key = json.dumps([data.get(k) for k in ("data_dir", "private_list", "public_list")])
+        sk = f"{page}:folder_ok"
+        if st.session_state.get(sk) != key:
+            if (box or st).button("Read this data folder", key=f"{page}:read_folder", icon=":material/folder_open:",
+                                  disabled=not data.get("data_dir")):
+                st.session_state[sk] = key
+            else:
+                raise DataError("folder data is read only when you click 'Read this data folder' "
+                                "(from the workspace or a folder listed in MIVIS_DATA_ROOTS)")
+    return load_split(data)
+
+
 def run_page(page) -> None:
     """Run the routed page; a user-facing error that escapes it (a damaged run or registry) is one
     message instead of an exception box."""

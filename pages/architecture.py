@@ -8,7 +8,7 @@ from mivis import ui
 
 ui.ensure_router()
 
-from mivis.data import DATA_PARAMS, load_split  # noqa: E402
+from mivis.data import DATA_PARAMS  # noqa: E402
 from mivis.defenses import DEFENSES  # noqa: E402
 from mivis.models import ARCHITECTURES  # noqa: E402
 from mivis.params import Param, ParamError  # noqa: E402
@@ -39,7 +39,7 @@ with st.expander("Data", expanded=False, icon=":material/dataset:"):
 
 blocked = False  # a setting the library refuses: shown in place, Train disabled
 try:
-    split = load_split(data)
+    split = ui.load_split_on_click(PAGE, data)  # a data folder is read only after a click, never from the URL
     c, h, _ = split.image_shape
     n_classes = len(split.public_names) if role == "public" else split.num_classes
 except Exception as e:  # DataError, ParamError: a readable message; the rest of the page still works

@@ -13,6 +13,7 @@ from mivis.attacks.context import check_prior  # noqa: E402
 from mivis.attacks.presets import PRESETS, apply_preset  # noqa: E402
 from mivis.evaluation import check_judge  # noqa: E402
 from mivis.params import Param, ParamError  # noqa: E402
+from mivis.runs import RunError  # noqa: E402
 from mivis.priors import PRIORS, PRESETS as PRIOR_PRESETS, import_prior, shipped_priors  # noqa: E402
 
 PAGE = "attack"
@@ -93,6 +94,9 @@ if need != "none":
             check_prior(ws, r.id, target)
         except ParamError:
             continue
+        except RunError as e:  # a damaged prior: named, left out; the page goes on
+            ui.damaged(e, box)
+            continue
         if bool(r.config["net"]["conditional"]) == (need == "conditional"):
             fits.append(r)
     imported = {r.config.get("sha256") for r in fits}
@@ -168,7 +172,10 @@ preset = knobs.widget(Param("preset", str, "classroom", "fills the attack's defa
                             "under a minute; paper = the papers' iterations; gpu = paper + torch.compile",
                             choices=tuple(PRESETS)), label="Preset")
 defaults = apply_preset(preset, attack, {})
-params_decl = [dataclasses.replace(p, default=defaults.get(p.name, p.default)) for p in entry.params]
+params_decl = [dataclasses.replace(p, default=defaults.get(p.name, p.default),  # identities: bounded by the
+                                   **({"min": 0, "max": target.config["model"]["num_classes"] - 1}  # target's
+                                      if p.name == "identities" else {}))  # classes before a range expands
+               for p in entry.params]
 main = [p for p in params_decl if p.name not in ADVANCED]
 adv = [p for p in params_decl if p.name in ADVANCED]
 n_classes = target.config["model"]["num_classes"]

@@ -28,7 +28,8 @@ def check_identities(identities: list[int] | None, num_classes: int) -> list[int
         return list(range(num_classes))
     bad = sorted({i for i in identities if not 0 <= i < num_classes})
     if bad:
-        raise ParamError(f"identities {', '.join(map(str, bad))} are outside the target's classes; "
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise ParamError(f"identities {', '.join(map(str, bad[:10]))}{more} are outside the target's classes; "
                          f"allowed: 0..{num_classes - 1}")
     if len(set(identities)) != len(identities):
         raise ParamError("identities: each identity may be listed once (use restarts for more latents)")
@@ -36,13 +37,13 @@ def check_identities(identities: list[int] | None, num_classes: int) -> list[int
 
 
 def check_prior(ws: Workspace, prior_run: str, target: RunRecord) -> RunRecord:
-    import json
     rec = ws.get(prior_run)
     if rec.kind != "prior":
         raise ParamError(f"run {rec.id} is a {rec.kind} run, not a prior")
     if rec.status != "done":
         raise ParamError(f"prior run {rec.id} is {rec.status}; only finished priors can be used")
-    info = json.loads(rec.file("prior.json").read_text())
+    from ..priors.store import prior_info
+    info = prior_info(rec)  # checked: DamagedRun when missing, corrupt or not a mivis prior description
     net, m = info["net"], target.config["model"]
     if (net["img_size"], net["channels"]) != (m["img_size"], m["in_chans"]):
         raise ParamError(f"prior {rec.id} makes {net['img_size']} px images with {net['channels']} channel(s), "

@@ -40,6 +40,10 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
     from ..device import resolve_device
     # judge where the attack ran: on a GPU machine the CPU is shared by parallel jobs
     primary, make_judges = _judges(ws, plan.target, eval_run, list(extra_judges), resolve_device(plan.params["device"]))
+    from ..weights import check_run_weights
+    for rid in dict.fromkeys([plan.target.id, plan.prior.id if plan.prior else None, primary, *extra_judges]):
+        if rid:
+            check_run_weights(ws, rid)  # unloadable weights: refused before the attack run exists
     if dlib is None:  # the independent judge runs on every attack when it is installed
         from ..evaluation.dlib_judge import available
         dlib = available()
@@ -118,8 +122,6 @@ def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, e
     The new evaluation replaces evaluation.json (the previous one is kept as evaluation-<judge run>.json)
     and the run's metrics.
     """
-    import json
-    from ..weights import load_tensors
     rec = ws.get(attack_run_id)
     if rec.kind != "attack" or rec.status != "done":
         raise ParamError(f"run {attack_run_id} is a {rec.status} {rec.kind} run; a finished attack run is needed")
@@ -128,7 +130,7 @@ def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, e
     if dlib:
         from ..evaluation.dlib_judge import check_available
         check_available()
-    t, _ = load_tensors(rec.file("reconstructions.safetensors"))
+    t = rec.read_tensors("reconstructions.safetensors", ("restart", "p_target", "target_pred"))
     from ..evaluation import evaluate
     split = load_split(target.config["data"])
     extra = {}
@@ -138,7 +140,7 @@ def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, e
     ev = evaluate(t["x"].float(), t["y"], t["restart"], t["p_target"], t["target_pred"], make_judges(), split,
                   n_boot, rec.config["attack"]["params"]["seed"], extra)
     run = Run(ws, rec.id)
-    old = json.loads(rec.file("evaluation.json").read_text())
+    old = rec.read_json("evaluation.json")
     run.write_json(f"evaluation-{old['judge']['run']}.json", old)
     run.write_json("evaluation.json", ev)
     run.update_metrics({**ev["metrics"], "extra_judges": ev["extra_judges"]})

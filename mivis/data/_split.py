@@ -137,9 +137,12 @@ def _assemble(cfg: dict, names: list[str], per: list[np.ndarray], problems: list
     else:
         eligible = [i for i in range(len(names)) if len(per[i]) >= min_images]
         if len(eligible) < cfg["n_private"] + 1:
+            fix = (f"allowed n_private: 2..{len(eligible) - 1}" if len(eligible) >= 3 else
+                   f"no n_private works: lower test_per_identity (each private identity needs "
+                   f"test_per_identity + 1 images) or add images")
             raise DataError(f"{len(eligible)} identities have at least {min_images} images, but "
                             f"n_private={cfg['n_private']} private plus at least one public identity "
-                            f"are needed; allowed n_private: 2..{max(2, len(eligible) - 1)}")
+                            f"are needed; {fix}")
         private = sorted(rng.choice(eligible, cfg["n_private"], replace=False).tolist())
     thin = [names[i] for i in private if len(per[i]) < min_images]
     if thin:
