@@ -502,23 +502,6 @@ class guard:
         return False
 
 
-def load_split_on_click(page: str, data: dict, box=None):
-    """load_split, except that folder data (a server path from the URL or a widget) is read only after
-    an explicit click on this page for exactly these paths; until then a DataError says so."""
-    from .data import DataError, load_split
-    if data.get("dataset") == "folder":
-        key = json.dumps([data.get(k) for k in ("data_dir", "private_list", "public_list")])
-        sk = f"{page}:folder_ok"
-        if st.session_state.get(sk) != key:
-            if (box or st).button("Read this data folder", key=f"{page}:read_folder", icon=":material/folder_open:",
-                                  disabled=not data.get("data_dir")):
-                st.session_state[sk] = key
-            else:
-                raise DataError("folder data is read only when you click 'Read this data folder' "
-                                "(from the workspace or a folder listed in MIVIS_DATA_ROOTS)")
-    return load_split(data)
-
-
 def run_page(page) -> None:
     """Run the routed page; a user-facing error that escapes it (a damaged run or registry) is one
     message instead of an exception box."""
@@ -784,27 +767,12 @@ def attack_curves(events: list[dict], *, key: str | None = None) -> None:
 
 def to_display(img) -> "np.ndarray":
     """A [-1, 1] float image (C, H, W) -> uint8 (H, W) or (H, W, 3) for display."""
-    import numpy as np
-    a = np.asarray(img, dtype=np.float32)
-    u8 = ((np.clip(a, -1, 1) + 1) * 127.5).round().astype(np.uint8)
-    return u8[0] if u8.shape[0] == 1 else u8.transpose(1, 2, 0)
+    from .figures import to_display as _to_display
+    return _to_display(img)
 
 
 def overlay(img, amap, size: int = 192, alpha: float = 0.65):
-    """Grey image with a signed attribution map on top (red = raises the class score, blue = lowers it)."""
-    import numpy as np
-    from PIL import Image
-    base = to_display(img)
-    grey = base if base.ndim == 2 else base.mean(2).astype(np.uint8)
-    rgb = np.repeat(grey[:, :, None], 3, 2).astype(np.float32) * 0.8
-    m = np.asarray(amap, dtype=np.float32)
-    scale = float(np.abs(m).max()) or 1.0
-    m = m / scale
-    color = np.zeros_like(rgb)
-    color[..., 0] = np.clip(m, 0, 1) * 255
-    color[..., 2] = np.clip(-m, 0, 1) * 255
-    w = (np.abs(m) * alpha)[..., None]
-    out = (rgb * (1 - w) + color * w).clip(0, 255).astype(np.uint8)
-    im = Image.fromarray(out)
-    f = max(1, size // max(im.size))
-    return im.resize((im.size[0] * f, im.size[1] * f), Image.NEAREST)
+    """Grey image with a signed attribution map on top (red = raises the class score, blue = lowers
+    it), saturating at the map's 99th percentile (mivis.figures.overlay)."""
+    from .figures import overlay as _overlay
+    return _overlay(img, amap, size, alpha)

@@ -171,8 +171,9 @@ with tab_attr:
         ac = st.columns(3)
         ident = ac[0].selectbox("Identity", sorted(fc["real"]), key=f"{PAGE}:attr_id",
                                 format_func=lambda c: fc["names"][c])
+        from mivis.analysis.attributions import METHOD_LABELS
         method = ac[1].selectbox("Method", ATTRIBUTION_METHODS, key=f"{PAGE}:attr_method",
-                                 format_func=lambda s: s.replace("_", " "))
+                                 format_func=lambda s: METHOD_LABELS.get(s, s.replace("_", " ")))
         n_rec = sum(1 for y in fc["y"] if y == ident)
         which = ac[2].number_input("Reconstruction", 0, max(0, n_rec - 1), 0, key=f"{PAGE}:attr_idx")
 
@@ -195,7 +196,20 @@ with tab_attr:
                 cols[2].image(ui.crisp(ui.to_display(a["real"]), 192), caption="real private face")
                 cols[3].image(ui.overlay(a["real"], a["map_real"], 192), caption=f"{what} on it")
                 st.caption(f"Attribution for the attacked identity {fc['names'][want[1]]} under the TARGET model. "
-                           "Red: pixels that raise the class score; blue: pixels that lower it.")
+                           "Red: pixels that raise the class score; blue: pixels that lower it. "
+                           + ("Occlusion: how much greying out each small patch lowers the class score. "
+                              if want[2] == "occlusion" else "") +
+                           "The colour saturates at the 99th percentile of each map "
+                           f"({a['saturated'][0]} and {a['saturated'][1]} pixels are beyond it), so a few extreme "
+                           "pixels do not wash out the rest.")
+                corner = max(a.get("corner_share") or [0])
+                if corner >= 0.08:
+                    st.info(f"{corner:.0%} of a map sits in the top-left corner (1.6% of the image). That is the "
+                            "model, not the method: ResNet-style shortcuts downsample with 1x1 stride-2 "
+                            "convolutions that read the top-left pixel of every 2x2 cell, so on small images "
+                            "the shortcut path ends in the top-left corner, and the model uses it (on the "
+                            "classroom ResNet-18, greying that 4x4 corner lowered one identity's score by 3 "
+                            "logits, more than greying the middle of the face).", icon=":material/info:")
             except Exception as e:
                 ui.error(e)
 

@@ -1,8 +1,6 @@
 """Read-side helpers over stored attack runs: histograms across runs, attributions per identity."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 
@@ -23,7 +21,7 @@ def likelihood_histograms(ws: Workspace, attack_runs: list[str], bins: int = 20)
     out = []
     for rid in attack_runs:
         rec = _attack(ws, rid)
-        rows = json.loads(rec.file("evaluation.json").read_text())["per_reconstruction"]
+        rows = rec.read_json("evaluation.json")["per_reconstruction"]
         p = np.array([r["p_target"] for r in rows], dtype=np.float64)
         c = np.array([r["eval_top1"] for r in rows], dtype=bool)
         h = histogram(p, c, bins)
@@ -34,16 +32,15 @@ def likelihood_histograms(ws: Workspace, attack_runs: list[str], bins: int = 20)
     return out
 
 
-def attribution_pair(ws: Workspace, attack_run: str, identity: int, method: str = "integrated_gradients",
+def attribution_pair(ws: Workspace, attack_run: str, identity: int, method: str = "occlusion",
                      index: int = 0, device: str = "cpu") -> dict:
     """Attribution maps for the attacked class on one reconstruction of `identity` and on a real
     private training image of the same identity (arrays (H, W), plus the images in [-1, 1])."""
     from ..data import load_split
     from ..train import load_classifier
-    from ..weights import load_tensors
-    from .attributions import attribute
+    from .attributions import attribute, corner_share, display_scale
     rec = _attack(ws, attack_run)
-    t, _ = load_tensors(rec.file("reconstructions.safetensors"))
+    t = rec.read_tensors("reconstructions.safetensors")
     rows = (t["y"] == identity).nonzero().flatten()
     if len(rows) == 0:
         raise ParamError(f"attack run {attack_run} has no reconstruction of identity {identity}; "
@@ -57,4 +54,6 @@ def attribution_pair(ws: Workspace, attack_run: str, identity: int, method: str 
     real = split.private_images(identity, "train")[:1]
     maps = attribute(model, torch.cat([recon, real]), identity, method)
     return {"identity": identity, "method": method, "reconstruction": recon[0].numpy(), "real": real[0].numpy(),
-            "map_reconstruction": maps[0], "map_real": maps[1]}
+            "map_reconstruction": maps[0], "map_real": maps[1],
+            # what the display does with the maps, so the page can say it in words
+            "corner_share": [corner_share(m) for m in maps], "saturated": [display_scale(m)[1] for m in maps]}
