@@ -215,7 +215,7 @@ def test_attack_page_without_judge_offers_to_train_one(world, monkeypatch):
     from mivis.runs import Workspace
     ws = Workspace(world["path"])
     for r in ws.list(kind="attack"):
-        ws.delete(r.id)
+        ws.delete(r.id, cascade=True)  # the layers analysis was made from an attack
     ws.delete(world["eval"])
     at = AppTest.from_file(APP, default_timeout=120)
     open_page(at, "attack")
