@@ -12,7 +12,94 @@ from torch import nn
 from .params import Param, ParamError, ParamSet
 from .registry import Registry
 
-ARCHITECTURES = Registry("architecture")
+TIMM_PREFIX = "timm:"
+
+
+class _Architectures(Registry):
+    """The curated architectures, plus any timm model by name ("timm:convnext_atto" or a bare timm name
+    that is not a curated one), registered on first use: nothing pretrained is ever fetched."""
+
+    def get(self, name: str):
+        if isinstance(name, str) and name not in self._entries and timm_name_of(name):
+            register_any_timm(name)
+        try:
+            return super().get(name)
+        except ParamError as e:
+            raise ParamError(f"{e}; or any timm model name (python -c 'import timm; print(timm.list_models())'), "
+                             f"e.g. {TIMM_PREFIX}convnext_atto") from None
+
+    def __contains__(self, name: str) -> bool:
+        return super().__contains__(name) or bool(timm_name_of(name))
+
+
+class ArchChoices(tuple):
+    """The curated names (what a menu lists) that also contain every timm model name (what is accepted)."""
+
+    def __contains__(self, name) -> bool:
+        return tuple.__contains__(self, name) or name in ARCHITECTURES
+
+
+ARCHITECTURES = _Architectures("architecture")
+
+
+def timm_name_of(name: str) -> str | None:
+    """The timm model name behind an architecture name outside the curated list, or None."""
+    if not isinstance(name, str):
+        return None
+    bare = name[len(TIMM_PREFIX):] if name.startswith(TIMM_PREFIX) else name
+    return bare if bare and bare in _timm_names() else None
+
+
+_TIMM_NAMES: set[str] = set()
+
+
+def _timm_names() -> set[str]:
+    if not _TIMM_NAMES:
+        import timm
+        _TIMM_NAMES.update(timm.list_models())
+    return _TIMM_NAMES
+
+
+def _any_timm_builder(timm_name: str):
+    def build(in_chans: int, img_size: int) -> nn.Module:
+        import timm
+        kw = dict(pretrained=False, num_classes=0, in_chans=in_chans)
+        try:  # transformers take the image size; convnets do not accept it
+            return timm.create_model(timm_name, img_size=img_size, **kw)
+        except TypeError:
+            return timm.create_model(timm_name, **kw)
+    return build
+
+
+def register_any_timm(name: str) -> None:
+    """Register a timm model by name; its family (and so its skip rule) comes from its block types."""
+    from .surgery import family_of
+    timm_name = timm_name_of(name)
+    build = _any_timm_builder(timm_name)
+    with torch.device("meta"):
+        family = family_of(build(3, 224))
+    ARCHITECTURES.register(name, build, help=f"timm {timm_name} (any timm architecture; {family} skip rule)",
+                           family=family, timm_name=timm_name, any_timm=True)
+
+
+def _input_norm_hook(body: nn.Module, args):
+    """[-1, 1] images (mivis's range) -> the imported model's own normalisation."""
+    return (args[0] * body.mivis_in_scale + body.mivis_in_shift,) + tuple(args[1:])
+
+
+def attach_input_norm(body: nn.Module, mean: list[float], std: list[float]) -> nn.Module:
+    """Make `body` take mivis images x in [-1, 1] and feed its layers (x01 - mean) / std, x01 = (x + 1) / 2,
+    as it was trained; written x * 0.5/std + (0.5 - mean)/std (exactly x for mean = std = 0.5).
+
+    The constants are non-persistent buffers (they follow .to(device), not the weights file: the
+    run's config records them) and the mapping is a forward pre-hook, so parameter names stay timm's.
+    """
+    m = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+    body.register_buffer("mivis_in_scale", (0.5 / s).float(), persistent=False)
+    body.register_buffer("mivis_in_shift", ((0.5 - m) / s).float(), persistent=False)
+    body.register_forward_pre_hook(_input_norm_hook)
+    return body
 
 
 class Classifier(nn.Module):
@@ -31,7 +118,7 @@ class Classifier(nn.Module):
         return self.head(self.body(x))
 
 
-def _timm_builder(timm_name: str, fixed: dict | None = None, after=None):
+def _timm_builder(timm_name: str, fixed: dict | None = None, after=None):  # a curated architecture
     def build(in_chans: int, img_size: int, **arch_params) -> nn.Module:
         import timm
         kwargs = {**(fixed or {}), **arch_params}
@@ -81,7 +168,16 @@ def build_classifier(arch: str, num_classes: int, in_chans: int, img_size: int,
         raise ParamError(f"patch_size: image size {img_size} is not divisible by {p['patch_size']}; "
                          f"allowed: {[s for s in entry.params['patch_size'].choices if img_size % s == 0]}")
     body = entry.obj(in_chans, img_size, **p)
-    return Classifier(body, body.num_features, num_classes)
+    # what num_classes=0 returns: MobileNetV3 & co. keep a pre-logits layer wider than num_features, VGG
+    # drops its (wider) pre-logits; where timm's two widths disagree, one forward pass says which it is
+    width = body.num_features
+    hidden = getattr(body, "head_hidden_size", None)
+    if hidden and hidden != width:
+        was = body.training
+        with torch.no_grad():
+            width = body.eval()(torch.zeros(1, in_chans, img_size, img_size)).shape[-1]
+        body.train(was)
+    return Classifier(body, width, num_classes)
 
 
 def model_config(arch: str, num_classes: int, in_chans: int, img_size: int,
@@ -93,10 +189,16 @@ def model_config(arch: str, num_classes: int, in_chans: int, img_size: int,
 
 
 def model_from_config(cfg: dict, phase: str = "final") -> Classifier:
-    """Rebuild a classifier exactly as trained: architecture, then every structural defense."""
+    """Rebuild a classifier exactly as trained: architecture, then every structural defense.
+
+    An imported model (cfg["input_norm"]) is built with its own channel count and takes mivis
+    images through its own normalisation (attach_input_norm)."""
     from .defenses import instantiate
-    model = build_classifier(cfg["arch"], cfg["num_classes"], cfg["in_chans"], cfg["img_size"],
-                             cfg.get("arch_params"))
+    norm = cfg.get("input_norm")
+    model = build_classifier(cfg["arch"], cfg["num_classes"], norm["in_chans"] if norm else cfg["in_chans"],
+                             cfg["img_size"], cfg.get("arch_params"))
+    if norm:
+        attach_input_norm(model.body, norm["mean"], norm["std"])
     for d in instantiate(cfg.get("defenses", {}), cfg):
         model = d.modify_model(model, phase)
     return model

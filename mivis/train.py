@@ -17,7 +17,7 @@ from torch import nn
 from .augment import LEVELS, augment_to
 from .data import FaceSplit, Subset, batches, load_split, sequential
 from .device import autocast, prepare, resolve_device, to_device
-from .models import ARCHITECTURES, Classifier, count_params, model_config, model_from_config
+from .models import ARCHITECTURES, ArchChoices, Classifier, count_params, model_config, model_from_config
 from .params import Param, ParamError, ParamSet
 from .progress import NULL, Reporter
 from .runs import RunRecord, Workspace
@@ -26,7 +26,8 @@ ROLES = ("target", "eval", "public")
 CLASSIFIER_KINDS = ROLES
 
 TRAIN_PARAMS = ParamSet([
-    Param("arch", str, "resnet18", "classifier architecture", choices=tuple(ARCHITECTURES.names())),
+    Param("arch", str, "resnet18", "classifier architecture (or any timm model name, e.g. timm:convnext_atto)",
+          choices=ArchChoices(ARCHITECTURES.names())),
     Param("epochs", int, 30, "training epochs", min=1, max=1000),
     Param("batch_size", int, 32, "images per step", min=1, max=4096),
     Param("optimizer", str, "adamw", "optimiser", choices=("adamw", "adam", "sgd")),

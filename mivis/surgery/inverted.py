@@ -1,4 +1,4 @@
-"""Inverted-residual skip scaling (EfficientNet, MobileNetV2): out = F(x) + s * x.
+"""Inverted-residual skip scaling (EfficientNet/V2, MobileNetV2/V3, MNASNet...): out = F(x) + s * x.
 
 Only blocks timm built with a skip (stride 1, in == out channels) carry one. The block is
 re-classed in place with `has_skip` off, so timm's own forward computes F(x) (parameter names
@@ -7,10 +7,14 @@ unchanged) and we add the scaled identity.
 from __future__ import annotations
 
 import torch
-from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual
+from timm.models._efficientnet_blocks import (ConvBnAct, DepthwiseSeparableConv, EdgeResidual, InvertedResidual,
+                                              MobileAttention, UniversalInvertedResidual)
 from torch import nn
 
-BLOCK_TYPES = (DepthwiseSeparableConv, InvertedResidual)
+# every timm block whose forward ends in `if self.has_skip: x = self.drop_path(x) + shortcut`
+# (CondConvResidual subclasses InvertedResidual; EdgeResidual is EfficientNetV2's fused block)
+BLOCK_TYPES = (ConvBnAct, DepthwiseSeparableConv, EdgeResidual, InvertedResidual, MobileAttention,
+               UniversalInvertedResidual)
 _cache: dict[type, type] = {}
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from torch import nn
 
 from ..params import ParamError
-from . import densenet, inverted, resnet, vit
-from .stages import block_scale, body_of, carries_skip, family_of, skip_kind, stages
+from . import densenet, inverted, resnet, shortcut, swin, vit
+from .stages import block_scale, body_of, carries_skip, family_of, known_block, skip_kind, stages
 
-SCALABLE = ("resnet", "densenet", "inverted_residual", "vit")
+SCALABLE = ("resnet", "densenet", "inverted_residual", "vit", "convnext", "regnet", "swin", "byobnet")
 
 
 def _n(m: nn.Module) -> int:
@@ -76,9 +76,14 @@ def set_stage_scales(model: nn.Module, scales: list[float], *, mode: str = "both
         for _, block in st.blocks:
             if fam == "resnet":
                 resnet.set_block_scale(block, s, reinit_removed)
+            elif not carries_skip(fam, block):
+                continue  # a block without a skip, or one mivis has no rule for (describe says which)
             elif fam == "inverted_residual":
-                if inverted.carries_skip(block):
-                    inverted.set_block_scale(block, s)
+                inverted.set_block_scale(block, s)
+            elif shortcut.is_block(block):
+                shortcut.set_block_scale(block, s, reinit_removed)
+            elif swin.is_block(block):
+                swin.set_block_scale(block, s, mode)
             else:
                 vit.set_block_scale(block, s, mode)
     return model
@@ -98,7 +103,8 @@ def describe(model: nn.Module, mode: str = "both") -> dict:
         for j, (name, b) in enumerate(st.blocks):
             skip = carries_skip(fam, b, j)
             row = {"name": name, "type": type(b).__name__.removeprefix("Scaled"), "skip": skip,
-                   "scale": block_scale(fam, b, mode) if skip else None, "params": _n(b)}
+                   "scale": block_scale(fam, b, mode) if skip else None, "params": _n(b),
+                   "known": known_block(fam, b)}
             if fam == "densenet":
                 row.update(in_channels=b.conv1.in_channels, out_channels=b.conv2.out_channels)
             blocks.append(row)
@@ -111,5 +117,20 @@ def describe(model: nn.Module, mode: str = "both") -> dict:
             row["out_channels"] = densenet.block_out_width(
                 blocks[0]["in_channels"], blocks[0]["out_channels"], len(blocks), scale)
         out.append(row)
-    return {"family": fam, "skip_kind": skip_kind(fam), "mode": mode if fam == "vit" else None,
-            "params": _n(model), "stages": out, "toggleable": [s["index"] for s in out if s["toggleable"]]}
+    return {"family": fam, "skip_kind": skip_kind(fam), "mode": mode if fam in ("vit", "swin") else None,
+            "params": _n(model), "stages": out, "toggleable": [s["index"] for s in out if s["toggleable"]],
+            "uncontrolled": uncontrolled(out)}
+
+
+def uncontrolled(stage_rows: list[dict]) -> list[dict]:
+    """Block types whose skips mivis cannot control, with the reason (for the UI, in plain words)."""
+    counts: dict[str, int] = {}
+    for st in stage_rows:
+        for b in st["blocks"]:
+            if not b["known"]:
+                counts[b["type"]] = counts.get(b["type"], 0) + 1
+    return [{"type": t, "blocks": n,
+             "why": f"mivis has no skip rule for {t} blocks: it does not know whether or where their forward "
+                    "adds its input back, so any skip they have stays as trained and cannot be scaled or removed "
+                    "(the model can still be trained, attacked and analysed per stage)"}
+            for t, n in counts.items()]
