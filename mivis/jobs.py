@@ -27,6 +27,7 @@ from .params import ParamError
 from .progress import Cancelled, Reporter
 from .registry import Registry
 from .runs import RunError, Workspace, _owner_alive, _owner_token
+from .threads import fit_threads
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +125,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 JOB_KINDS = Registry("job kind")
 
 
-def job_kind(name: str, *, validate: Callable[[dict, Workspace], dict] | None = None, help: str = ""):
+def job_kind(name: str, *, validate: Callable[[dict, Workspace], dict] | None = None, help: str = "",
+             single: bool = False):
     """Register `fn(params, ctx) -> dict | None` as a job kind. `validate(params, workspace) -> params`
-    runs in the submitting thread, so a bad setting is refused before anything is queued."""
+    runs in the submitting thread, so a bad setting is refused before anything is queued. A `single` kind
+    (the shared classroom set-up) is refused while one is queued or running for any session."""
     def deco(fn):
-        JOB_KINDS.register(name, fn, help=help, validate=validate)
+        JOB_KINDS.register(name, fn, help=help, validate=validate, single=single)
         return fn
     return deco
 
@@ -199,6 +202,15 @@ class JobRecord:
     @property
     def fraction(self) -> float | None:
         return progress_fraction(self.progress)
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds left in the current part and phase, extrapolated from its progress so far (None until
+        5% of it is done, or when the job's events carry no fraction)."""
+        f, started = self.fraction, self.progress.get("stage_started")
+        if self.status != "running" or f is None or f < 0.05 or not isinstance(started, (int, float)):
+            return None
+        return max(0.0, (time.time() - started) * (1.0 - f) / f)
 
     @property
     def elapsed(self) -> float | None:
@@ -279,6 +291,8 @@ class _EventSink:
         self.n = 0
         self.last_kept: dict[str, float] = {}
         self.last_flush = 0.0
+        self.stage: tuple | None = None
+        self.stage_started = time.time()
         self.skipped: tuple[str, float, dict] | None = None
         self.lock = threading.Lock()
 
@@ -287,6 +301,10 @@ class _EventSink:
         now = time.time()
         phase = str(ev.get("phase", ""))
         with self.lock:
+            stage = (ev.get("part"), phase)  # remaining time is extrapolated within one part and phase
+            if stage != self.stage:
+                self.stage, self.stage_started = stage, now
+            ev["stage_started"] = self.stage_started
             self.latest = ev
             if (phase in self.ALWAYS_KEEP or now - self.last_kept.get(phase, -1e9) >= self.history_interval):
                 if self.skipped is not None and self.skipped[0] != phase:
@@ -370,6 +388,13 @@ class JobManager:
                     j = mine[0]
                     raise JobError(f"this session already has a {j.status} job ({j.label or j.kind}, {j.id}); "
                                    "wait for it to finish or cancel it first")
+            if entry.meta.get("single"):
+                same = [j for j in self.active() if j.kind == kind]
+                if same:
+                    j = same[0]
+                    raise JobError(f"the {j.label or kind} is already {j.status} ({j.id}, for "
+                                   f"{'this' if j.session == session else 'another'} browser session); "
+                                   "it is shown to everyone in the queue, and its result will be shared")
             if len(self.active(status="queued")) >= self.max_queued:
                 raise JobError(f"the queue is full ({self.max_queued} jobs waiting); try again later")
             now = time.time()
@@ -546,6 +571,8 @@ class JobManager:
                          reporter=Reporter(sink, cancel), device=device, dir=self.jobs_dir / job_id)
         fn = JOB_KINDS.get(rec.kind).obj
         try:
+            if not device.startswith("cuda"):
+                ctx.reporter.report(force=True, phase="start", threads=fit_threads().describe())
             result = fn(rec.params, ctx) or {}
             sink.flush()
             self._set(job_id, status="done", result=_jsonable(result), finished=time.time())
@@ -778,12 +805,8 @@ def _layers_job(params: dict, ctx: JobContext) -> dict:
     return {"run_id": rec.id}
 
 
-CLASSROOM_DATA = {"dataset": "orl", "image_size": 32}
-CLASSROOM_TARGET = {"arch": "resnet18", "epochs": 30, "seed": 0}
-CLASSROOM_JUDGE = {"arch": "vgg11", "epochs": 30, "lr": 1e-3, "seed": 0}
-
-
 def _validate_classroom(params: dict, ws: Workspace) -> dict:
+    from .classroom import CLASSROOM_DATA
     from .data import load_split
     from .priors import shipped_priors
     if params:
@@ -794,33 +817,33 @@ def _validate_classroom(params: dict, ws: Workspace) -> dict:
     return {}
 
 
-def _same_classifier(ws: Workspace, role: str, train: dict, data: dict) -> str | None:
-    for r in ws.list(kind=role, status="done"):
-        c = r.config
-        if (c["data"] == data and not c["model"].get("defenses") and c["model"]["arch"] == train["arch"]
-                and all(c["train"].get(k) == v for k, v in train.items())):
-            return r.id
-    return None
-
-
-@job_kind("classroom", validate=_validate_classroom,
-          help="the default ORL set-up: a ResNet-18 target and a VGG-11 judge at 32 px, and the shipped prior")
+@job_kind("classroom", validate=_validate_classroom, single=True,
+          help="the default ORL set-up: the shipped ResNet-18 target and VGG-11 judge at 32 px (trained here "
+               "when they are not shipped), and the shipped prior")
 def _classroom_job(params: dict, ctx: JobContext) -> dict:
-    from .data import load_split
+    from .classroom import CLASSROOM_DATA, STEPS, find_trained, import_classroom, shipped
+    from .data import DataError, load_split
+    from .weights import WeightsError
     from .priors import import_prior, shipped_priors
     from .train import train_run
+    ids: dict[str, str] = {}
+    try:
+        if shipped() is not None:
+            ctx.reporter.report(force=True, phase="importing the shipped target and judge", fraction=0.0)
+            ids = import_classroom(ctx.workspace)
+    except (RunError, WeightsError, DataError) as e:  # a broken shipment: say so, then train instead
+        ctx.reporter.report(force=True, phase="training", note=f"shipped models not used: {e}"[:300])
+        ids = {}
     data = load_split(CLASSROOM_DATA).config
     dev = "cuda" if ctx.device.startswith("cuda") else "cpu"
-    ids = {}
-    steps = (("target", CLASSROOM_TARGET, "ResNet-18 ORL 32 px (classroom)", "the target"),
-             ("eval", CLASSROOM_JUDGE, "VGG-11 judge ORL 32 px (classroom)", "the judge"))
-    for i, (role, train, name, label) in enumerate(steps, 1):
-        found = _same_classifier(ctx.workspace, role, train, data)
+    for i, (role, train, name, label, _) in enumerate(STEPS, 1):
+        if role in ids:
+            continue
+        found = find_trained(ctx.workspace, role, train, data)
         if found is None:
-            rec = train_run(role, {**train, "device": dev}, data, workspace=ctx.workspace,
-                            reporter=ctx.reporter.child(part=role, part_index=i, parts=len(steps), part_label=label),
-                            name=name)
-            found = rec.id
+            found = train_run(role, {**train, "device": dev}, data, workspace=ctx.workspace, name=name,
+                              reporter=ctx.reporter.child(part=role, part_index=i, parts=len(STEPS),
+                                                          part_label=label)).id
         ids[role] = found
     prior = import_prior(next(n for n in shipped_priors() if "32" in n), ctx.workspace)
     return {"run_id": ids["target"], "eval_run": ids["eval"], "prior_run": prior.id}

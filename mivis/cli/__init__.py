@@ -16,7 +16,11 @@ from ..runs import RunError
 from ..weights import WeightsError
 
 COMMAND_MODULES = ["data", "train", "runs"]
-EXTRA_COMMAND_MODULES: list[str] = ["prior", "attack", "evaluate", "analyze", "sweep", "report", "prepare", "judge"]
+EXTRA_COMMAND_MODULES: list[str] = ["prior", "attack", "evaluate", "analyze", "sweep", "report", "prepare", "judge", "classroom",
+                                    "import_model"]
+
+# commands that may compute for long: their torch thread count fits the cores free now
+LONG_COMMANDS = {"train", "prior", "attack", "evaluate", "analyze", "sweep", "classroom"}
 
 USER_ERRORS = (ParamError, DataError, RunError, WeightsError)
 
@@ -33,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in LONG_COMMANDS:
+        from ..threads import fit_threads
+        load = fit_threads()
+        if load.source == "measured" and load.threads < load.cores:
+            print(f"busy machine: {load.describe()}", file=sys.stderr)
     try:
         return args.func(args) or 0
     except USER_ERRORS as e:

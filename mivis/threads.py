@@ -1,0 +1,96 @@
+"""CPU thread count for long work, chosen for the cores that are free now.
+
+On a busy 2-core laptop torch's default (one thread per core) makes its threads wait on each other
+behind the other programs: 6 epochs of the classroom target took 58 s with 2 threads beside two busy
+processes but 30 s with 1. So each long job measures how much of the machine the OTHER processes
+use right now (from /proc/stat minus this process's own share) and takes the rest, at least one
+thread. The count is chosen once per job and kept for the whole job, so a run's numbers do not
+depend on when the load changed. `MIVIS_THREADS=N` fixes it (tests and sweeps use that).
+
+OpenMP threads otherwise spin while waiting for work; `mivis/__init__` sets OMP_WAIT_POLICY=PASSIVE
+before torch loads so idle threads sleep instead of taking cores from the other programs.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+ENV = "MIVIS_THREADS"
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _system_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies over all CPUs since boot, or None where /proc/stat is absent."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return total - idle, total
+
+
+def _own_jiffies() -> int:
+    t = os.times()
+    return round((t.user + t.system) * os.sysconf("SC_CLK_TCK"))
+
+
+@dataclass
+class Load:
+    cores: int            # cores this process may run on
+    others_busy: float    # cores' worth of work by other processes during the sample
+    threads: int          # the thread count chosen
+    source: str           # "measured", "env" or "unmeasured"
+
+    def describe(self) -> str:
+        if self.source == "env":
+            return f"{self.threads} thread(s) ({ENV}={self.threads})"
+        if self.source == "unmeasured":
+            return f"{self.threads} thread(s) (load not measurable here)"
+        return (f"{self.threads} of {self.cores} core(s): other programs use {self.others_busy:.1f} "
+                f"core(s) now")
+
+
+def measure_load(sample_s: float = 0.3) -> Load:
+    """How busy the machine is without us, and the thread count that fits the free cores."""
+    cores = usable_cores()
+    fixed = os.environ.get(ENV, "").strip()
+    if fixed:
+        try:
+            n = int(fixed)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return Load(cores, 0.0, n, "env")
+    a, own_a = _system_jiffies(), _own_jiffies()
+    if a is None:
+        return Load(cores, 0.0, cores, "unmeasured")
+    time.sleep(sample_s)
+    b, own_b = _system_jiffies(), _own_jiffies()
+    d_busy, d_total = b[0] - a[0], b[1] - a[1]
+    if d_total <= 0:
+        return Load(cores, 0.0, cores, "unmeasured")
+    online = os.cpu_count() or cores
+    others = max(0.0, (d_busy - (own_b - own_a)) / d_total * online)
+    # a core counts as free when less than ~70% of it is taken by others
+    threads = max(1, min(cores, int(cores - others + 0.3)))
+    return Load(cores, others, threads, "measured")
+
+
+def fit_threads(sample_s: float = 0.3) -> Load:
+    """Measure the load and set torch's intra-op thread count to the free cores; returns the choice."""
+    import torch
+    load = measure_load(sample_s)
+    if torch.get_num_threads() != load.threads:
+        torch.set_num_threads(load.threads)
+    return load

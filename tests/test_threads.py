@@ -1,0 +1,75 @@
+"""The thread count fits the cores left free by other programs, and idle OpenMP threads sleep."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+
+import pytest
+
+from mivis import threads
+
+
+def _spin(stop_at: float) -> None:
+    while time.time() < stop_at:
+        pass
+
+
+def test_env_fixes_the_thread_count(monkeypatch):
+    monkeypatch.setenv(threads.ENV, "3")
+    load = threads.measure_load(0.05)
+    assert (load.threads, load.source) == (3, "env")
+    assert "MIVIS_THREADS=3" in load.describe()
+
+
+def test_own_work_is_not_counted_as_load(monkeypatch):
+    """This process computing during the sample must not make it give up its cores."""
+    monkeypatch.delenv(threads.ENV, raising=False)
+    if threads._system_jiffies() is None:
+        pytest.skip("no /proc/stat on this system")
+    import torch
+    a = torch.randn(400, 400)
+    t0 = threads._system_jiffies(), threads._own_jiffies()
+    end = time.time() + 0.4
+    while time.time() < end:
+        a = (a @ a).tanh()
+    t1 = threads._system_jiffies(), threads._own_jiffies()
+    d_busy, d_total = t1[0][0] - t0[0][0], t1[0][1] - t0[0][1]
+    own = t1[1] - t0[1]
+    assert own > 0 and own <= d_busy + 2  # what we used is inside the machine's busy time, so it is subtracted
+
+
+@pytest.mark.skipif(threads._system_jiffies() is None, reason="no /proc/stat on this system")
+def test_busy_cores_take_threads_away(monkeypatch):
+    """With every usable core spun by other processes, one thread is left; with them gone, more."""
+    monkeypatch.delenv(threads.ENV, raising=False)
+    cores = threads.usable_cores()
+    stop = time.time() + 3.0
+    procs = [mp.get_context("spawn").Process(target=_spin, args=(stop,)) for _ in range(cores)]
+    for p in procs:
+        p.start()
+    try:
+        time.sleep(0.8)  # spawned interpreters start spinning
+        busy = threads.measure_load(0.5)
+    finally:
+        for p in procs:
+            p.join()
+    assert busy.source == "measured"
+    assert busy.others_busy > 0.6 * cores, busy
+    assert busy.threads == 1
+
+
+def test_fit_threads_sets_torch(monkeypatch):
+    import torch
+    before = torch.get_num_threads()
+    monkeypatch.setenv(threads.ENV, "1")
+    try:
+        assert threads.fit_threads().threads == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_openmp_waits_passively():
+    import mivis  # noqa: F401  (the package sets it before torch loads)
+    assert os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
