@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluation.agreement import ratio
 from ..evaluation.bootstrap import bootstrap_mean, paired_difference
 from ..runs import Workspace
 from ..sweep import load_summary
@@ -27,6 +28,14 @@ N_BOOT = 2000
 
 def _rows(ws: Workspace, attack_run: str) -> list[dict]:
     return json.loads(ws.get(attack_run).file("evaluation.json").read_text())["per_reconstruction"]
+
+
+DLIB = "top1@dlib"  # the independent judge's per-reconstruction verdict (mivis.evaluation.dlib_judge)
+
+
+def _has(ws, runs: list[str], field: str) -> bool:
+    """Every reconstruction of these runs has this verdict (dlib's is added by `evaluate rejudge --dlib`)."""
+    return bool(runs) and all(rows and all(field in r for r in rows) for rows in (_rows(ws, r) for r in runs))
 
 
 def _pool(ws, runs: list[str], field: str):
@@ -114,6 +123,12 @@ def summarise(ws: Workspace, groups: dict) -> list[dict]:
                               ("p_target", "p_target")):
             v, grp = _pool(ws, attacks, field)
             row[metric] = bootstrap_mean(v, grp, N_BOOT, 0)
+        if _has(ws, attacks, DLIB):
+            v, grp = _pool(ws, attacks, DLIB)
+            e, _ = _pool(ws, attacks, "eval_top1")
+            row["top1_dlib"] = bootstrap_mean(v, grp, N_BOOT, 0)
+            # of E's 'correct' verdicts, the share dlib calls another person
+            row["e_false_positive_dlib"] = ratio((e > 0) & (v == 0), e > 0, grp, N_BOOT, 0)
         ref = groups.get(reference_key(key, groups))
         if defense != "none" or init:
             row["vs_none"] = _paired(ws, g, ref) if ref else None
@@ -139,8 +154,13 @@ def _paired(ws, g: dict, ref: dict) -> dict | None:
     # two seeds give a t-interval on one degree of freedom (and equal drops a zero-width one): 3 at least
     half = _t95(n - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(n) if n >= 3 else float("nan")
     acc_drop = float(np.mean(acc_b) - np.mean(acc_a))
-    return {"seeds": common, "drop": d, "per_seed": per_seed, "seed_interval": [m - half, m + half],
-            "acc_drop": acc_drop, "delta": (d["value"] / acc_drop) if acc_drop > 1e-9 else None}
+    out = {"seeds": common, "drop": d, "per_seed": per_seed, "seed_interval": [m - half, m + half],
+           "acc_drop": acc_drop, "delta": (d["value"] / acc_drop) if acc_drop > 1e-9 else None}
+    if _has(ws, a, DLIB) and _has(ws, b, DLIB):  # the same paired drop under the independent judge
+        va, ga = _pool(ws, a, DLIB)
+        vb, gb = _pool(ws, b, DLIB)
+        out["drop_dlib"] = paired_difference(vb, gb, va, ga, N_BOOT, 0)
+    return out
 
 
 def _pct(m: dict | None) -> str:
@@ -149,12 +169,12 @@ def _pct(m: dict | None) -> str:
     return f"{100 * m['value']:.1f} [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
 
 
-def _verdict(c: dict | None, row: dict | None = None) -> str:
-    if not c:
+def _verdict(c: dict | None, row: dict | None = None, judge: str = "drop") -> str:
+    if not c or not c.get(judge):
         return "-"
     if row and row.get("did_not_learn"):
         return f"target did not learn (natural acc {100 * row['natural_acc']:.1f}%): no privacy finding"
-    d = c["drop"]
+    d = c[judge]
     word = "resolved" if d["resolved"] else "not resolved"
     return f"{100 * d['value']:+.1f} pp [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] {word}"
 
@@ -165,8 +185,9 @@ def _defense_cell(r: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     head = ("| size | arch | attack | defense | seeds | natural acc % | attack acc top-1 % [95% CI] | top-5 % | "
-            "KNN dist | AttAcc drop vs none (paired; negative = leaks more) | seed-level interval | Delta |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "dlib top-1 % [95% CI] | KNN dist | AttAcc drop vs none (paired; negative = leaks more) | "
+            "drop under dlib | seed-level interval | Delta |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         c = r.get("vs_none")
@@ -176,7 +197,9 @@ def table(rows: list[dict]) -> str:
         knn = r["knn"]["value"]
         lines.append(f"| {r['image_size']} | {r['arch']} | {r['attack']} | {_defense_cell(r)} | "
                      f"{len(r['seeds'])} | {100 * r['natural_acc']:.1f} | "
-                     f"{_pct(r['top1'])} | {_pct(r['top5'])} | {knn:.1f} | {_verdict(c, r)} | {seed_iv} | {delta} |")
+                     f"{_pct(r['top1'])} | {_pct(r['top5'])} | {_pct(r.get('top1_dlib'))} | {knn:.1f} | "
+                     f"{_verdict(c, r)} | {'-' if r['did_not_learn'] else _verdict(c, r, 'drop_dlib')} | "
+                     f"{seed_iv} | {delta} |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -329,6 +352,47 @@ def _regime(ws: Workspace, groups: dict) -> str:
             "not that the paper is wrong; a row that goes the other way is a finding about this regime.")
 
 
+def independent_judge(rows: list[dict]) -> str:
+    """Where E and dlib disagree, and whether each paired effect under E holds under dlib."""
+    judged = [r for r in rows if r.get("top1_dlib")]
+    if not judged:
+        return ("No attack run behind this report has the independent judge's verdicts yet. Add them without "
+                "retraining (`python -m mivis evaluate rejudge --dlib` judges every stored attack run with dlib's "
+                "face embedding; requirements-judge.txt) and generate the report again.")
+    out = [f"{len(judged)} of {len(rows)} rows have dlib's verdicts (1-NN in dlib's face embedding over the "
+           "private training images; it never trained on them, unlike E and the target). E's false-positive share "
+           "is the share of E's *correct* verdicts that dlib calls another person, 95% interval over identities.", "",
+           "| size | arch | attack | defense | top-1 under E % | top-1 under dlib % | E's false-positive share % | "
+           "effect under E | effect under dlib | holds? |", "|---|---|---|---|---|---|---|---|---|---|"]
+    holds, lost, flipped = [], [], []
+    for r in judged:
+        c = r.get("vs_none") or {}
+        verdict = "-"
+        if c.get("drop") and c.get("drop_dlib") and not r["did_not_learn"]:
+            d, dd = c["drop"], c["drop_dlib"]
+            if not d["resolved"]:
+                verdict = "not resolved under E"
+            elif dd["resolved"] and (dd["value"] > 0) == (d["value"] > 0):
+                verdict = "yes"
+                holds.append(r)
+            elif dd["resolved"]:
+                verdict = "NO: the opposite under dlib"
+                flipped.append(r)
+            else:
+                verdict = "no: not resolved under dlib"
+                lost.append(r)
+        out.append(f"| {r['image_size']} | {r['arch']} | {r['attack']} | {_defense_cell(r)} | {_pct(r['top1'])} | "
+                   f"{_pct(r['top1_dlib'])} | {_pct(r.get('e_false_positive_dlib'))} | {_verdict(c, r)} | "
+                   f"{_verdict(c, r, 'drop_dlib')} | {verdict} |")
+    resolved_e = len(holds) + len(lost) + len(flipped)
+    out += ["", f"Of the {resolved_e} effects resolved under E that dlib also judged, {len(holds)} hold under dlib "
+            f"(resolved, same direction), {len(lost)} are not resolved under dlib and {len(flipped)} go the other way."
+            + (" Effects that do not hold: " + "; ".join(f"{r['arch']} {r['attack']} {r['image_size']} px "
+                                                       f"{_defense_cell(r)}" for r in lost + flipped) + "."
+               if lost or flipped else "")]
+    return "\n".join(out)
+
+
 def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What mivis finds on the embedded ORL data",
                  notes: str = "") -> Path:
     groups = collect(ws, sweeps)
@@ -368,6 +432,7 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
     md += ["", "## Figures", ""] + [f"![{cap}](figures/{name})\n\n*{cap}*\n" for name, cap in figs + fisher_figs]
     if fisher_text:
         md += ["## Fisher information per layer", "", fisher_text, ""]
+    md += ["## Does the effect hold under the independent judge?", "", independent_judge(rows), ""]
     md += ["## Side by side with the RoLSS paper", "",
            "The paper's numbers are PPA on private FaceScrub at 224 px with an FFHQ prior; the rows beside them are "
            "this study's (ORL, far smaller and lower-resolution, another attack and prior), so only the direction is "
