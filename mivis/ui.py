@@ -272,8 +272,10 @@ def param_input(p: Param, key: str, *, label: str | None = None, container=None,
         return c.number_input(label, lo, hi, step=step, key=key, help=help, disabled=disabled)
     lo = None if p.min is None else float(p.min)
     hi = None if p.max is None else float(p.max)
-    if use_slider:
-        return c.slider(label, lo, hi, step=float(p.step), key=key, help=help, disabled=disabled)
+    if use_slider:  # as many decimals as the step has (MID's beta 0.003 read "0.00" with the default)
+        decimals = max(0, -math.floor(math.log10(float(p.step)))) if p.step else 2
+        return c.slider(label, lo, hi, step=float(p.step), key=key, help=help, disabled=disabled,
+                        format=f"%.{decimals}f")
     small = p.default is not None and 0 < abs(p.default) < 0.01
     return c.number_input(label, lo, hi, step=float(p.step) if p.step else None, key=key, help=help,
                           disabled=disabled, format="%.2e" if small else None)
@@ -362,7 +364,9 @@ def job_status(rec: JobRecord) -> None:
                 icon=":material/hourglass_top:")
     elif rec.status == "running":
         frac = rec.fraction
-        text = f"{label}: {progress_text(rec.progress)} · {_fmt_seconds(rec.elapsed)} elapsed"
+        left = rec.remaining
+        text = (f"{label}: {progress_text(rec.progress)} · {_fmt_seconds(rec.elapsed)} elapsed"
+                + (f" · about {_fmt_seconds(left)} left in this step" if left is not None else ""))
         st.progress(frac if frac is not None else 0.0, text=text)
     elif rec.status == "done":
         st.success(f"**{label}** finished in {_fmt_seconds(rec.elapsed)}.", icon=":material/check_circle:")
@@ -379,6 +383,8 @@ def progress_text(ev: dict) -> str:
     if not ev:
         return "starting"
     parts = [str(ev.get("phase", ""))]
+    if ev.get("parts") and ev.get("part_index"):
+        parts.insert(0, f"step {ev['part_index']} of {ev['parts']}: {ev.get('part_label') or ev.get('part', '')}")
     if "epoch" in ev and "epochs" in ev:
         parts.append(f"epoch {ev['epoch']}/{ev['epochs']}")
     for a, b in (("iteration", "iterations"), ("step", "steps")):
@@ -433,15 +439,51 @@ def job_banner(rec: JobRecord, where: str = "below", box=None) -> None:
                         f"its progress and result are {where}.")
 
 
+def queue_rows(jobs: list[JobRecord], me: str) -> list[dict]:
+    """One row per queued or running job, as every session sees them: what, for whom, how long."""
+    rows = []
+    for j in jobs:
+        who = "you" if j.session == me else ("everyone" if j.kind == "classroom" else "another session")
+        if j.status == "running":
+            left = j.remaining
+            state = f"running {_fmt_seconds(j.elapsed)}" + (f", about {_fmt_seconds(left)} left in this step"
+                                                             if left is not None else "")
+            frac = j.fraction
+        else:
+            state, frac = f"queued, position {j.position}", None
+        rows.append({"job": j.label or j.kind, "for": who, "state": state,
+                     "step": progress_text(j.progress) if j.status == "running" else "", "fraction": frac})
+    return rows
+
+
 def sidebar_jobs(current_page: str | None = None) -> None:
-    """A compact note in the sidebar about this session's active job (no polling)."""
+    """The shared queue in the sidebar, seen by every browser session; it polls only while jobs are active."""
     try:
-        mine = job_manager().active(session=session_id())
+        m = job_manager()
+        active = bool(m.active())
     except Exception:
         return
-    for j in mine:
-        where = "queued" if j.status == "queued" else "running"
-        st.sidebar.caption(f"Your job: **{j.label or j.kind}** ({where}). Open its page to follow it.")
+
+    @st.fragment(run_every=POLL_SECONDS if active else None)
+    def queue():
+        try:
+            jobs = m.active()
+        except Exception:
+            return
+        if not jobs:
+            st.caption("Job queue: empty.")
+            if active:
+                st.rerun()  # once, so this sidebar stops polling
+            return
+        st.markdown(f"**Job queue** ({len(jobs)}): one worker, first in first out.")
+        for r in queue_rows(jobs, session_id()):
+            st.caption(f"**{plain(r['job'])}** for {r['for']}: {r['state']}"
+                       + (f"  \n{plain(r['step'])}" if r["step"] else ""))
+            if r["fraction"] is not None:
+                st.progress(r["fraction"])
+
+    with st.sidebar:
+        queue()
 
 
 # --- rendering helpers --------------------------------------------------------------------------------
@@ -502,6 +544,23 @@ class guard:
         return False
 
 
+def load_split_on_click(page: str, data: dict, box=None):
+    """load_split, except that folder data (a server path from the URL or a widget) is read only after
+    an explicit click on this page for exactly these paths; until then a DataError says so."""
+    from .data import DataError, load_split
+    if data.get("dataset") == "folder":
+        key = json.dumps([data.get(k) for k in ("data_dir", "private_list", "public_list")])
+        sk = f"{page}:folder_ok"
+        if st.session_state.get(sk) != key:
+            if (box or st).button("Read this data folder", key=f"{page}:read_folder", icon=":material/folder_open:",
+                                  disabled=not data.get("data_dir")):
+                st.session_state[sk] = key
+            else:
+                raise DataError("folder data is read only when you click 'Read this data folder' "
+                                "(from the workspace or a folder listed in MIVIS_DATA_ROOTS)")
+    return load_split(data)
+
+
 def run_page(page) -> None:
     """Run the routed page; a user-facing error that escapes it (a damaged run or registry) is one
     message instead of an exception box."""
@@ -544,8 +603,10 @@ def png_crisp(path_or_bytes, size: int = 128):
 
 
 def plot(fig, *, key: str | None = None, on_select: str = "ignore", height: int | None = None):
-    """An interactive plotly figure, full width."""
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
+    """An interactive plotly figure, full width (a figure that sets its own margins keeps them)."""
+    fig.update_layout(template="plotly_white")
+    if fig.layout.margin.t is None:
+        fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
     if height:
         fig.update_layout(height=height)
     kwargs = {"key": key} if key else {}
@@ -580,68 +641,72 @@ def download_json(label: str, obj: Any, file_name: str, key: str | None = None) 
 
 
 # --- result views shared by Home (precomputed demo), Results and Layers ---------------------------------
-def face_pairs(pairs: list[dict], per_row: int = 10, size: int = 96) -> None:
-    """Real private face above its reconstruction, with the evaluation model's verdict.
+def _face_image(src, size: int, correct: bool | None = None, frame: bool = False):
+    """A face from a uint8 array or a PNG path/bytes, upscaled; framed in the verdict's colour."""
+    import numpy as np
+    from PIL import Image
+
+    from .figures import framed
+    if hasattr(src, "shape"):
+        arr = np.asarray(src)
+    else:
+        with Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src) as im:
+            arr = np.asarray(im.convert("L") if im.mode in ("L", "I", "P", "1") else im.convert("RGB"))
+    return framed(arr, correct, size) if frame else crisp(arr, size)
+
+
+def face_pairs(pairs: list[dict], per_row: int = 5, size: int = 88, rows: list[tuple[str, str]] | None = None) -> None:
+    """Per identity (a column): the real private face, then its reconstruction under each model in a frame
+    coloured by the evaluation model's verdict AND labelled with a symbol and a word (✓ right /
+    ✗ wrong: judged s7), and for a wrong verdict the real face of the identity the judge picked.
 
     Each pair: {"identity", "real" (uint8 array or PNG path/bytes), "recon" (same), "correct" (bool or
-    None), "likelihood" (float or None), "predicted" (optional label)}.
-    """
+    None), "likelihood" (float or None), "predicted" (label), "predicted_real" (image, optional),
+    "<key>": {"recon", "correct", "likelihood", "predicted", "predicted_real"} for further models}.
+    rows: [(key, row label)] of the models to show, "" for the pair itself (default: [("", "")])."""
+    from .figures import verdict_text
+    rows = rows or [("", "")]
     for start in range(0, len(pairs), per_row):
         cols = st.columns(per_row)
         for col, pr in zip(cols, pairs[start:start + per_row]):
             with col:
-                for which in ("real", "recon"):
-                    src = pr.get(which)
-                    if src is None:
+                st.markdown(f"**{pr.get('identity', '')}**")
+                if pr.get("real") is not None:
+                    st.image(_face_image(pr["real"], size), width="content", caption="real face")
+                for key, row_label in rows:
+                    v = pr.get(key) if key else pr
+                    if not v or v.get("recon") is None:
                         continue
-                    img = crisp(src, size) if hasattr(src, "shape") else png_crisp(src, size)
-                    st.image(img, width="content", caption=None)
-                verdict = pr.get("correct")
-                mark = "right" if verdict else ("wrong" if verdict is not None else "")
-                lk = pr.get("likelihood")
-                pred = f" → {pr['predicted']}" if pr.get("predicted") is not None and not verdict else ""
-                st.caption(f"**{pr.get('identity', '')}** {mark}{pred}" + (f"  \np_T={lk:.2f}" if lk is not None else ""))
+                    verdict = v.get("correct")
+                    st.image(_face_image(v["recon"], size, verdict, frame=True), width="content")
+                    lk = v.get("likelihood")
+                    txt = (f"{row_label}  \n" if row_label else "") + verdict_text(verdict, v.get("predicted"))
+                    if lk is not None:
+                        txt += f"  \nconfidence {lk:.1%}"
+                    st.caption(txt)
+                    if verdict is False and v.get("predicted_real") is not None:
+                        st.image(_face_image(v["predicted_real"], size // 2), width="content",
+                                 caption=f"this is {v.get('predicted')}")
 
 
-def likelihood_histogram(groups: list[dict], *, split: bool = True, bins: int = 20, key: str | None = None) -> None:
-    """The paper's Fig. 2: the target's likelihood of the attacked class for every reconstruction,
-    one overlaid histogram per run, optionally split by the evaluation model's verdict.
+def likelihood_histogram(groups: list[dict], *, split: bool = True, bins: int = 24, key: str | None = None) -> None:
+    """The paper's Fig. 2: the target's confidence in the attacked identity for every reconstruction, as
+    log-odds (confident reconstructions all sit in p_T's 0.95-1 bin otherwise), runs side by side,
+    optionally split by the evaluation model's verdict (mivis.figures.likelihood_histogram_figure).
 
     groups: [{"label": str, "likelihood": [floats], "correct": [bools]}]."""
-    import plotly.graph_objects as go
-    fig = go.Figure()
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-    for i, g in enumerate(groups):
-        lk, ok = list(g["likelihood"]), list(g.get("correct") or [])
-        color = palette[i % len(palette)]
-        if split and len(ok) == len(lk):
-            for want, name, pattern in ((True, "correct", ""), (False, "wrong", "/")):
-                xs = [x for x, c in zip(lk, ok) if bool(c) == want]
-                fig.add_trace(go.Histogram(x=xs, name=f"{g['label']}: {name} ({len(xs)})", opacity=0.6,
-                                           xbins=dict(start=0, end=1.0001, size=1 / bins),
-                                           marker=dict(color=color, pattern_shape=pattern,
-                                                       line=dict(width=1, color=color)),
-                                           legendgroup=g["label"]))
-        else:
-            fig.add_trace(go.Histogram(x=lk, name=f"{g['label']} ({len(lk)})", opacity=0.6,
-                                       xbins=dict(start=0, end=1.0001, size=1 / bins), marker_color=color))
-    fig.update_layout(barmode="overlay", xaxis_title="target likelihood of the attacked class p_T(y | x*)",
-                      yaxis_title="reconstructions", title="Likelihood of reconstructions",
-                      legend=dict(orientation="h", y=-0.25))
-    fig.update_xaxes(range=[0, 1])
-    plot(fig, key=key, height=360)
+    from .figures import likelihood_histogram_figure
+    plot(likelihood_histogram_figure(groups, split=split, bins=bins), key=key, height=380)
 
 
 def fisher_bars(layers: list[str], series: dict[str, list[float]], *, title: str = "Fisher information per layer",
-                key: str | None = None) -> None:
-    """Normalised Fisher information per layer (input -> output), one bar series per loss."""
-    import plotly.graph_objects as go
-    fig = go.Figure()
-    for name, vals in series.items():
-        fig.add_trace(go.Bar(x=layers, y=vals, name=name))
-    fig.update_layout(barmode="group", title=title, yaxis_title="share of FI (F_l / Σ F)",
-                      xaxis_title="layer (input → output)", legend=dict(orientation="h", y=-0.35))
-    plot(fig, key=key, height=360)
+                key: str | None = None, y_range: tuple[float, float] | None = None, height: int = 480) -> None:
+    """Fisher information per layer (input -> output): each loss's share of its own total on a log
+    axis, and with two losses the model-inversion / classification ratio per layer
+    (mivis.figures.fisher_figure). y_range: a shared axis for plots side by side."""
+    from .figures import fisher_figure
+    fig = fisher_figure(layers, series, title=title, y_range=y_range)
+    plot(fig, key=key, height=height)
 
 
 def metric_row(items: list[dict]) -> None:
@@ -656,6 +721,45 @@ def metric_row(items: list[dict]) -> None:
                 col.caption(f"95% CI [{f(v['lo'])}, {f(v['hi'])}] · n={v.get('n', '?')}")
         else:
             col.metric(it["label"], metric_text(v, pct), help=it.get("help"))
+
+
+def _group_metrics(items: list[dict]) -> dict[str, list[dict]]:
+    """{"full": [{"label": "Natural acc.", ...}], ...} from labels such as "Natural acc. (full)"."""
+    import re
+    groups: dict[str, list[dict]] = {}
+    for it in items:
+        m = re.match(r"^(.*?)\s*\(([^()]+)\)\s*$", it.get("label", ""))
+        who, label = (m.group(2), m.group(1)) if m else ("", it.get("label", ""))
+        groups.setdefault(who, []).append({**it, "label": label})
+    return groups
+
+
+MODEL_NAMES = {"full": "Full model (no defense)", "RoLSS": "RoLSS: last stage's skip connections removed"}
+METRIC_NAMES = {"Natural acc.": "Natural accuracy (test images)", "Attack acc. top-1": "Attack accuracy, top-1",
+                "Attack acc. top-5": "Attack accuracy, top-5"}
+
+
+def metrics_table(items: list[dict]) -> str:
+    """A markdown table, one row per model and one column per metric, from labels such as
+    "Natural acc. (full)" (a table wraps its words at any width; metric cards cut them off)."""
+    groups = _group_metrics(items)
+    cols: list[str] = []
+    for its in groups.values():
+        cols += [it["label"] for it in its if it["label"] not in cols]
+    head = "| Model | " + " | ".join(METRIC_NAMES.get(c, c) for c in cols) + " |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    for who, its in groups.items():
+        by = {it["label"]: it for it in its}
+        cells = []
+        for c in cols:
+            it = by.get(c)
+            if it is None:
+                cells.append("–")
+                continue
+            v = it["value"]
+            cells.append(metric_text(v, it.get("pct", True)) if v is not None else "–")
+        lines.append(f"| {MODEL_NAMES.get(who, who) or '–'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def demo_result(folder: Path) -> bool:
@@ -675,19 +779,46 @@ def demo_result(folder: Path) -> bool:
     if spec.get("caption"):
         st.markdown(spec["caption"])
     if spec.get("metrics"):
-        metric_row(spec["metrics"])
+        st.markdown(metrics_table(spec["metrics"]))
     if spec.get("pairs"):
-        st.markdown("**Top: a real private face. Bottom: the attack's reconstruction.** right / wrong is the "
-                    "evaluation model's verdict; p_T is the target's likelihood of the attacked identity.")
-        pairs = [{**p, "real": folder / p["real"], "recon": folder / p["recon"]} for p in spec["pairs"]]
-        face_pairs(pairs)
-    cols = st.columns(2)
+        pairs = []
+        for p in spec["pairs"]:
+            q = {**p, "real": folder / p["real"], "recon": folder / p["recon"]}
+            if p.get("predicted_real"):
+                q["predicted_real"] = folder / p["predicted_real"]
+            if p.get("defended"):
+                d = dict(p["defended"])
+                d["recon"] = folder / d["recon"]
+                if d.get("predicted_real"):
+                    d["predicted_real"] = folder / d["predicted_real"]
+                q["defended"] = d
+            pairs.append(q)
+        both = all(p.get("defended") for p in pairs)
+        if both:
+            st.markdown("**The same identities under each model.** Top: a real private face. Then the attack's "
+                        "reconstruction under the full model and under RoLSS, framed green with ✓ when the "
+                        "evaluation model recognises the identity, red with ✗ when it judges someone else "
+                        "(whose real face is shown below it). Confidence: the target's confidence in the "
+                        "attacked identity (p_T).")
+            face_pairs(pairs, rows=[("", "full model"), ("defended", "RoLSS")])
+        else:
+            st.markdown(f"**Reconstructions under the {MODEL_NAMES['full'].lower()} only** (this demo does not "
+                        "ship the RoLSS run's reconstructions; RoLSS appears in the numbers above and in the "
+                        "histogram below). Top: a real private face. Below: the attack's reconstruction, framed "
+                        "green with ✓ when the evaluation model recognises the identity, red with ✗ when it "
+                        "judges someone else, whose real face is shown under it. Confidence: the target's "
+                        "confidence in the attacked identity (p_T).")
+            face_pairs(pairs)
     if spec.get("histograms"):
-        with cols[0]:
-            likelihood_histogram(spec["histograms"], key="demo_hist")
+        likelihood_histogram(spec["histograms"], key="demo_hist")
+        st.caption("Both models make most reconstructions with high confidence; a defense works when more of "
+                   "its confident reconstructions are judged to be the wrong person (hatched bars).")
     if spec.get("fisher"):
-        with cols[1]:
-            fisher_bars(spec["fisher"]["layers"], spec["fisher"]["series"], key="demo_fisher")
+        fisher_bars(spec["fisher"]["layers"], spec["fisher"]["series"], key="demo_fisher",
+                    title="Fisher information per layer (full model)")
+        st.caption("Each loss normalised on its own (its share of its total, log scale); below, the ratio of "
+                   "the two shares: above 1, a layer matters relatively more to the attack than to "
+                   "classification. Layers without a bar are below 0.001% (rounded to 0 in the demo file).")
     if spec.get("notes"):
         st.caption(spec["notes"])
     st.caption(spec.get("credit", ORL_CREDIT))

@@ -1,5 +1,6 @@
 """Architecture: pick a model, edit its skip connections per stage, set defenses, see parameter counts
 live, and train it as a background job."""
+import dataclasses
 import json
 
 import streamlit as st
@@ -33,7 +34,10 @@ arch_params = knobs.widgets(ARCHITECTURES.get(arch).params, prefix="arch_", cont
 counts_box = st.container()
 
 with st.expander("Data", expanded=False, icon=":material/dataset:"):
-    data = knobs.widgets(DATA_PARAMS, columns=3)
+    # 32 px by default, like the classroom target, its judge and the shipped 32 px prior (a 64 px target
+    # trained with the page's defaults could not be judged by the classroom judge)
+    data = knobs.widgets([dataclasses.replace(p, default=32) if p.name == "image_size" else p for p in DATA_PARAMS],
+                         columns=3)
     if data["dataset"] == "orl":
         st.caption(ui.ORL_CREDIT)
 
@@ -192,9 +196,11 @@ if others:
                 defenses[entry.name] = knobs.widgets(entry.params, prefix=f"{entry.name}_")
 
 ana = get_anatomy(defenses)
-if ana is None:
+if ana is None:  # the defenses do not combine (the message is shown above): keep the counts of the bare model
     blocked = True
-else:
+    ana = base
+    counts_box.caption("Counts below are for the architecture without the defenses that do not combine.")
+if ana is not None:
     with counts_box:
         m = st.columns(4)
         m[0].metric("Parameters |θ_T|", f"{ana['total']:,}")
@@ -221,6 +227,13 @@ with st.container(border=True):
     name = g[3].text_input("Run name", key=f"{PAGE}:name", placeholder=f"{role} {arch}")
     train["arch"], train["init_run"] = arch, (init or None)
     blocked |= knobs.invalid
+    if "tldmi" in defenses and not init and not train.get("init_weights"):
+        blocked = True
+        st.warning("TL-DMI fine-tunes a model that was first trained on the public identities: choose it under "
+                   "**Start from (public pre-training)**. No such run of this architecture yet? Train one first "
+                   "with **Role: public**." if not public_runs else
+                   "TL-DMI fine-tunes a public pre-trained model: choose one under **Start from (public "
+                   "pre-training)**.", icon=":material/warning:")
     go = st.button("Train", key=f"{PAGE}:train", type="primary", icon=":material/play_arrow:", disabled=blocked,
                    help="fix the settings marked in red first" if blocked else "queue a training job")
 

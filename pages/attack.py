@@ -30,10 +30,22 @@ JOB_KINDS = ("attack", "prior", "train", "classroom")
 
 
 def classroom_button(where) -> None:
-    where.markdown("**Classroom quick start**: train the default ORL target (ResNet-18, 32 px, 30 epochs) and its "
-                   "independent judge (VGG-11), and import the shipped GMI prior: a few minutes on a laptop CPU, "
-                   "once. Then every classroom attack takes well under a minute.")
-    if where.button("Set up the classroom default", key=f"{PAGE}:classroom", icon=":material/school:"):
+    from mivis.classroom import shipped
+    try:
+        ready = shipped() is not None
+    except Exception:  # a damaged shipment: the set-up job says why and trains instead
+        ready = False
+    where.markdown("**Classroom quick start**: "
+                   + ("register the shipped ORL 32 px target (ResNet-18) and its independent judge (VGG-11), "
+                      "checked against their recorded sha256, and the shipped GMI prior: no training. "
+                      if ready else
+                      "train the ORL 32 px target (ResNet-18, 30 epochs) and its independent judge (VGG-11), and "
+                      "import the shipped GMI prior. ")
+                   + "Then launch a classroom attack below; the run-time estimate times it on this machine now.")
+    running = next((j for j in ui.job_manager().active() if j.kind == "classroom"), None)
+    if where.button("Set up the classroom default", key=f"{PAGE}:classroom", icon=":material/school:",
+                    disabled=running is not None,
+                    help="already being set up: see its progress below" if running else None):
         ui.submit_job("classroom", {}, label="classroom set-up", page=PAGE, box=box)
 
 
@@ -44,6 +56,8 @@ if not targets:
             icon=":material/info:")
     classroom_button(st)
     early = ui.current_job(PAGE, kinds=JOB_KINDS, box=box)
+    if early is None:  # a set-up started by another browser session is shown here too (it is shared)
+        early = next((j for j in ui.job_manager().active() if j.kind == "classroom"), None)
     if early is not None:
         with job_box:
             ui.job_panel(PAGE, early, live=lambda r: st.caption(ui.progress_text(r.progress)
@@ -139,13 +153,13 @@ if need != "none":
                           label=f"train {ptype} prior", page=PAGE, box=box)
 
 # --- evaluation model ----------------------------------------------------------------------------------
-judges = []
+judges, refused = [], []
 for r in ws.list(kind="eval", status="done"):
     try:
         check_judge(ws, r.id, target)
         judges.append(r)
-    except ParamError:
-        continue
+    except ParamError as e:
+        refused.append(str(e))
 jl = {r.id: f"{r.name or r.config['model']['arch']} · {r.config['model']['arch']} · acc "
             f"{r.metrics.get('natural_acc', 0):.0%}" for r in judges}
 ec = st.columns([3, 2])
@@ -157,9 +171,17 @@ else:
     eval_id, blocked = None, True
     tarch = target.config["model"]["arch"]
     earch = "vgg11" if tarch != "vgg11" else "resnet18"
+    why = (" The evaluation models in the workspace do not fit: " + "; ".join(dict.fromkeys(refused))[:600] + "."
+           if refused else "")
     ec[0].warning(f"No evaluation model can judge this target: it must be another architecture trained on the same "
-                  f"split. Train a {earch} evaluation model (a job):", icon=":material/warning:")
-    if ec[1].button(f"Train {earch} evaluation model", key=f"{PAGE}:train_eval", icon=":material/play_arrow:"):
+                  f"split, image size and channels.{why} Train a {earch} evaluation model (a job):",
+                  icon=":material/warning:")
+    pending = [j for j in ui.job_manager().active() if j.kind == "classroom" or
+               (j.kind == "train" and j.params.get("role") == "eval")]
+    if pending:
+        ec[1].info(f"An evaluation model is being trained ({ui.plain(pending[0].label or pending[0].kind)}, "
+                   f"{pending[0].status}); it appears here when it finishes.", icon=":material/hourglass_top:")
+    elif ec[1].button(f"Train {earch} evaluation model", key=f"{PAGE}:train_eval", icon=":material/play_arrow:"):
         tcfg = target.config["train"]
         ui.submit_job("train", {"role": "eval", "train": {"arch": earch, "epochs": tcfg["epochs"], "lr": 1e-3,
                                                           "batch_size": tcfg["batch_size"], "seed": tcfg["seed"]},
@@ -189,9 +211,12 @@ st.caption(f"{len(ids)} identit{'y' if len(ids) == 1 else 'ies'} x {restarts} re
            f"Chance level: {1 / n_classes:.0%} top-1.")
 
 
-@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
-def estimate(attack: str, target: str, prior: str | None, params_json: str, ws_path: str) -> float:
-    return estimate_seconds(attack, target, prior, params=json.loads(params_json), workspace=ui.workspace())
+def estimate(attack: str, target: str, prior: str | None, params_json: str) -> tuple[float, str]:
+    """Times a few steps now, with the thread count the job would get now (never a cached figure: the
+    machine's load changes)."""
+    from mivis.threads import fit_threads
+    load = fit_threads()
+    return estimate_seconds(attack, target, prior, params=json.loads(params_json), workspace=ws), load.describe()
 
 
 def resolve_prior() -> str | None:
@@ -208,9 +233,11 @@ go = b[1].button("Launch attack", key=f"{PAGE}:launch", type="primary", icon=":m
 if est:
     try:
         with st.spinner("timing a few steps on the real batch"):
-            s = estimate(attack, target.id, resolve_prior(), json.dumps(values, sort_keys=True), str(ws.path))
-        b[2].info(f"Estimated optimisation time: **{s:.0f} s** (plus loading and evaluation, a few seconds).",
-                  icon=":material/timer:")
+            s, threads = estimate(attack, target.id, resolve_prior(), json.dumps(values, sort_keys=True))
+        busy = ui.job_manager().active()
+        b[2].info(f"Estimated optimisation time: **{s:.0f} s**, from steps timed just now on this machine "
+                  f"({threads}), plus loading and evaluation."
+                  + (f" {len(busy)} job(s) are ahead in the queue." if busy else ""), icon=":material/timer:")
     except Exception as e:
         ui.error(e, box=b[2])
 if go:

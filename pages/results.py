@@ -80,8 +80,18 @@ if tgt and (tgt.metrics.get("natural_acc") or 0) < MIN_LEARNED_ACC:
                f", below {100 * MIN_LEARNED_ACC:.0f}%): a classifier that cannot recognise the identities leaks "
                "nothing to invert, so a low attack accuracy here is no privacy finding.", icon=":material/warning:")
 m = ev["metrics"]
+dlib_m = (ev.get("extra_judges") or {}).get("dlib", {}).get("attack_acc_top1")
+judges_here = ["E"] + (["dlib"] if dlib_m and all("top1@dlib" in r for r in ev["per_reconstruction"]) else [])
+judge = st.radio("Judge", judges_here, horizontal=True, key=f"{PAGE}:judge",
+                 format_func=lambda j: {"E": f"E: evaluation model {ev['judge']['arch']}",
+                                        "dlib": "dlib: independent face embedding"}[j],
+                 help="E learned from the same private images as the target; dlib never trained on them (1-NN "
+                      "in its face embedding). The choice sets the headline accuracy, the histogram split and "
+                      "the paired comparison.")
+VERDICT = {"E": "eval_top1", "dlib": "top1@dlib"}[judge]
 ui.metric_row([
-    {"label": "Attack acc. top-1", "value": m.get("attack_acc_top1"), "help": ev.get("interval")},
+    {"label": f"Attack acc. top-1 ({judge})", "value": m.get("attack_acc_top1") if judge == "E" else dlib_m,
+     "help": ev.get("interval")},
     {"label": "Attack acc. top-5", "value": m.get("attack_acc_top5")},
     {"label": "Target likelihood", "value": m.get("target_likelihood"), "pct": False},
     {"label": "Target success", "value": m.get("target_success"),
@@ -93,7 +103,42 @@ ui.metric_row([
 st.caption(f"[lo, hi] = {ev.get('interval', '95% bootstrap over identities')}. Chance top-1: "
            f"{1 / max(1, tm.get('num_classes', 1)):.0%}.")
 for name, ex in (ev.get("extra_judges") or {}).items():
-    st.caption(f"Second judge {name}: top-1 {ui.metric_text(ex.get('attack_acc_top1'))}")
+    if name != "dlib":
+        st.caption(f"Second judge {name}: top-1 {ui.metric_text(ex.get('attack_acc_top1'))}")
+
+
+def judges_panel() -> None:
+    """E vs dlib vs the class's votes on this run: accuracy, agreement and E's false-positive share."""
+    from mivis import votes as V
+    from mivis.evaluation import dlib_judge
+    from mivis.evaluation.agreement import e_false_positive
+    with ui.guard():
+        j = V.judges(ws, run.id, ev, n_boot=1000)
+        names = {"E": f"E ({ev['judge']['arch']}, trained on the private images)",
+                 "dlib": "dlib face embedding (never trained on them)", "humans": "humans (Be the judge, this round)"}
+        st.dataframe([{"judge": names.get(n, n), "top-1 [95% CI]": ui.metric_text(a), "identities": a["n"],
+                       "per": a["unit"]} for n, a in j["accuracy"].items()], hide_index=True)
+        if j["pairs"]:
+            st.dataframe([{"judges": f"{p['a']} vs {p['b']}", "per": p["unit"], "n": p["n"],
+                           "agree [95% CI]": ui.metric_text(p["agree"]), "both right": p["both_correct"],
+                           f"only {p['a']}": p["only_a"], f"only {p['b']}": p["only_b"], "both wrong": p["both_wrong"]}
+                          for p in j["pairs"]], hide_index=True)
+        for other, fp in e_false_positive(j).items():
+            if fp.get("value") is not None:
+                st.markdown(f"**E's false-positive share against {other}: {ui.metric_text(fp)}** of the "
+                            f"reconstructions E calls right are another person for {other} (per {fp['unit']}).")
+        if "dlib" not in j["accuracy"]:
+            st.caption("No dlib verdicts on this run: " + (
+                f"`python -m mivis evaluate rejudge --dlib {run.id}` adds them (E's stay as they are)."
+                if dlib_judge.available() else f"the independent judge is not installed (`{dlib_judge.INSTALL}`); "
+                "then `python -m mivis evaluate rejudge --dlib` judges the stored runs."))
+        st.page_link("pages/judge.py", label="Vote on this run's reconstructions (Be the judge)",
+                     icon=":material/how_to_vote:", query_params={"run": run.id})
+
+
+with st.expander("Judges: E vs dlib vs humans, and E's false positives",
+                 expanded=len(judges_here) > 1, icon=":material/balance:"):
+    judges_panel()
 
 tab_faces, tab_hist, tab_attr, tab_probe = st.tabs(["Reconstructions", "Likelihood histograms", "Attributions",
                                                      "Probe with your image"])
@@ -124,6 +169,8 @@ with tab_faces:
             for i in idx:
                 r = rows[i]
                 mark = "right" if r["eval_top1"] else f"wrong: {names[r['eval_pred']]}"
+                if "top1@dlib" in r:
+                    mark = f"E {mark} · dlib {'right' if r['top1@dlib'] else 'wrong'}"
                 caps.append(f"{mark} p_T={r['p_target']:.2f}")
             st.image(imgs, caption=caps, width=96)
 
@@ -132,15 +179,18 @@ with tab_hist:
     others = [i for i in by_id if i != run.id]
     comp = st.multiselect("Overlay other attack runs (e.g. the same attack on a defended target)", others,
                           key=f"{PAGE}:overlay", format_func=lambda i: label(by_id[i]))
-    split_v = st.toggle("Split by the evaluation model's verdict (correct / wrong identity)", value=True,
+    split_v = st.toggle(f"Split by {judge}'s verdict (correct / wrong identity)", value=True,
                         key=f"{PAGE}:split")
     groups = []
     for rid in [run.id] + comp:
         e = evaluation(rid, str(ws.path))
         t = target_of(by_id[rid])
         name = (t.name or t.config["model"]["arch"]) if t else by_id[rid].config["target_run"]
+        if any(VERDICT not in x for x in e["per_reconstruction"]):
+            st.caption(f"{name} ({rid[-6:]}) has no {judge} verdicts: left out of the histogram.")
+            continue
         groups.append({"label": f"{name} ({rid[-6:]})", "likelihood": [x["p_target"] for x in e["per_reconstruction"]],
-                       "correct": [x["eval_top1"] for x in e["per_reconstruction"]]})
+                       "correct": [x[VERDICT] for x in e["per_reconstruction"]]})
     ui.likelihood_histogram(groups, split=split_v)
     summary = []
     for g in groups:
@@ -153,10 +203,11 @@ with tab_hist:
                "reconstructions are more often the wrong person.")
     if len(comp) == 1:
         from mivis.evaluation import compare_runs
+        from mivis.evaluation.compare import JUDGE_METRIC
         try:
-            d = compare_runs(ws, run.id, comp[0])
+            d = compare_runs(ws, run.id, comp[0], JUDGE_METRIC[judge])
             verdict = "**resolved**" if d["resolved"] else "**not resolved** (the interval contains 0)"
-            st.markdown(f"Paired difference in top-1 attack accuracy (this run − the other): "
+            st.markdown(f"Paired difference in top-1 attack accuracy under {judge} (this run − the other): "
                         f"{100 * d['value']:+.1f} pp [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] over "
                         f"{d['n']} identities: {verdict}." +
                         ("" if d.get("same_starting_latents") else " Note: different seeds or restarts, so the "
