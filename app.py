@@ -3,7 +3,9 @@ import streamlit as st
 
 from mivis import ui
 
-st.set_page_config(page_title="mivis: model-inversion explorer", page_icon=":material/face_retouching_off:",
+# the page icon is a local file (scripts/make_favicon.py): a ":material/..." icon is fetched from a font host,
+# which fails offline, and nothing the page shows may come from outside the server
+st.set_page_config(page_title="mivis: model-inversion explorer", page_icon=str(ui.ASSETS / "favicon.png"),
                    layout="wide")
 
 PAGES = [

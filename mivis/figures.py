@@ -64,7 +64,7 @@ def verdict_text(correct: bool | None, predicted: str | None = None) -> str:
         return ""
     if correct:
         return "✓ right"
-    return "✗ wrong" + (f": judged {predicted}" if predicted else "")
+    return "✗ wrong" + (f": judged as {predicted}" if predicted else "")
 
 
 # --- likelihood histograms -------------------------------------------------------------------------------
@@ -169,11 +169,12 @@ def fisher_figure(layers: list[str], series: dict[str, list[float]], *, title: s
     if y_range is not None:
         fig.update_yaxes(range=[math.log10(y_range[0]), math.log10(y_range[1])] if log else list(y_range),
                          row=1, col=1)
-    fig.update_xaxes(tickangle=-60, automargin=True, row=2 if two else 1, col=1)
+    fig.update_xaxes(tickangle=-60, automargin=True, tickmode="array", tickvals=list(layers), ticktext=list(layers),
+                     row=2 if two else 1, col=1)  # every layer named (plotly skips every other one when narrow)
     fig.update_xaxes(title_text="layer (input → output)", row=2 if two else 1, col=1)
-    fig.update_layout(barmode="group", title=title, legend=dict(orientation="h", y=1.02, yanchor="bottom",
-                                                                x=0, font=dict(size=11)),
-                      margin=dict(l=10, r=10, t=80, b=10))
+    fig.update_layout(barmode="group", title=dict(text=title, y=0.98, yanchor="top"),
+                      legend=dict(orientation="h", y=1.01, yanchor="bottom", x=0, font=dict(size=11)),
+                      margin=dict(l=10, r=10, t=110, b=10))
     return fig
 
 

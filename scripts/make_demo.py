@@ -64,6 +64,29 @@ def build(ws, device: str, epochs: int, restarts: int, iterations: int, snapshot
     return runs[0], runs[1], lay.id
 
 
+def add_judged_faces(pairs: list[dict], split, out: Path) -> None:
+    """For every wrong verdict, the real face of the identity the judge picked ("wrong: s7" shows who
+    s7 is): its first private training image, written as judged_<name>.png, named in the pair."""
+    from mivis.data import to_uint8
+    names = list(split.private_names)
+    for pr in pairs:
+        for v in (pr, pr.get("defended") or {}):
+            who = v.get("predicted")
+            if v and not v.get("correct") and who in names:
+                f = f"judged_{who}.png"
+                if not (out / f).exists():
+                    _png(to_uint8(split.private_images(names.index(who), "train")[:1])[0], out / f)
+                v["predicted_real"] = f
+
+
+def judged_faces_only(out: Path) -> None:
+    """Add the judged identities' real faces to an existing demo.json (needs only the data, no runs)."""
+    from mivis.data import load_split
+    spec = json.loads((out / "demo.json").read_text())
+    add_judged_faces(spec["pairs"], load_split(DATA), out)
+    (out / "demo.json").write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
+
+
 def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: Path) -> Path:
     from mivis.data import load_split, to_uint8
     from mivis.weights import load_tensors
@@ -80,6 +103,9 @@ def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: 
     t, _ = load_tensors(a.file("reconstructions.safetensors"))
     x = to_uint8(t["x"].float())
     rows = ev_a["per_reconstruction"]
+    rows_b = ev_b["per_reconstruction"]
+    tb_x, _ = load_tensors(b.file("reconstructions.safetensors"))
+    x_b = to_uint8(tb_x["x"].float())
     pairs = []
     for c in sorted(set(t["y"].tolist()))[:N_PAIRS]:
         idx = [i for i, r in enumerate(rows) if r["identity"] == c]
@@ -87,9 +113,19 @@ def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: 
         _png(to_uint8(split.private_images(c, "train")[:1])[0], out / f"real_{c:02d}.png")
         _png(x[best], out / f"recon_{c:02d}.png")
         r = rows[best]
-        pairs.append({"identity": names[c], "real": f"real_{c:02d}.png", "recon": f"recon_{c:02d}.png",
-                      "correct": bool(r["eval_top1"]), "likelihood": round(float(r["p_target"]), 4),
-                      "predicted": names[r["eval_pred"]]})
+        pair = {"identity": names[c], "real": f"real_{c:02d}.png", "recon": f"recon_{c:02d}.png",
+                "correct": bool(r["eval_top1"]), "likelihood": round(float(r["p_target"]), 4),
+                "predicted": names[r["eval_pred"]]}
+        # the same identity reconstructed under the defended model (its own highest-likelihood restart)
+        idx_b = [i for i, rb in enumerate(rows_b) if rb["identity"] == c]
+        if idx_b:
+            best_b = max(idx_b, key=lambda i: rows_b[i]["p_target"])
+            rb = rows_b[best_b]
+            _png(x_b[best_b], out / f"recon_defended_{c:02d}.png")
+            pair["defended"] = {"recon": f"recon_defended_{c:02d}.png", "correct": bool(rb["eval_top1"]),
+                                "likelihood": round(float(rb["p_target"]), 4), "predicted": names[rb["eval_pred"]]}
+        pairs.append(pair)
+    add_judged_faces(pairs, split, out)
 
     def acc(rec):
         return {"value": rec.metrics["natural_acc"], "lo": None, "hi": None}
@@ -118,7 +154,7 @@ def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: 
              "correct": [bool(r["eval_top1"]) for r in ev_b["per_reconstruction"]]}],
         "runs": {"full_attack": a.id, "defended_attack": b.id, "layers": layers},
         "notes": "Built by scripts/make_demo.py from real runs. Reconstructions shown: each identity's restart "
-                 "with the highest target likelihood.",
+                 "with the highest target likelihood, under each model.",
         "credit": "ORL faces: AT&T Laboratories Cambridge",
     }
     if layers:
@@ -144,7 +180,13 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=100, help="GMI iterations (the classroom budget: 100)")
     p.add_argument("--snapshots", type=int, default=0, help="MI Fisher snapshots over the attack (0 = final only; "
                    ">0 needs the analysis step hook to run with gradients enabled)")
+    p.add_argument("--judged-faces-only", action="store_true",
+                   help="only add the real faces of the identities the judge picked to an existing demo.json")
     args = p.parse_args(argv)
+    if args.judged_faces_only:
+        judged_faces_only(Path(args.out))
+        print(f"updated {args.out}")
+        return 0
     from mivis.runs import Workspace
     tmp = None
     if args.workspace:

@@ -230,7 +230,7 @@ def test_results_page_histograms_comparison_attribution_and_upload(world):
     assert any(m.label.startswith("Attack acc. top-1") for m in at.metric)
     assert len(at.get("image")) >= 3  # one row of faces per attacked identity
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert {t["type"] for t in spec["data"]} == {"histogram"}
+    assert {t["type"] for t in spec["data"]} == {"bar"}  # side-by-side bars over log-odds bins
     at.multiselect(key="results:overlay").set_value([world["attack_rolss"]]).run()
     assert_clean(at)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)

@@ -133,7 +133,7 @@ def test_home_shows_a_result_at_once(server, browser):
     for name in ("Home", "Architecture", "Runs"):
         expect(nav).to_contain_text(name)
     if (ROOT / "assets" / "demo" / "demo.json").exists():  # the shipped demo: faces, metrics, histogram, FI
-        expect(page.get_by_text("Attack acc. top-1 (full)")).to_be_visible()
+        expect(page.get_by_text("Attack accuracy, top-1").first).to_be_visible()
         expect(page.get_by_test_id("stImage").first).to_be_visible()
         expect(page.get_by_test_id("stPlotlyChart").locator(".main-svg").first).to_be_visible()
         expect(page.get_by_text("AT&T Laboratories Cambridge").first).to_be_visible()
