@@ -36,8 +36,10 @@ def fake_attack(ws: Workspace, dlib: bool = True) -> tuple[str, list[dict]]:
     rows = [{"identity": int(y[i]), "restart": i % 2, "p_target": float(p[i]), "target_pred": int(y[i]),
              "eval_top1": e_top1[i], "eval_top5": True, "eval_prob": 0.5, "eval_pred": int(y[i]), "knn_dist": 1.0,
              **({"top1@dlib": d_top1[i]} if dlib else {})} for i in range(6)]
+    extra = {"dlib": {"judge": "dlib", "attack_acc_top1": {"value": 1 / 6, "lo": 0.0, "hi": 0.5, "n": 3}}} if dlib else {}
     run.write_json("evaluation.json", {"judge": {"name": "vgg11:x", "run": "eval-x", "arch": "vgg11"},
-                                       "metrics": {}, "extra_judges": {}, "per_reconstruction": rows})
+                                       "metrics": {"attack_acc_top1": {"value": 4 / 6, "lo": 0.5, "hi": 1.0, "n": 3}},
+                                       "extra_judges": extra, "per_reconstruction": rows})
     run.finish({})
     return run.id, rows
 
