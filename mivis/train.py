@@ -220,6 +220,9 @@ def prepare_training(role: str, train_cfg: dict | None, data_cfg: dict | None,
         train_set, test_set, num_classes = split.train, split.test, split.num_classes
     c, h, _ = split.image_shape
     mcfg = model_config(cfg["arch"], num_classes, c, h, arch_params, defenses)
+    if mcfg["defenses"]:  # runs stored without it were trained by method version 1 (see defenses/base.py)
+        from .defenses.base import METHOD_VERSION
+        mcfg["defense_version"] = METHOD_VERSION
     defense_objs = instantiate(mcfg["defenses"], mcfg)
     init = None
     if cfg["init_run"]:

@@ -14,7 +14,7 @@ from mivis.report.paper import PAPER_TABLE  # noqa: E402
 PAGE = "tradeoff"
 st.title("Privacy-utility trade-off")
 st.caption("Each point is one attack run on one target: natural accuracy of the target on held-out private images "
-           "(utility) against the attack's top-1 accuracy under the evaluation model (privacy loss), with the "
+           "(utility) against the attack's top-1 accuracy under the chosen judge (privacy loss), with the "
            "95% identity-bootstrap interval. Better defenses sit **right and low**.")
 knobs = ui.Knobs(PAGE)
 ws = ui.workspace()
@@ -51,6 +51,7 @@ for r in ws.list(kind="attack", status="done"):
                        " (pre-trained)" if t.config["train"].get("init_run") or t.config["train"].get("init_weights")
                        else ""),
                    "acc": t.metrics["natural_acc"], "att": top1["value"], "lo": top1.get("lo"), "hi": top1.get("hi"),
+                   "by": {"E": top1, "dlib": (r.metrics.get("extra_judges") or {}).get("dlib", {}).get("attack_acc_top1")},
                    "identities": tuple(sorted(r.config["attack"]["params"].get("identities") or [])),
                    "name": t.name or t.config["model"]["arch"], "px": t.config["model"]["img_size"], "record": r})
 if points:  # runs are comparable only with the same attack settings and image size
@@ -79,6 +80,24 @@ with left:
                 "(Architecture), attack each (Attack), and they appear here.", icon=":material/info:")
         knobs.finish()
         st.stop()
+    judge = knobs.widget(Param("judge", str, "E", "who decides that a reconstruction shows the attacked person: E, "
+                               "the evaluation model (trained on the same private images as the target), or dlib's "
+                               "face embedding (never trained on them; 1-NN)", choices=("E", "dlib")),
+                         label="Judge", format_func=lambda j: {"E": "E: evaluation model",
+                                                               "dlib": "dlib: independent face embedding"}[j])
+    have = [p for p in points if isinstance(p["by"].get(judge), dict) and p["by"][judge].get("value") is not None]
+    if len(have) < len(points):
+        st.caption(f"{len(points) - len(have)} of {len(points)} attack runs have no {judge} verdicts" +
+                   (": `python -m mivis evaluate rejudge --dlib` adds them without retraining." if judge == "dlib"
+                    else "."))
+    if not have:
+        st.info(f"No attack run has {judge} verdicts yet.", icon=":material/info:")
+        knobs.finish()
+        st.stop()
+    for p in have:
+        p.update(att=p["by"][judge]["value"], lo=p["by"][judge].get("lo"), hi=p["by"][judge].get("hi"))
+    points = have
+    from mivis.evaluation.compare import JUDGE_METRIC
     kinds = sorted({p["attack"] for p in points})
     common = max(kinds, key=lambda k: sum(p["attack"] == k for p in points))
     atk = knobs.widget(Param("attack", str, common, "only runs of one attack, with the same settings and image "
@@ -117,8 +136,9 @@ with left:
         fig.add_trace(go.Scatter(x=[100 * p["acc"] for p in front], y=[100 * p["att"] for p in front],
                                  mode="lines", name="Pareto front", line=dict(dash="dot", color="#555"),
                                  hoverinfo="skip"))
-    fig.update_layout(title=f"{atk}: natural accuracy vs attack accuracy", xaxis_title="natural accuracy (%)",
-                      yaxis_title="attack accuracy top-1 (%)", legend=dict(orientation="h", y=-0.2),
+    fig.update_layout(title=f"{atk}: natural accuracy vs attack accuracy under {judge}",
+                      xaxis_title="natural accuracy (%)",
+                      yaxis_title=f"attack accuracy top-1 under {judge} (%)", legend=dict(orientation="h", y=-0.2),
                       clickmode="event+select")
     event = ui.plot(fig, key=f"{PAGE}:plane", on_select="rerun", height=480)
     unlearned = len(pts) - len(learned)
@@ -152,7 +172,7 @@ with left:
             if p["run"] == ref or p["defense"] == "none":
                 continue
             try:
-                d = delta(ws, p["run"], ref)
+                d = delta(ws, p["run"], ref, JUDGE_METRIC[judge])
             except Exception as e:
                 rows.append({"run": lab[p["run"]], "Delta": f"- ({ui.one_line(e)})"})
                 continue
@@ -180,9 +200,9 @@ with left:
                          format_func=lambda i: lab[i])
         from mivis.evaluation import compare_runs
         try:
-            d = compare_runs(ws, a, b)
+            d = compare_runs(ws, a, b, JUDGE_METRIC[judge])
             word = "**resolved**" if d["resolved"] else "**not resolved**: the interval contains 0"
-            st.markdown(f"A − B in top-1 attack accuracy: **{100 * d['value']:+.1f} pp** "
+            st.markdown(f"A − B in top-1 attack accuracy under {judge}: **{100 * d['value']:+.1f} pp** "
                         f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] over {d['n']} paired identities: {word}." +
                         ("" if d.get("same_starting_latents") else " (Different seeds/restarts: the starting latents "
                                                                     "differ, so the pairing is by identity only.)"))

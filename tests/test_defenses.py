@@ -62,7 +62,7 @@ def test_cli_spelling_aliases_and_resolved_config(ws, tiny_data):
     assert stage_scales(model) == [1.0, 1.0, 0.5, 0.0] and model.head[1].out_features == 16
 
 
-def test_tldmi_frozen_params_and_bn_stats_are_bit_identical(ws, tiny_data):
+def test_tldmi_frozen_params_and_bn_stats(ws, tiny_data):
     pub = train_run("public", ONE, tiny_data, workspace=ws)
     model = model_from_config(pub.config["model"] | {"num_classes": 6})
     rows = freeze_report(model)
@@ -73,7 +73,7 @@ def test_tldmi_frozen_params_and_bn_stats_are_bit_identical(ws, tiny_data):
     assert len(ws.list()) == 1
     assert rows[0]["fraction"] == 1.0 and rows[k]["trainable"] < rows[0]["trainable"]
     tgt = train_run("target", {**ONE, "init_run": pub.id}, tiny_data,  # combined with RoLSS
-                    defenses={"tldmi": {"freeze": k}, "skips": {}}, workspace=ws)
+                    defenses={"tldmi": {"freeze": k, "bn_stats": "frozen-nonpaper"}, "skips": {}}, workspace=ws)
     proj = sum(p.numel() for p in model.body.layer4[0].downsample.parameters())  # RoLSS drops it
     assert tgt.metrics["trainable_params"] == rows[k]["trainable"] - proj
     a, b = load_tensors(pub.dir / "weights.safetensors")[0], load_tensors(tgt.dir / "weights.safetensors")[0]
@@ -83,6 +83,15 @@ def test_tldmi_frozen_params_and_bn_stats_are_bit_identical(ws, tiny_data):
     assert all(torch.equal(a[n], b[n]) for n in frozen)
     assert not torch.equal(a["body.layer4.1.conv2.weight"], b["body.layer4.1.conv2.weight"])
     assert not torch.equal(a["body.layer3.0.bn1.running_var"], b["body.layer3.0.bn1.running_var"])
+    # TL-DMI's code (the default): requires_grad=False only; frozen BatchNorms keep updating their statistics
+    paper = train_run("target", {**ONE, "init_run": pub.id}, tiny_data, defenses={"tldmi": {"freeze": k}},
+                      workspace=ws)
+    c = load_tensors(paper.dir / "weights.safetensors")[0]
+    stats = [n for n in frozen if n.endswith(("running_mean", "running_var"))]
+    params = [n for n in frozen if not n.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert params and all(torch.equal(a[n], c[n]) for n in params)
+    assert all(not torch.equal(a[n], c[n]) for n in stats)
+    assert paper.metrics["trainable_params"] == rows[k]["trainable"]
 
 
 def test_tts_switches_once_keeps_weights_and_saves_the_switched_model(ws, tiny_data):
@@ -125,8 +134,8 @@ def test_calor_head_loss_and_adaptation_phase(ws, tiny_data):
     assert (head[1].in_features, head[1].out_features, head[3].out_features) == (512, 8, 6)
 
 
-def test_mid_is_stochastic_in_training_deterministic_at_eval():
-    cfg = model_config("resnet18", 6, 1, 32, defenses={"mid": {}})
+def test_mid_kl_in_nats_and_seeded_sampling_at_test_time_as_mids_code():
+    cfg = model_config("resnet18", 6, 1, 32, defenses={"mid": {}}) | {"defense_version": 2}
     torch.manual_seed(0)
     m = model_from_config(cfg)
     (mid,) = instantiate(cfg["defenses"], cfg)
@@ -134,11 +143,50 @@ def test_mid_is_stochastic_in_training_deterministic_at_eval():
     m.head.train()
     a, b = m.head(f), m.head(f)
     assert not torch.equal(a, b) and m.head.kl > 0
+    # MID's code: statis = encoder(f); mu = statis[:, :k]; std = softplus(statis[:, k:] - 5);
+    # info_loss = -0.5 * (1 + 2 log std - mu^2 - std^2).sum(1).mean()  (nats)
+    st = m.head.encoder(f)
+    mu, std = st[:, :256], F.softplus(st[:, 256:] - 5)
+    ref_kl = -0.5 * (1 + 2 * std.log() - mu.pow(2) - std.pow(2)).sum(1).mean()
+    assert torch.isclose(m.head.kl, ref_kl, rtol=1e-5)
     ce = torch.tensor(1.0)
     assert torch.isclose(mid.loss(ce, model=m, x=None, y=None, logits=a, epoch=0, trainer=None),
-                         ce + 0.003 * m.head.kl)
+                         ce + 0.003 * ref_kl)
+    # test / attack time: z = mu + std * eps from a generator seeded when the model is built
     m.head.eval()
-    assert torch.equal(m.head(f), m.head(f)) and m.head.encoder.out_features == 512
+    first, second = m.head(f), m.head(f)
+    assert not torch.equal(first, second) and m.head.encoder.out_features == 512
+    m.head.reset_sampler()
+    assert torch.equal(m.head(f), first)
+    eps = torch.randn(4, 256, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(first, m.head.fc(mu + std * eps), atol=1e-6)
+    # the labelled deterministic variant, and a method-version-1 run (bits, z = mu at test time)
+    det = model_from_config(model_config("resnet18", 6, 1, 32, defenses={"mid": {"test_time": "mean-nonpaper"}})
+                            | {"defense_version": 2}).head.eval()
+    assert torch.equal(det(f), det(f))
+    old = model_from_config(model_config("resnet18", 6, 1, 32, defenses={"mid": {}})).head
+    old.load_state_dict(m.head.state_dict())
+    assert torch.equal(old.eval()(f), old.fc(mu))
+    old.train()(f)
+    assert torch.isclose(old.kl, ref_kl / math.log(2), rtol=1e-5)
+
+
+def test_negls_follows_ppas_schedule():
+    from mivis.defenses.negls import scheduled_smoothing
+    # PPA: 0 until epoch 50 of 100, linear to -0.05 by epoch 75, held after
+    ref = [0.0 if e < 50 else -0.05 * min(1.0, (e - 50) / 25) for e in range(100)]
+    assert [scheduled_smoothing(-0.05, e, 100) for e in range(100)] == pytest.approx(ref, abs=1e-12)
+    assert [scheduled_smoothing(-0.05, e, 8) for e in range(8)] == pytest.approx([0, 0, 0, 0, 0, -0.025, -0.05, -0.05])
+    cfg = model_config("resnet18", 6, 1, 32, defenses={"negls": {}}) | {"defense_version": 2}
+    (neg,) = instantiate(cfg["defenses"], cfg)
+    logits, y = torch.randn(8, 6), torch.arange(8) % 6
+
+    class T:
+        main_epochs = 10
+    assert torch.isclose(neg.task_loss(logits, y, epoch=4, trainer=T), F.cross_entropy(logits, y))
+    assert torch.isclose(neg.task_loss(logits, y, epoch=8, trainer=T), smoothed_ce(logits, y, -0.05))
+    const = instantiate({"negls": {"schedule": "constant-nonpaper"}}, cfg)[0]
+    assert torch.isclose(const.task_loss(logits, y, epoch=0, trainer=T), smoothed_ce(logits, y, -0.05))
 
 
 def test_negls_and_bido_losses():

@@ -16,6 +16,12 @@ from ..registry import Registry
 
 DEFENSES = Registry("defense")
 
+# Method version of the defenses' training and test-time behaviour, recorded in a new run's model config
+# ("defense_version"). 2: MID's KL in nats and z sampled at test time, TL-DMI's frozen BatchNorms keep
+# updating their running statistics, negative label smoothing on PPA's schedule. A stored run without the
+# key was trained by version 1 and is rebuilt as such (Defense.legacy).
+METHOD_VERSION = 2
+
 
 class Defense:
     name: str = ""
@@ -24,6 +30,8 @@ class Defense:
     def __init__(self, params: dict, model_cfg: dict):
         self.p = params
         self.model_cfg = model_cfg
+        # a model config without defense_version: a run stored by method version 1 (or a preview)
+        self.legacy = int(model_cfg.get("defense_version", 1)) < 2
 
     # --- validation (before any compute) ---
     def check(self) -> None:

@@ -1,5 +1,10 @@
 """TL-DMI: fine-tune a publicly pre-trained model on private data with the first k layer groups
-frozen, so only the last |theta_C| parameters see private data."""
+frozen, so only the last |theta_C| parameters see private data.
+
+As in TL-DMI's code and the MI toolbox (method version 2): frozen layers only get
+requires_grad=False, so their BatchNorm running statistics keep updating on the private data while
+the model trains. bn_stats 'frozen-nonpaper' (mivis before version 2) also holds the frozen
+BatchNorms in eval mode (running statistics fixed at the public pre-training's)."""
 from __future__ import annotations
 
 from torch import nn
@@ -8,9 +13,17 @@ from ..params import Param, ParamError, ParamSet
 from ..surgery import layer_groups, stages
 from .base import DEFENSES, Defense
 
+BN_STATS = ("update", "frozen-nonpaper")
+
 PARAMS = ParamSet([
     Param("freeze", int, None, "layer groups frozen from the input (conv+BN = one group); unset = everything "
-          "before the last stage (ResNet-18: layer4 and the head train)", min=0, max=100000, optional=True),
+          "before the last stage (ResNet-18: layer4 and the head train). TL-DMI's code indexes VGG16's "
+          "features.children(), where each ReLU and pooling module also counts: mivis's freeze 8 = the paper's "
+          "freeze 26 (conv1-8 frozen, 2.92M parameters; the same trainable count)", min=0, max=100000,
+          optional=True),
+    Param("bn_stats", str, "update", "BatchNorm running statistics of the frozen layers: 'update' = TL-DMI's "
+          "code (requires_grad=False only: they keep adapting to the private data), 'frozen-nonpaper' = held "
+          "at the pre-training's (mivis before method version 2; not the paper's)", choices=BN_STATS),
 ])
 
 
@@ -66,6 +79,8 @@ class TransferFreeze(Defense):
         return {n for n, _ in model.named_parameters() if n not in frozen}
 
     def frozen_modules(self, model: nn.Module) -> list[nn.Module]:
+        if not self.legacy and self.p["bn_stats"] == "update":
+            return []  # TL-DMI: frozen BatchNorms still update their running statistics
         frozen = self._frozen_names(model)
         return [m for name, m in model.named_modules()
                 if any(f"{name}.{p}" in frozen for p, _ in m.named_parameters(recurse=False))]
