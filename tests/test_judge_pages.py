@@ -82,3 +82,48 @@ def test_be_the_judge_unknown_run_in_the_url(at, ws):
     open_page(at, "judge", run="attack-20200101-000000-dead00")
     # the URL's run is not offered: the page falls back to the demo (or says so) without an exception
     assert at.selectbox(key="judge:run").value == "demo"
+
+
+def _pair_of_runs(ws):
+    """An undefended and a RoLSS target (natural accuracy 95% / 90%), each attacked on identities 0-3 (2 restarts):
+    E calls every reconstruction of both right; dlib all of the full model's and none of RoLSS's."""
+    from mivis.evaluation.bootstrap import bootstrap_mean
+    out = {}
+    for name, skips, acc, dlib_ok in (("full", {}, 0.95, True), ("rolss", {"skips": {"scales": [1, 1, 1, 0]}}, 0.9,
+                                                                    False)):
+        t = ws.create("target", {"model": {"arch": "resnet18", "img_size": 32, "defenses": skips}, "train": {}},
+                      name=name)
+        t.finish({"natural_acc": acc})
+        a = ws.create("attack", {"attack": {"name": "gmi", "params": {"seed": 0, "identities": [0, 1, 2, 3],
+                                                                       "restarts": 2}},
+                                 "target_run": t.id, "eval_run": "eval-x", "prior_run": None, "data": {}},
+                      parents=[t.id], name=f"gmi on {name}")
+        rows = [{"identity": c, "restart": k, "p_target": 0.9, "target_pred": c, "eval_top1": True, "eval_top5": True,
+                 "eval_prob": 0.9, "eval_pred": c, "knn_dist": 1.0, "top1@dlib": dlib_ok}
+                for c in range(4) for k in range(2)]
+        g = [r["identity"] for r in rows]
+        e = bootstrap_mean([1.0] * 8, g, 200)
+        d = bootstrap_mean([float(dlib_ok)] * 8, g, 200)
+        extra = {"dlib": {"judge": "dlib", "attack_acc_top1": d}}
+        a.write_json("evaluation.json", {"judge": {"name": "vgg11:x", "run": "eval-x", "arch": "vgg11"},
+                                         "metrics": {"attack_acc_top1": e}, "extra_judges": extra,
+                                         "per_reconstruction": rows})
+        a.finish({"attack_acc_top1": e, "extra_judges": extra})
+        out[name] = a.id
+    return out
+
+
+def test_tradeoff_page_switches_to_the_independent_judge(at, ws):
+    import json as _json
+    runs = _pair_of_runs(ws)
+    open_page(at, "tradeoff")
+    spec = _json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert sorted(y for t in spec["data"] if t.get("mode") == "markers" for y in t["y"]) == [100.0, 100.0]
+    assert "A − B in top-1 attack accuracy under E: **+0.0 pp**" in texts(at) or \
+        "A − B in top-1 attack accuracy under E: **-0.0 pp**" in texts(at)
+    at.selectbox(key="tradeoff:judge").set_value("dlib").run()
+    assert_clean(at)
+    spec = _json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert sorted(y for t in spec["data"] if t.get("mode") == "markers" for y in t["y"]) == [0.0, 100.0]
+    assert "under dlib" in spec["layout"]["title"]["text"]
+    assert "A − B in top-1 attack accuracy under dlib: **" in texts(at)
