@@ -49,6 +49,9 @@ def headline(r) -> str:
     for k in ("natural_acc", "attack_acc_top1", "attack_acc_top5"):
         if k in m:
             parts.append(f"{k.replace('_', ' ')} {ui.metric_text(m[k])}")
+    extra = m.get("extra_judges") if isinstance(m.get("extra_judges"), dict) else {}
+    if isinstance(extra.get("dlib"), dict) and extra["dlib"].get("attack_acc_top1"):  # the independent judge
+        parts.append(f"attack acc top1 under dlib {ui.metric_text(extra['dlib']['attack_acc_top1'])}")
     return " · ".join(parts)
 
 

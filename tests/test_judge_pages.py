@@ -127,3 +127,12 @@ def test_tradeoff_page_switches_to_the_independent_judge(at, ws):
     assert sorted(y for t in spec["data"] if t.get("mode") == "markers" for y in t["y"]) == [0.0, 100.0]
     assert "under dlib" in spec["layout"]["title"]["text"]
     assert "A − B in top-1 attack accuracy under dlib: **" in texts(at)
+
+
+def test_runs_page_lists_dlib_next_to_e(at, ws):
+    _pair_of_runs(ws)
+    open_page(at, "runs")
+    table = at.dataframe[0].value
+    lines = [m for m in table["metrics"] if "attack acc top1" in m]
+    assert len(lines) == 2 and all("under dlib" in m for m in lines)
+    assert any("under dlib 0% [0, 0]" in m for m in lines) and any("under dlib 100%" in m for m in lines)
