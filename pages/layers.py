@@ -1,6 +1,6 @@
 """Layers: Fisher information per layer (classification vs model inversion, and over attack iterations)
 and gradient flow per stage, for one target or two side by side."""
-import json
+import math
 
 import streamlit as st
 
@@ -60,7 +60,7 @@ def latest(target_id: str):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def layers_json(run_id: str, ws_path: str) -> dict:
-    return json.loads(ui.workspace().get(run_id).file("layers.json").read_text())
+    return ui.workspace().get(run_id).read_json("layers.json")  # DamagedRun: one message, not a traceback
 
 
 def compute_box(target_id: str, key: str) -> None:
@@ -82,7 +82,32 @@ def compute_box(target_id: str, key: str) -> None:
                       label="layers analysis", page=PAGE, box=box)
 
 
-def show(target_id: str, key: str) -> None:
+def _fi_series(d: dict) -> dict[str, list[float]]:
+    series = {"classification": [r["normalised"] for r in d["classification"]]}
+    if d.get("mi_final"):
+        series[f"model inversion ({d.get('mi_loss', 'attack loss')})"] = [r["normalised"] for r in d["mi_final"]]
+    return series
+
+
+def shared_axes(target_ids: list[str]) -> dict:
+    """One y-range per plot kind over every target shown, so side-by-side plots share their axes
+    (log ranges: Fisher shares and gradient norms span orders of magnitude)."""
+    from mivis.figures import fisher_shares, shared_log_range
+    fi, snaps, norms = [], [], []
+    for tid in target_ids:
+        rec = latest(tid)
+        if rec is None:
+            continue
+        d = layers_json(rec.id, str(ws.path))
+        fi += [fisher_shares(v) for v in _fi_series(d).values()]
+        snaps += [fisher_shares([r["normalised"] for r in s["rows"]]) for s in d.get("mi_snapshots") or []]
+        if d.get("gradflow_final"):
+            norms.append([s["grad_norm"] for s in d["gradflow_final"]["stages"]])
+        norms += [[s["grad_norm"] for s in f["stages"]] for f in d.get("gradflow") or []]
+    return {"fisher": shared_log_range(*fi), "snapshots": shared_log_range(*snaps), "grad": shared_log_range(*norms)}
+
+
+def show(target_id: str, key: str, axes: dict | None = None) -> None:
     t = by_id[target_id]
     st.markdown(f"#### {tlabel(target_id)}")
     rec = latest(target_id)
@@ -90,25 +115,36 @@ def show(target_id: str, key: str) -> None:
         st.info("No layers analysis of this target yet.", icon=":material/info:")
         compute_box(target_id, key)
         return
+    axes = axes or {}
     d = layers_json(rec.id, str(ws.path))
     names = [short(n) for n in d["layers"]]
-    series = {"classification": [r["normalised"] for r in d["classification"]]}
-    if d.get("mi_final"):
-        series[f"model inversion ({d.get('mi_loss', 'attack loss')})"] = [r["normalised"] for r in d["mi_final"]]
-    ui.fisher_bars(names, series, title="Fisher information per layer (normalised)", key=f"fi:{key}:{rec.id}")
+    series = _fi_series(d)
+    ui.fisher_bars(names, series, title="Fisher information per layer", key=f"fi:{key}:{rec.id}",
+                   y_range=axes.get("fisher"))
     mm = rec.metrics
-    txt = f"Share in the first half of the layers: classification {mm.get('fi_classification_first_half', 0):.0%}"
+    txt = ("Each loss normalised on its own: its share of its total per layer, on a log scale (one layer can "
+           "hold 95% and the rest still be compared). Below: model inversion's share ÷ classification's share; "
+           "above 1, the layer matters relatively more to the attack. "
+           f"Share in the first half of the layers: classification {mm.get('fi_classification_first_half', 0):.0%}")
     if "fi_mi_first_half" in mm:
         txt += f", model inversion {mm['fi_mi_first_half']:.0%}"
     st.caption(txt + f". Analysis run `{rec.id}` (attack `{rec.config.get('attack_run')}`).")
     snaps = d.get("mi_snapshots") or []
     if snaps:
         import plotly.graph_objects as go
-        z = [[r["normalised"] for r in s["rows"]] for s in snaps]
-        fig = go.Figure(go.Heatmap(z=z, x=names, y=[f"it {s['iteration']}" for s in snaps], colorscale="Viridis",
-                                   colorbar=dict(title="share")))
-        fig.update_layout(title="MI Fisher information over attack iterations", xaxis_title="layer (input → output)")
-        ui.plot(fig, key=f"snap:{key}:{rec.id}", height=320)
+
+        from mivis.figures import fisher_shares
+        z = [[math.log10(v) if v > 0 else None for v in fisher_shares([r["normalised"] for r in s["rows"]])]
+             for s in snaps]
+        rng = axes.get("snapshots")
+        fig = go.Figure(go.Heatmap(z=z, x=names, y=[f"iteration {s['iteration']}" for s in snaps],
+                                   colorscale="Viridis", zmin=math.log10(rng[0]) if rng else None,
+                                   zmax=math.log10(rng[1]) if rng else None,
+                                   colorbar=dict(title="share<br>(log10)")))
+        fig.update_layout(title="Model-inversion Fisher information over the attack's iterations",
+                          xaxis_title="layer (input → output)")
+        fig.update_xaxes(tickangle=-60, automargin=True, tickmode="array", tickvals=names, ticktext=names)
+        ui.plot(fig, key=f"snap:{key}:{rec.id}", height=380)
     flows = d.get("gradflow") or []
     final = d.get("gradflow_final")
     if final:
@@ -120,7 +156,9 @@ def show(target_id: str, key: str) -> None:
                              name="gradient norm at the stage input"))
         fig.add_trace(go.Scatter(x=st_names, y=[s["skip_share"] for s in final["stages"]], mode="markers+lines",
                                  name="skip-path share"), secondary_y=True)
-        fig.update_yaxes(title="‖∂L/∂x‖", secondary_y=False)
+        grng = axes.get("grad")
+        fig.update_yaxes(title="gradient norm ‖∂L/∂x‖ (log)", type="log", secondary_y=False,
+                         range=[math.log10(grng[0]), math.log10(grng[1])] if grng else None)
         fig.update_yaxes(title="skip share", range=[0, 1], secondary_y=True)
         fig.update_layout(title="Gradient flow of the attack's loss per stage (final reconstructions)",
                           legend=dict(orientation="h", y=-0.3))
@@ -134,19 +172,23 @@ def show(target_id: str, key: str) -> None:
             fig.add_trace(go.Scatter(x=[f["iteration"] for f in flows],
                                      y=[f["stages"][j]["grad_norm"] for f in flows], name=s["stage"],
                                      mode="lines+markers"))
-        fig.update_layout(title="Gradient norm per stage over attack iterations", xaxis_title="iteration",
-                          yaxis_type="log", legend=dict(orientation="h", y=-0.3))
+        fig.update_layout(title="Gradient norm per stage over the attack's iterations", xaxis_title="iteration",
+                          yaxis_type="log", yaxis_title="gradient norm (log)", legend=dict(orientation="h", y=-0.3))
+        if axes.get("grad"):
+            fig.update_yaxes(range=[math.log10(axes["grad"][0]), math.log10(axes["grad"][1])])
         ui.plot(fig, key=f"flowit:{key}:{rec.id}", height=300)
     with st.expander("Recompute (e.g. with another attack run)", icon=":material/refresh:"):
         compute_box(target_id, key)
 
 
 if b_id:
+    axes = shared_axes([a_id, b_id])
+    st.caption("Side by side, both columns share every y-axis, so equal heights mean equal values.")
     left, right = st.columns(2)
     with left:
-        show(a_id, "a")
+        show(a_id, "a", axes)
     with right:
-        show(b_id, "b")
+        show(b_id, "b", axes)
 else:
     show(a_id, "a")
 

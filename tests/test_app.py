@@ -260,7 +260,7 @@ def test_layers_page_one_and_two_targets(world):
     at = AppTest.from_file(APP, default_timeout=120)
     open_page(at, "layers", target=world["full"])
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert spec["data"][0]["type"] == "bar" and len(spec["data"]) == 2  # classification and MI
+    assert [t["type"] for t in spec["data"]] == ["bar", "bar", "scatter"]  # classification, MI, their ratio
     assert "Share in the first half of the layers" in texts(at)
     at.selectbox(key="layers:vs").set_value(world["rolss"]).run()
     assert_clean(at)

@@ -160,3 +160,42 @@ def test_home_shows_both_models_numbers_and_who_the_judge_picked(ws):
     assert "✗ wrong: judged as s7" in caps and "✓ right" in caps
     image_captions = "\n".join(i.caption for e in app.get("image") for i in e.proto.imgs)
     assert "this is s7" in image_captions and "real face" in image_captions  # who "wrong: s7" is
+
+
+# --- Layers: two targets side by side share their axes -------------------------------------------------------
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    from ui_world import world_copy
+
+    from mivis import ui
+    w = world_copy(tmp_path / "world")
+    monkeypatch.setenv("MIVIS_WORKSPACE", str(w["path"]))
+    ui.shutdown_managers()
+    yield w
+    ui.shutdown_managers()
+
+
+def test_layers_side_by_side_share_every_y_axis(world):
+    import json
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from mivis.analysis import layers_run
+    from mivis.runs import Workspace
+    layers_run(world["rolss"], world["attack_rolss"], {"snapshots": 0, "mi_samples": 6, "fi_samples": 12,
+                                                       "device": "cpu"}, workspace=Workspace(world["path"]))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.query_params["target"] = world["full"]
+    at.query_params["vs"] = world["rolss"]
+    at.switch_page("pages/layers.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    fisher = [s for s in specs if "Fisher information per layer" in str(s["layout"].get("title"))]
+    flows = [s for s in specs if "Gradient flow" in str(s["layout"].get("title"))]
+    assert len(fisher) == 2 and len(flows) == 2
+    assert fisher[0]["layout"]["yaxis"]["type"] == "log"
+    assert fisher[0]["layout"]["yaxis"]["range"] == fisher[1]["layout"]["yaxis"]["range"]
+    assert flows[0]["layout"]["yaxis"]["range"] == flows[1]["layout"]["yaxis"]["range"]
+    assert "share every y-axis" in "\n".join(str(c.value) for c in at.caption)
