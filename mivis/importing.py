@@ -1,0 +1,286 @@
+"""Import a classifier trained outside mivis (any timm architecture) as a target or evaluation run.
+
+`import_model` checks everything before a run exists: the weights file (safetensors only, the same
+one-line refusals as mivis.weights), the architecture name, every tensor name and shape against
+that architecture, the class order against the data, and the normalisation. The model is then a
+normal classifier run: Classifier(body, head) with the file's classifier as `head` (rows put in the
+split's class order) and the body taking mivis's [-1, 1] images through the model's own mean/std
+(models.attach_input_norm). Its held-out accuracy is measured and stored; an accuracy near chance
+is flagged "classes probably mis-ordered", with what the best one-to-one relabelling would give.
+
+`export_timm` writes a mivis classifier in timm's own layout (the inverse, for use elsewhere).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .data import load_split
+from .models import ARCHITECTURES, Classifier, count_params, model_from_config
+from .params import ParamError
+from .progress import NULL, Reporter
+from .runs import RunRecord, Workspace
+from .weights import WeightsError, load_tensors, save_weights
+
+ROLES = ("target", "eval")
+_STRIP = ("module.", "model.", "_orig_mod.")
+
+
+def classifier_name(arch: str, num_classes: int, in_chans: int, img_size: int) -> str:
+    """Name of the timm model's classifier module (its weights become mivis's `head`)."""
+    import timm
+    timm_name = ARCHITECTURES.get(arch).meta["timm_name"]
+    with torch.device("meta"):
+        try:
+            full = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
+                                     img_size=img_size)
+        except TypeError:
+            full = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    clf = full.get_classifier()
+    for name, m in full.named_modules():
+        if m is clf and name:
+            return name
+    raise ParamError(f"{timm_name}: timm does not say which module is its classifier; it cannot be imported")
+
+
+def _strip(k: str) -> str:
+    for p in _STRIP:
+        if k.startswith(p):
+            return k[len(p):]
+    return k
+
+
+def map_state(tensors: dict[str, torch.Tensor], clf: str) -> dict[str, torch.Tensor]:
+    """timm layout (or mivis's own body./head.) -> mivis Classifier keys."""
+    keys = [_strip(k) for k in tensors]
+    if all(k.startswith(("body.", "head.")) for k in keys):
+        return {k: v for k, v in zip(keys, tensors.values())}
+    out = {}
+    for k, v in zip(keys, tensors.values()):
+        out["head." + k[len(clf) + 1:] if k.startswith(clf + ".") else "body." + k] = v
+    return out
+
+
+def _check_against(path: Path, state: dict, own: dict, arch: str, num_classes: int) -> None:
+    """The refusals of mivis.weights.load_into, phrased for a foreign file."""
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0].removeprefix('body.')})")
+        if extra:
+            parts.append(f"{len(extra)} unexpected (e.g. {extra[0].removeprefix('body.')})")
+        raise WeightsError(f"{path}: weights do not match a {arch} classifier: " + "; ".join(parts)
+                           + " (is it another architecture, or a different depth/width of it?)")
+    w = state.get("head.weight")
+    if w is not None and w.dim() == 2 and w.shape[0] != num_classes:
+        raise WeightsError(f"{path}: the file's classifier has {w.shape[0]} outputs, but the data has "
+                           f"{num_classes} classes (num_classes); allowed: the data's class count")
+    for k, v in own.items():
+        if k in state and tuple(v.shape) != tuple(state[k].shape):
+            raise WeightsError(f"{path}: shape mismatch for {k.removeprefix('body.')}: file "
+                               f"{tuple(state[k].shape)}, model {tuple(v.shape)} (check in_chans and input size)")
+
+
+def default_norm(arch: str, channels: int) -> tuple[list[float], list[float]]:
+    """timm's mean/std for this architecture (its pretrained_cfg); 1 channel: their averages."""
+    import timm
+    timm_name = ARCHITECTURES.get(arch).meta["timm_name"]
+    cfg = timm.models.get_pretrained_cfg(timm_name)
+    d = cfg.to_dict() if cfg is not None else {}
+    mean, std = list(d.get("mean") or (0.485, 0.456, 0.406)), list(d.get("std") or (0.229, 0.224, 0.225))
+    if channels == 1:
+        return [sum(mean) / len(mean)], [sum(std) / len(std)]
+    return mean, std
+
+
+def _class_permutation(class_order: list[str] | None, private: list[str]) -> list[int] | None:
+    """perm[c] = the model output that means the split's class c (None: the split's own order)."""
+    if class_order is None:
+        return None
+    order = [str(c).strip() for c in class_order]
+    if len(order) != len(set(order)):
+        dup = sorted({c for c in order if order.count(c) > 1})
+        raise ParamError(f"class order: {', '.join(dup[:5])} listed twice")
+    missing, extra = [c for c in private if c not in order], [c for c in order if c not in private]
+    if missing or extra or len(order) != len(private):
+        msg = []
+        if missing:
+            msg.append(f"the data's classes {', '.join(missing[:5])} are not in it")
+        if extra:
+            msg.append(f"{', '.join(extra[:5])} are not classes of the data")
+        raise ParamError(f"class order: {'; '.join(msg) or 'wrong length'}; allowed: the data's {len(private)} "
+                         f"private classes in the model's output order (e.g. {', '.join(private[:3])}, ...)")
+    return [order.index(c) for c in private]
+
+
+def read_class_order(text_or_path: str | None) -> list[str] | None:
+    """A class order from a file (one name a line) or a comma-separated list; None when not given."""
+    if not text_or_path:
+        return None
+    p = Path(text_or_path).expanduser()
+    if p.is_file():
+        names = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+    else:
+        names = [c.strip() for c in text_or_path.split(",") if c.strip()]
+    if not names:
+        raise ParamError("class order: empty")
+    return names
+
+
+@torch.no_grad()
+def confusion(model: Classifier, sub, num_classes: int) -> torch.Tensor:
+    """conf[true class, predicted output] over one subset (CPU, batches of 128)."""
+    from .data import sequential
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    for i, xb in zip(range(0, len(sub), 128), sequential(sub.x, 128, torch.device("cpu"))):
+        pred = model(xb).argmax(1)
+        conf.index_put_((sub.y[i:i + 128], pred), torch.ones_like(pred), accumulate=True)
+    return conf
+
+
+def order_check(conf: torch.Tensor) -> dict:
+    """Accuracy, chance, and the accuracy of the best one-to-one relabelling of the outputs.
+
+    Suspect = the number of correct predictions is not clearly above what guessing gives
+    (one-sided binomial tail >= 1e-3), or the best relabelling is at least 25 points better."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.stats import binom
+    k = conf.shape[0]
+    n, correct = int(conf.sum()), int(conf.diag().sum())
+    rows, cols = linear_sum_assignment(-conf.numpy())
+    best = int(conf.numpy()[rows, cols].sum())
+    chance = 1.0 / k
+    p_value = float(binom.sf(correct - 1, n, chance)) if n else 1.0
+    flagged = p_value >= 1e-3 or (best - correct) / max(n, 1) >= 0.25
+    return {"acc": correct / n if n else float("nan"), "n": n, "chance": chance, "p_value": p_value,
+            "relabelled_acc": best / n if n else float("nan"), "suspect": bool(flagged),
+            "best_order": [int(c) for c in cols[rows.argsort()]]}
+
+
+def prepare_import(weights: str | Path, arch: str, data_cfg: dict, *, num_classes: int | None = None,
+                   img_size: int | None = None, in_chans: int | None = None, mean=None, std=None,
+                   class_order: list[str] | None = None, role: str = "target"):
+    """Validate everything and build the loaded model; nothing is written. Returns (model, mcfg, split, info)."""
+    if role not in ROLES:
+        raise ParamError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+    entry = ARCHITECTURES.get(arch)  # ParamError naming the allowed names (curated or any timm name)
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    data_cfg = dict(data_cfg or {})
+    if img_size is not None:
+        data_cfg["image_size"] = int(img_size)
+    if in_chans is not None:
+        if in_chans not in (1, 3):
+            raise ParamError(f"in_chans: {in_chans} is not allowed; choose 1 (grayscale) or 3 (RGB)")
+        data_cfg["channels"] = int(in_chans)
+    split = load_split(data_cfg)
+    c, h, _ = split.image_shape
+    if num_classes is not None and num_classes != split.num_classes:
+        raise ParamError(f"num_classes: {num_classes} given, but the data has {split.num_classes} private classes "
+                         f"({', '.join(split.private_names[:3])}, ...); allowed: {split.num_classes}")
+    k = split.num_classes
+    if mean is None or std is None:  # what timm's own data pipeline uses for this model (ImageNet's, mostly)
+        mean, std = (list(mean) if mean is not None else default_norm(arch, c)[0],
+                     list(std) if std is not None else default_norm(arch, c)[1])
+    mean, std = [float(v) for v in mean], [float(v) for v in std]
+    if len(mean) != c or len(std) != c:
+        raise ParamError(f"mean/std: {len(mean)} and {len(std)} values given for {c}-channel input; "
+                         f"give {c} each (e.g. {'0.485,0.456,0.406' if c == 3 else '0.5'})")
+    if any(not math.isfinite(s) or s <= 0 for s in std) or any(not math.isfinite(m) for m in mean):
+        raise ParamError("std: every value must be a positive number; mean: finite numbers")
+    perm = _class_permutation(class_order, split.private_names)
+    tensors, meta = load_tensors(path)  # sniffs: pickles / zips / truncated files refused by name
+    if not tensors:
+        raise WeightsError(f"{path}: the safetensors file holds no tensors")
+    mcfg = {"arch": arch, "arch_params": {}, "num_classes": k, "in_chans": c, "img_size": h, "defenses": {},
+            "input_norm": {"mean": mean, "std": std, "in_chans": c}}
+    from .pretrained import file_sha256
+    mcfg["import_sha256"] = file_sha256(path)
+    model = model_from_config(mcfg).eval()
+    state = map_state(tensors, classifier_name(arch, k, c, h))
+    own = model.state_dict()
+    _check_against(path, state, own, arch, k)
+    state = {key: v.to(own[key].dtype) for key, v in state.items()}
+    if perm is not None:  # head rows in the split's class order: split class c <- model output perm[c]
+        for key in ("head.weight", "head.bias"):
+            if key in state:
+                state[key] = state[key][perm].clone()
+    for key, v in own.items():  # a file without BN step counters (some exporters drop them)
+        state.setdefault(key, v) if key.endswith("num_batches_tracked") else None
+    model.load_state_dict(state, strict=True)
+    info = {"file": str(path.resolve()), "sha256": mcfg["import_sha256"], "file_metadata_arch": meta.get("arch"),
+            "class_order": class_order or split.private_names, "class_order_given": class_order is not None,
+            "mean": mean, "std": std, "perm": perm}
+    return model, mcfg, split, info
+
+
+def import_model(weights: str | Path, arch: str, data_cfg: dict | None = None, *, role: str = "target",
+                 num_classes: int | None = None, img_size: int | None = None, in_chans: int | None = None,
+                 mean=None, std=None, class_order: list[str] | None = None, workspace: Workspace | None = None,
+                 reporter: Reporter = NULL, name: str = "", seed: int = 0) -> RunRecord:
+    """Validate, measure, then store the imported classifier as a finished `role` run."""
+    ws = workspace or Workspace()
+    model, mcfg, split, info = prepare_import(weights, arch, data_cfg, num_classes=num_classes, img_size=img_size,
+                                              in_chans=in_chans, mean=mean, std=std, class_order=class_order,
+                                              role=role)
+    reporter.report(force=True, phase="measure", n_test=len(split.test), n_train=len(split.train))
+    c_test, c_train = confusion(model, split.test, split.num_classes), confusion(model, split.train, split.num_classes)
+    test, train = order_check(c_test), order_check(c_train)
+    both = order_check(c_test + c_train)  # more images for the order check
+    # a model that learned the training images but not the held-out ones is not mis-ordered
+    suspect = test["suspect"] and both["suspect"]
+    config = {"role": role, "train": {"arch": arch, "seed": seed, "imported": True}, "data": split.config,
+              "model": mcfg, "imported": info}
+    run = ws.create(role, config, seed=seed, data_fingerprint=split.fingerprint,
+                    name=name or f"{role} {arch} (imported)")
+    try:
+        run.write_json("split.json", split.record())
+        run.save_weights(model.state_dict(), {"arch": arch, "model_config": mcfg, "run": run.id})
+        metrics = {"natural_acc": test["acc"], "train_acc": train["acc"],
+                   "chance": test["chance"], "relabelled_acc": both["relabelled_acc"],
+                   "order_check": "classes probably mis-ordered" if suspect else "ok",
+                   "params": count_params(model), "trainable_params": count_params(model), "imported": True,
+                   "device": "cpu"}
+        if suspect:  # file output perm[best_order[c]] behaves like class c
+            perm = info["perm"] or list(range(split.num_classes))
+            suggested = [None] * split.num_classes
+            for c, o in enumerate(both["best_order"]):
+                suggested[perm[o]] = split.private_names[c]
+            metrics["suggested_order"] = suggested
+        run.finish(metrics)
+    except BaseException as e:
+        run.fail_from(e)
+        raise
+    return run.record()
+
+
+def order_warning(metrics: dict) -> str | None:
+    if metrics.get("order_check") != "classes probably mis-ordered":
+        return None
+    return (f"classes probably mis-ordered: held-out accuracy {metrics['natural_acc']:.1%} is near chance "
+            f"({metrics['chance']:.1%}); the best one-to-one relabelling of the outputs would give "
+            f"{metrics['relabelled_acc']:.1%} on this data. Give the class order the model was trained with "
+            f"(--class-order), e.g. the suggested one stored in the run's metrics.")
+
+
+def export_timm(ws: Workspace, run_id: str, out: str | Path) -> Path:
+    """A mivis classifier run as a safetensors file in timm's own layout (head -> timm's classifier)."""
+    from .train import load_classifier
+    model, rec = load_classifier(ws, run_id)
+    mcfg = rec.config["model"]
+    if mcfg.get("defenses"):
+        raise ParamError(f"run {run_id} has defenses ({', '.join(mcfg['defenses'])}) that change its structure "
+                         "or forward; only plain classifiers export to timm's layout")
+    clf = classifier_name(mcfg["arch"], mcfg["num_classes"], (mcfg.get("input_norm") or mcfg)["in_chans"],
+                          mcfg["img_size"])
+    state = {}
+    for k, v in model.state_dict().items():
+        state[clf + k[4:] if k.startswith("head.") else k.removeprefix("body.")] = v
+    out = Path(out).expanduser()
+    save_weights(out, state, {"arch": ARCHITECTURES.get(mcfg["arch"]).meta["timm_name"], "exported_from": run_id})
+    return out

@@ -1,0 +1,146 @@
+"""Importing a classifier trained elsewhere: round trip, class order, refusals, normalisation, size check."""
+import pickle
+
+import pytest
+import torch
+
+from mivis.data import load_split
+from mivis.importing import export_timm, import_model
+from mivis.params import ParamError
+from mivis.weights import WeightsError, load_tensors, save_weights
+
+DATA = {"dataset": "synthetic", "n_private": 6, "image_size": 32, "test_per_identity": 2}
+ARCH = "timm:convnext_atto"  # any timm name, trained by mivis (LayerNorm: learns this toy data in 6 epochs)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from mivis.runs import Workspace
+    from mivis.train import train_run
+    ws = Workspace(tmp_path_factory.mktemp("ws"))
+    target = train_run("target", {"arch": ARCH, "device": "cpu", "batch_size": 8, "epochs": 6, "augment": "none"},
+                       DATA, workspace=ws)
+    out = tmp_path_factory.mktemp("files") / "model.safetensors"
+    export_timm(ws, target.id, out)
+    return {"ws": ws, "target": target, "file": out, "tmp": tmp_path_factory.mktemp("more")}
+
+
+def _logits(ws, run_id):
+    from mivis.train import load_classifier
+    m, _ = load_classifier(ws, run_id)
+    x = load_split(DATA).test.x
+    with torch.no_grad():
+        return m(x)
+
+
+def test_export_is_timms_own_layout(world):
+    tensors, meta = load_tensors(world["file"])
+    assert "head.fc.weight" in tensors and "stem.0.weight" in tensors and "head.norm.weight" in tensors
+    assert not any(k.startswith("body.") for k in tensors)
+    import timm
+    ref = timm.create_model("convnext_atto", pretrained=False, num_classes=6, in_chans=1)
+    assert set(ref.state_dict()) == set(tensors)  # timm itself can load it
+
+
+def test_round_trip_same_accuracy_logits_and_attack(world):
+    from mivis.attacks import invert
+    ws, target = world["ws"], world["target"]
+    rec = import_model(world["file"], ARCH, DATA, mean=[0.5], std=[0.5], workspace=ws)
+    assert rec.kind == "target" and rec.status == "done"
+    assert rec.metrics["natural_acc"] > 0.5  # it learned, so the comparisons mean something
+    assert rec.metrics["natural_acc"] == target.metrics["natural_acc"]
+    assert rec.metrics["order_check"] == "ok"
+    assert torch.equal(_logits(ws, rec.id), _logits(ws, target.id))
+    p = {"iterations": 8, "device": "cpu", "seed": 3}
+    a = invert("whitebox", target.id, None, [0, 1, 2], 2, p, workspace=ws)
+    b = invert("whitebox", rec.id, None, [0, 1, 2], 2, p, workspace=ws)
+    assert torch.equal(a.x, b.x) and torch.equal(a.p_target, b.p_target)
+
+
+def test_mis_ordered_classes_are_flagged_and_a_given_order_is_applied(world):
+    ws = world["ws"]
+    names = load_split(DATA).private_names
+    rotated = names[1:] + names[:1]  # the model's outputs do not mean these classes
+    bad = import_model(world["file"], ARCH, DATA, mean=[0.5], std=[0.5], class_order=rotated, workspace=ws)
+    assert bad.metrics["order_check"] == "classes probably mis-ordered"
+    assert bad.metrics["natural_acc"] < 0.35 and bad.metrics["relabelled_acc"] > 0.7
+    assert bad.metrics["suggested_order"] == names
+    # a file whose outputs really are in another order, imported with that order: same model
+    tensors, _ = load_tensors(world["file"])
+    perm = [5, 3, 0, 1, 4, 2]  # output j means class names[perm[j]]
+    tensors["head.fc.weight"], tensors["head.fc.bias"] = tensors["head.fc.weight"][perm], tensors["head.fc.bias"][perm]
+    f = world["tmp"] / "permuted.safetensors"
+    save_weights(f, tensors)
+    ok = import_model(f, ARCH, DATA, mean=[0.5], std=[0.5], class_order=[names[j] for j in perm], workspace=ws)
+    assert ok.metrics["order_check"] == "ok"
+    assert torch.equal(_logits(ws, ok.id), _logits(ws, world["target"].id))
+
+
+def test_refusals_happen_before_any_run_exists(world, tmp_path):
+    ws = world["ws"]
+    before = len(ws.list())
+    pk = tmp_path / "model.safetensors"
+    pk.write_bytes(pickle.dumps({"fc.weight": [1.0]}))
+    with pytest.raises(WeightsError, match="pickle"):
+        import_model(pk, ARCH, DATA, workspace=ws)
+    with pytest.raises(WeightsError, match="do not match a timm:resnet10t"):
+        import_model(world["file"], "timm:resnet10t", DATA, workspace=ws)
+    with pytest.raises(ParamError, match="num_classes: 10 given"):
+        import_model(world["file"], ARCH, DATA, num_classes=10, workspace=ws)
+    with pytest.raises(ParamError, match="not classes of the data"):
+        import_model(world["file"], ARCH, DATA, class_order=["nobody"] + load_split(DATA).private_names[1:],
+                     workspace=ws)
+    with pytest.raises(ParamError, match="unknown architecture"):
+        import_model(world["file"], "timm:not_a_model", DATA, workspace=ws)
+    with pytest.raises(WeightsError, match="shape mismatch"):  # a 3-channel reading of a 1-channel model
+        import_model(world["file"], ARCH, DATA, in_chans=3, workspace=ws)
+    with pytest.raises(ParamError, match="std"):
+        import_model(world["file"], ARCH, DATA, mean=[0.5], std=[0.0], workspace=ws)
+    assert len(ws.list()) == before
+
+
+def test_input_normalisation_feeds_the_model_its_own_statistics():
+    from mivis.models import model_from_config
+    mcfg = {"arch": "resnet18", "arch_params": {}, "num_classes": 3, "in_chans": 3, "img_size": 32, "defenses": {},
+            "input_norm": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "in_chans": 3}}
+    m = model_from_config(mcfg).eval()
+    seen = {}
+    m.body.conv1.register_forward_pre_hook(lambda mod, a: seen.update(x=a[0]))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        m(x)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(seen["x"], ((x + 1) / 2 - mean) / std, atol=1e-5)
+    assert not any("mivis_in" in k for k in m.state_dict())  # the weights file keeps timm's names only
+
+
+def test_size_check_measures_and_refuses_what_cannot_fit(monkeypatch):
+    from mivis import sizing
+    from mivis.models import model_config
+    split = load_split(DATA)
+    big = model_config("timm:resnet50", split.num_classes, 1, 32)
+    est = sizing.estimate(big, len(split.train), 32, "cpu")
+    assert est["params"] > 2e7 and est["memory_bytes"] > 4 * 4 * 2e7 and est["epoch_seconds"] > 0
+    level, line = sizing.verdict(est)
+    assert level == "warn" and "memorise" in line  # 25M parameters for 84 small images
+    monkeypatch.setattr(sizing, "_free_memory", lambda dev: 10 * 2**20)
+    level, line = sizing.verdict(sizing.estimate(big, len(split.train), 32, "cpu"))
+    assert level == "refuse" and "too large" in line
+    small = model_config("timm:resnet10t", split.num_classes, 1, 32)
+    monkeypatch.undo()
+    assert sizing.verdict(sizing.estimate(small, 10_000, 32, "cpu"))[0] in ("ok", "warn")
+
+
+def test_cli_import_prints_accuracy_and_one_line_refusals(world, tmp_path, capsys):
+    from mivis.cli import main
+    args = ["--workspace", str(world["ws"].path), "import-model", str(world["file"]), "--arch", ARCH,
+            "--norm-mean", "0.5", "--norm-std", "0.5", "--dataset", "synthetic", "--n-private", "6",
+            "--image-size", "32", "--test-per-identity", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "held-out accuracy" in out and "retraining it here" in out
+    pk = tmp_path / "m.safetensors"
+    pk.write_bytes(b"PK\x03\x04" + b"\0" * 64)
+    assert main(args[:3] + [str(pk)] + args[4:]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "zip" in err and len(err.splitlines()) == 1
