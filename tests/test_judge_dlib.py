@@ -85,3 +85,16 @@ def test_rejudge_adds_dlib_to_stored_runs_keeping_E_and_compares_under_dlib(ws, 
     d = compare_runs(ws, ids[0], ids[1], "attack_acc_top1@dlib", n_boot=500)
     assert d["value"] == -0.5 and d["resolved"]
     assert compare_runs(ws, ids[0], ids[1], n_boot=500)["value"] == 0.0
+
+
+def test_verify_dlib_cli_next_to_an_evaluation_model(ws, orl, capsys):
+    from mivis.cli import main
+    ev = ws.create("eval", {"data": ORL, "model": {"arch": "vgg11"}})
+    ev.finish({"natural_acc": 0.95})
+    assert main(["--workspace", str(ws.path), "evaluate", "verify-dlib", "--eval", ev.id, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["held_out_images"] == 12 and out["dlib_top1"]["value"] == 1.0 and out["eval_natural_acc"] == 0.95
+    assert main(["--workspace", str(ws.path), "evaluate", "verify-dlib", "--dataset", "orl", "--n-private", "4",
+                 "--image-size", "32"]) == 0
+    assert "12 held-out images of 4 private identities (orl, 32 px): dlib 1-NN top-1 100% [100, 100]" in \
+        capsys.readouterr().out

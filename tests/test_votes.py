@@ -176,3 +176,19 @@ def test_judge_cli_tally_and_reset(ws):
     assert V.tally(ws, rid)["votes"] == 0
     p = _cli(ws.path, "tally", "attack-20990101-000000-abcdef")
     assert p.returncode == 2 and "no attack run 'attack-20990101-000000-abcdef'" in p.stderr
+
+
+def test_evaluate_show_prints_the_judges_agreement(ws, capsys):
+    from mivis.cli import main
+    rid, _ = fake_attack(ws)
+    b = V.load_ballot(ws, rid)
+    for item in range(3):  # one voter: right on identities 0 and 1, 'none of them' on 2
+        V.cast_vote(ws, b, item, "s", 3, b.identity[item] if item < 2 else V.NONE)
+    assert main(["--workspace", str(ws.path), "evaluate", "show", rid]) == 0
+    out = capsys.readouterr().out
+    assert "E vs dlib" in out and "E vs humans" in out and "dlib vs humans" in out
+    assert "E's false-positive share against dlib: 75%" in out
+    assert "E's false-positive share against humans: 33%" in out
+    assert main(["--workspace", str(ws.path), "evaluate", "show", rid, "--json"]) == 0
+    j = json.loads(capsys.readouterr().out)["judges"]
+    assert j["judges"] == ["E", "dlib", "humans"]
