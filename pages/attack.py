@@ -288,6 +288,9 @@ def done(rec):
     m = run.metrics
     ui.metric_row([
         {"label": "Attack accuracy top-1", "value": m.get("attack_acc_top1"), "help": "95% identity bootstrap"},
+        *([{"label": "Top-1 under dlib", "value": m["extra_judges"]["dlib"].get("attack_acc_top1"),
+            "help": "the independent face judge, which never trained on the private images"}]
+          if isinstance((m.get("extra_judges") or {}).get("dlib"), dict) else []),
         {"label": "Attack accuracy top-5", "value": m.get("attack_acc_top5")},
         {"label": "Target likelihood p_T", "value": m.get("target_likelihood"), "pct": False},
         {"label": "Time", "value": f"{m.get('attack_seconds', 0):.0f} s + {m.get('evaluate_seconds', 0):.0f} s eval",
