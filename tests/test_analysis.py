@@ -102,7 +102,7 @@ def test_attribution_maps_have_input_shape_and_are_finite(method):
 
 
 def test_layers_run_end_to_end_with_attack_snapshots(ws, tiny_data, tiny_train, trained_target):
-    """Classification and MI Fisher information plus gradient flow, replaying a stored attack."""
+    """Classification and MI Fisher information plus gradient flow over a stored attack's iterations."""
     import json
     from mivis.analysis import layers_run
     from mivis.attacks import attack_run
@@ -121,3 +121,17 @@ def test_layers_run_end_to_end_with_attack_snapshots(ws, tiny_data, tiny_train, 
     assert len(data["gradflow"]) == 2 and data["gradflow"][0]["latent_grad_norm"] > 0
     assert all(s["grad_norm"] > 0 for s in data["gradflow"][0]["stages"])
     assert 0 <= rec.metrics["fi_mi_first_half"] <= 1
+    # the snapshots came from what the attack stored while it ran (no replay); a replay of the same attack
+    # (an attack run from before snapshots were stored) gives the same iterations and Fisher information
+    assert data["snapshot_source"] == "stored by the attack run"
+    (atk.dir / "snapshots.safetensors").unlink()
+    again = layers_run(trained_target.id, atk.id, {"snapshots": 2, "mi_samples": 4, "fi_samples": 6,
+                                                   "device": "cpu"}, workspace=ws)
+    replayed = json.loads(again.file("layers.json").read_text())
+    assert "snapshot_source" not in replayed
+    assert [s["iteration"] for s in replayed["mi_snapshots"]] == [1, 4]
+    for a, b in zip(data["mi_snapshots"], replayed["mi_snapshots"]):
+        got = np.array([r["normalised"] for r in a["rows"]])
+        want = np.array([r["normalised"] for r in b["rows"]])
+        assert np.allclose(got, want, atol=2e-3), (got, want)  # stored images are float16
+

@@ -1,8 +1,9 @@
 """The "layers" analysis of a target: Fisher information per layer (classification vs MI, and MI
 across attack iterations) and gradient flow per stage during an attack. Stored as a run.
 
-MI quantities come from re-running the attack run's exact configuration with a step hook, so
-snapshots are taken on the same latents, identities and seeds as the stored attack.
+MI quantities over attack iterations come from the snapshots the attack run stored while it ran
+(attacks/snapshots.py); an attack run from before those were stored is re-run with its exact
+configuration and a step hook (same latents, identities and seeds).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..data import load_split
 from ..params import Param, ParamError, ParamSet
 from ..progress import NULL, Reporter
 from ..runs import RunRecord, Workspace
+from ..attacks.snapshots import snapshot_iterations
 from ..surgery.layers import layer_groups
 from .fisher import concentration, cross_entropy, fisher_per_layer
 from .gradflow import gradient_flow
@@ -43,17 +45,6 @@ def _attack_loss(attack_rec: RunRecord):
     probe = cls.__new__(cls)
     probe.p = attack_rec.config["attack"]["params"]
     return probe.identity_loss
-
-
-def snapshot_iterations(iterations: int, n: int) -> list[int]:
-    """n log-spaced iterations in [0, iterations-1], first and last included."""
-    if n <= 0:
-        return []
-    if n == 1:
-        return [iterations - 1]
-    import math
-    pts = {int(round(math.expm1(k / (n - 1) * math.log1p(iterations - 1)))) for k in range(n)}
-    return sorted(min(iterations - 1, p) for p in pts)
 
 
 def layers_run(target_run: str, attack_run: str | None = None, params: dict | None = None, *,
@@ -100,10 +91,9 @@ def layers_run(target_run: str, attack_run: str | None = None, params: dict | No
 
 
 def _mi_part(ws, model, layers, attack: RunRecord, p: dict, reporter: Reporter) -> dict:
-    from ..weights import load_tensors
     loss_fn = _attack_loss(attack)
     device = next(model.parameters()).device
-    rec, _ = load_tensors(attack.file("reconstructions.safetensors"))
+    rec = attack.read_tensors("reconstructions.safetensors")
     xr, yr = rec["x"].float()[:p["mi_samples"]], rec["y"][:p["mi_samples"]]
     out = {"mi_loss": attack.config["attack"]["params"].get("loss", "attack default"),
            "mi_final": fisher_per_layer(model, layers, xr, yr, loss_fn, p["fi_batch_size"],
@@ -112,7 +102,9 @@ def _mi_part(ws, model, layers, attack: RunRecord, p: dict, reporter: Reporter) 
     out["gradflow_final"] = _flow(model, xr.to(device), yr.to(device), loss_fn)
     if not p["snapshots"]:
         return out
-    from ..attacks.invert import invert
+    if (attack.dir / "snapshots.safetensors").exists():
+        return _from_snapshots(model, layers, attack, p, loss_fn, out, reporter)
+    from ..attacks.invert import invert  # an attack run from before snapshots were stored: replay it
     cfg = attack.config
     iters = cfg["attack"]["params"]["iterations"]
     wanted = set(snapshot_iterations(iters, p["snapshots"]))
@@ -130,6 +122,28 @@ def _mi_part(ws, model, layers, attack: RunRecord, p: dict, reporter: Reporter) 
     params = dict(cfg["attack"]["params"])
     invert(cfg["attack"]["name"], cfg["target_run"], cfg["prior_run"], params=params, workspace=ws,
            reporter=reporter.child(part="attack replay"), on_step=hook, hook_every=1)
+    return out
+
+
+def _from_snapshots(model, layers, attack: RunRecord, p: dict, loss_fn, out: dict, reporter: Reporter) -> dict:
+    """MI Fisher information and gradient flow at the iterations the attack stored (seconds, no replay)."""
+    device = next(model.parameters()).device
+    snap = attack.read_tensors("snapshots.safetensors", ("images", "labels", "iteration", "latent_grad_norm"))
+    if snap["images"].ndim != 5 or snap["images"].shape[:2] != snap["latent_grad_norm"].shape[:2]:
+        from ..runs import DamagedRun
+        raise DamagedRun(attack.id, f"snapshots.safetensors has inconsistent shapes ({tuple(snap['images'].shape)})")
+    stored = snap["iteration"].tolist()
+    out["snapshot_source"] = "stored by the attack run"
+    for k, i in enumerate(snapshot_iterations(len(stored), p["snapshots"])):
+        reporter.check()
+        reporter.report(phase="snapshots", step=k + 1, steps=min(p["snapshots"], len(stored)))
+        xs, ys = snap["images"][i][:p["mi_samples"]].float(), snap["labels"][:p["mi_samples"]]
+        rows = fisher_per_layer(model, layers, xs, ys, loss_fn, p["fi_batch_size"])
+        out["mi_snapshots"].append({"iteration": int(stored[i]), "rows": rows})
+        flow = _flow(model, xs.to(device), ys.to(device), loss_fn)
+        flow["iteration"] = int(stored[i])
+        flow["latent_grad_norm"] = float(snap["latent_grad_norm"][i][:p["mi_samples"]].mean())
+        out["gradflow"].append(flow)
     return out
 
 
