@@ -15,6 +15,7 @@ No models are loaded: a finished attack run's reconstructions and its data split
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +57,20 @@ CREATE TABLE IF NOT EXISTS vote_rounds (
 """
 
 
+_READY: set[tuple[str, int]] = set()  # registries (path, inode) whose vote tables exist: a classroom polls often
+
+
 def _connect(ws: Workspace):
     """The registry's own connection helper; the vote tables are created on first use (IF NOT EXISTS)."""
-    with ws._connect() as con:
-        con.executescript(_SCHEMA)
+    try:
+        key = (str(ws.db_path), os.stat(ws.db_path).st_ino)
+    except OSError:
+        key = None
+    if key is None or key not in _READY:
+        with ws._connect() as con:
+            con.executescript(_SCHEMA)
+        if key is not None:
+            _READY.add(key)
     return ws._connect()
 
 
