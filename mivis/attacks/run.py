@@ -152,7 +152,7 @@ def reconstruction_grid(res: InversionResult, target: RunRecord) -> bytes:
 
 
 def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, extra_judges: list[str] = (),
-               dlib: bool = False, n_boot: int = 2000) -> dict:
+               dlib: bool | None = None, n_boot: int = 2000) -> dict:
     """Judge a finished attack run's stored reconstructions again (e.g. with another evaluation model).
 
     The new evaluation replaces evaluation.json (the previous one is kept as evaluation-<judge run>.json)
@@ -163,6 +163,9 @@ def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, e
         raise ParamError(f"run {attack_run_id} is a {rec.status} {rec.kind} run; a finished attack run is needed")
     target = ws.get(rec.config["target_run"])
     primary, make_judges = _judges(ws, target, eval_run or rec.config["eval_run"], list(extra_judges), "cpu")
+    if dlib is None:  # keep the independent judge's verdicts when it is installed
+        from ..evaluation.dlib_judge import available
+        dlib = available()
     if dlib:
         from ..evaluation.dlib_judge import check_available
         check_available()

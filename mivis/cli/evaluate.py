@@ -130,7 +130,7 @@ def rejudge(args) -> int:
         return rejudge_dlib(ws, args.run_ids, args.force)
     if len(args.run_ids) != 1:
         raise ParamError("rejudge with --eval or --judge takes exactly one attack run id")
-    reevaluate(ws, args.run_ids[0], args.eval_run, args.judge, args.dlib)
+    reevaluate(ws, args.run_ids[0], args.eval_run, args.judge, args.dlib or None)  # dlib kept when installed
     print(metric_lines(ws.get(args.run_ids[0]).metrics))
     return 0
 
