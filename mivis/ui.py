@@ -62,12 +62,18 @@ def shutdown_managers() -> None:
 
 
 def workspace() -> Workspace:
-    return Workspace()
+    """The workspace; a damaged, vanished or unusable registry is one message and the page stops
+    (never an exception box, never a fresh empty registry over existing runs)."""
+    try:
+        return Workspace()
+    except RunError as e:
+        damaged(e)
+        st.stop()
 
 
 def job_manager() -> JobManager:
     """The server's one job manager (per workspace), shared by every session."""
-    return _manager(str(Workspace().path))
+    return _manager(str(workspace().path))
 
 
 def session_id() -> str:
@@ -314,7 +320,16 @@ def submit_job(kind: str, params: dict, *, label: str, page: str, box=None) -> J
 
 
 def current_job(page: str, *, kinds: Iterable[str] | None = None, box=None) -> JobRecord | None:
-    """The job this page shows: ?job= in the URL (a reload reattaches), else this session's last."""
+    """The job this page shows: ?job= in the URL (a reload reattaches), else this session's last.
+    A registry damaged or deleted under the running app is one message and the page stops."""
+    try:
+        return _current_job(page, kinds=kinds, box=box)
+    except RunError as e:
+        damaged(e, box)
+        st.stop()
+
+
+def _current_job(page: str, *, kinds: Iterable[str] | None = None, box=None) -> JobRecord | None:
     m = job_manager()
     sk = f"{JOB_KEY}:{page}"
     job_id = st.query_params.get(JOB_KEY)

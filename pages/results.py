@@ -1,6 +1,5 @@
 """Results: reconstructions next to real private faces with the judge's verdict, metrics with intervals,
 likelihood histograms across runs, paired comparisons, captum attributions, and a probe with your own image."""
-import json
 
 import streamlit as st
 
@@ -9,6 +8,7 @@ from mivis import ui
 ui.ensure_router()
 
 from mivis.params import Param  # noqa: E402
+from mivis.runs import RunError  # noqa: E402
 from mivis.report.findings import MIN_LEARNED_ACC  # noqa: E402
 
 PAGE = "results"
@@ -44,16 +44,15 @@ run = by_id[run_id]
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def evaluation(run_id: str, ws_path: str) -> dict:
-    return json.loads(ui.workspace().get(run_id).file("evaluation.json").read_text())
+    return ui.workspace().get(run_id).read_json("evaluation.json")  # DamagedRun: one message, not a traceback
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def faces(run_id: str, ws_path: str) -> dict:
     """uint8 reconstructions and one real private training face per attacked identity."""
     from mivis.data import load_split, to_uint8
-    from mivis.weights import load_tensors
     rec = ui.workspace().get(run_id)
-    t, _ = load_tensors(rec.file("reconstructions.safetensors"))
+    t = rec.read_tensors("reconstructions.safetensors")
     split = load_split(rec.config["data"])
     ids = sorted(set(t["y"].tolist()))
     return {"x": to_uint8(t["x"].float()), "y": t["y"].tolist(),
@@ -63,8 +62,8 @@ def faces(run_id: str, ws_path: str) -> dict:
 
 try:
     ev = evaluation(run.id, str(ws.path))
-except (OSError, ValueError) as e:
-    st.error(f"This attack run has no readable evaluation ({e}); its files may have been removed.")
+except (OSError, ValueError, RunError) as e:  # a damaged run: named, with what is wrong; pick another above
+    ui.damaged(e)
     knobs.finish()
     st.stop()
 cfg = run.config
@@ -183,7 +182,11 @@ with tab_hist:
                         key=f"{PAGE}:split")
     groups = []
     for rid in [run.id] + comp:
-        e = evaluation(rid, str(ws.path))
+        try:
+            e = evaluation(rid, str(ws.path))
+        except RunError as err:  # a damaged overlay run: named and left out
+            ui.damaged(err)
+            continue
         t = target_of(by_id[rid])
         name = (t.name or t.config["model"]["arch"]) if t else by_id[rid].config["target_run"]
         if any(VERDICT not in x for x in e["per_reconstruction"]):
