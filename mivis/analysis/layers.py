@@ -61,6 +61,7 @@ def layers_run(target_run: str, attack_run: str | None = None, params: dict | No
             raise ParamError(f"run {attack.id} is a {attack.status} {attack.kind} run; a finished attack is needed")
         if attack.config["target_run"] != target.id:
             raise ParamError(f"attack run {attack.id} attacked {attack.config['target_run']}, not {target.id}")
+        attack.read_tensors("reconstructions.safetensors")  # damaged: refused before a run exists
     model, target = load_classifier(ws, target_run, device)
     model = model.float().to(memory_format=torch.contiguous_format)
     for q in model.parameters():

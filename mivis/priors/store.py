@@ -126,6 +126,8 @@ def prepare_prior(ptype: str, params: dict | None, data_cfg: dict | None, target
         if target.kind != "target" or target.status != "done":
             raise ParamError(f"target_run {target.id} is a {target.status} {target.kind} run; "
                              "a finished target classifier is needed")
+        from ..weights import check_run_weights
+        check_run_weights(ws, target.id)  # unloadable target weights: refused before a prior run exists
         if data_cfg and {**target.config["data"], **data_cfg} != target.config["data"]:
             raise ParamError(f"a {ptype} prior uses its target's data split; do not pass other data settings")
         data_cfg = target.config["data"]
