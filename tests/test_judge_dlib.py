@@ -98,3 +98,25 @@ def test_verify_dlib_cli_next_to_an_evaluation_model(ws, orl, capsys):
                  "--image-size", "32"]) == 0
     assert "12 held-out images of 4 private identities (orl, 32 px): dlib 1-NN top-1 100% [100, 100]" in \
         capsys.readouterr().out
+
+
+def test_every_attack_is_judged_by_dlib_when_installed(ws, tiny_data, tiny_train):
+    """attack_run's default (dlib=None) judges with dlib whenever it is installed and stores its verdicts with the
+    attack's evaluation; dlib=False (CLI --no-dlib) leaves it out."""
+    from mivis.attacks import attack_run
+    from mivis.priors import train_prior
+    from mivis.train import train_run
+    t = train_run("target", {**tiny_train, "epochs": 1}, tiny_data, workspace=ws)
+    e = train_run("eval", {**tiny_train, "epochs": 1, "arch": "vgg11", "lr": 1e-3}, tiny_data, workspace=ws)
+    prior = train_prior("gmi", {"device": "cpu"}, tiny_data, preset="smoke", workspace=ws)
+    params = {"identities": [0, 1], "restarts": 2, "iterations": 2, "device": "cpu"}
+    rec = attack_run("gmi", t.id, prior.id, params=params, eval_run=e.id, workspace=ws, n_boot=100)
+    assert rec.config["dlib"] is True
+    ev = json.loads(rec.file("evaluation.json").read_text())
+    m = ev["extra_judges"]["dlib"]["attack_acc_top1"]
+    verdicts = [r["top1@dlib"] for r in ev["per_reconstruction"]]
+    assert len(verdicts) == 4 and all(isinstance(v, bool) for v in verdicts)
+    assert m["value"] == sum(verdicts) / 4 and m["n"] == 2
+    assert rec.metrics["extra_judges"]["dlib"]["attack_acc_top1"] == m
+    off = attack_run("gmi", t.id, prior.id, params=params, eval_run=e.id, workspace=ws, n_boot=100, dlib=False)
+    assert off.config["dlib"] is False and "dlib" not in off.metrics["extra_judges"]
