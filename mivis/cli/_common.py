@@ -57,8 +57,14 @@ def print_json(obj) -> None:
     print(json.dumps(obj, indent=1, default=str))
 
 
+def printable(text) -> str:
+    """User text (e.g. a run name) for a terminal: control characters (escape sequences, newlines)
+    become '?', so a name can neither break the table nor drive the terminal."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
 def table(rows: list[list], header: list[str]) -> str:
-    cols = [header] + [[str(c) for c in r] for r in rows]
+    cols = [header] + [[printable(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cols)
 
