@@ -140,7 +140,8 @@ def fisher_ratio(mi: list[float], cls: list[float]) -> list[float | None]:
 
 
 def fisher_figure(layers: list[str], series: dict[str, list[float]], *, title: str = "Fisher information per layer",
-                  log: bool = True, ratio: bool = True, y_range: tuple[float, float] | None = None):
+                  log: bool = True, ratio: bool = True, y_range: tuple[float, float] | None = None,
+                  ratio_range: tuple[float, float] | None = None, compact: bool = False):
     """Share of each loss's Fisher information per layer (each loss normalised on its own) as grouped
     bars on a log axis, and, with two losses, the MI / classification ratio per layer on a second
     axis (a line: above 1 = relatively more information for the attack than for classification)."""
@@ -163,13 +164,15 @@ def fisher_figure(layers: list[str], series: dict[str, list[float]], *, title: s
                                  line=dict(color="#444444"), hovertemplate="%{x}: %{y:.2f}x<extra></extra>"),
                       row=2, col=1)
         fig.add_hline(y=1, line=dict(color="#999999", dash="dot"), row=2, col=1)
-        fig.update_yaxes(title_text="MI ÷ class.", type="log", row=2, col=1)
+        fig.update_yaxes(title_text="MI ÷ class.", type="log", row=2, col=1,
+                         range=[math.log10(ratio_range[0]), math.log10(ratio_range[1])] if ratio_range else None)
     fig.update_yaxes(title_text="share of the loss's Fisher info" + (" (log)" if log else ""),
                      type="log" if log else "linear", row=1, col=1)
     if y_range is not None:
         fig.update_yaxes(range=[math.log10(y_range[0]), math.log10(y_range[1])] if log else list(y_range),
                          row=1, col=1)
-    fig.update_xaxes(tickangle=-60, automargin=True, tickmode="array", tickvals=list(layers), ticktext=list(layers),
+    fig.update_xaxes(tickangle=-90 if compact else -60, automargin=True, tickmode="array", tickvals=list(layers),
+                     ticktext=list(layers), tickfont=dict(size=9 if compact else 11),
                      row=2 if two else 1, col=1)  # every layer named (plotly skips every other one when narrow)
     fig.update_xaxes(title_text="layer (input → output)", row=2 if two else 1, col=1)
     fig.update_layout(barmode="group", title=dict(text=title, y=0.98, yanchor="top"),

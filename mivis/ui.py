@@ -220,8 +220,24 @@ _MISSING = object()
 _INVALID = object()
 
 
+# plain words first, the symbol (the parameter's name) after
+PARAM_WORDS = {
+    "id_weight": "Identity-loss weight (λ, id_weight)", "clip": "Latent clip: z kept in ±clip (clip)",
+    "loss": "Identity loss (loss)", "fi_samples": "Private images for classification Fisher info (fi_samples)",
+    "mi_samples": "Reconstructions for inversion Fisher info (mi_samples)",
+    "fi_batch_size": "Fisher batch size (1 = per-sample)", "lr": "Learning rate (lr)",
+}
+CHOICE_WORDS = {"ce": "cross-entropy (ce)", "one_minus_p": "1 − target's confidence (one_minus_p)",
+                "logit": "raw logit (logit)", "max_margin": "max margin (max_margin)",
+                "poincare": "Poincaré distance (poincare)"}
+
+
 def _label(p: Param) -> str:
-    return p.name.replace("_", " ").capitalize()
+    return PARAM_WORDS.get(p.name, p.name.replace("_", " ").capitalize())
+
+
+def choice_words(v: Any) -> str:
+    return CHOICE_WORDS.get(v, str(v)) if isinstance(v, str) else str(v)
 
 
 def _to_widget(p: Param, value: Any) -> Any:
@@ -264,7 +280,7 @@ def param_input(p: Param, key: str, *, label: str | None = None, container=None,
         return c.toggle(label, key=key, help=help, disabled=disabled)
     if p.choices is not None:
         return c.selectbox(label, list(p.choices), key=key, help=help, disabled=disabled,
-                           format_func=format_func or str)
+                           format_func=format_func or choice_words)
     if p.type in (FLOAT_LIST, INT_LIST) or p.type is str:
         return c.text_input(label, key=key, help=help, disabled=disabled,
                             placeholder="comma-separated" if p.type in (FLOAT_LIST, INT_LIST) else "")
@@ -386,7 +402,9 @@ def job_status(rec: JobRecord) -> None:
     elif rec.status == "done":
         st.success(f"**{label}** finished in {_fmt_seconds(rec.elapsed)}.", icon=":material/check_circle:")
     elif rec.status == "cancelled":
-        st.warning(f"**{label}** was cancelled ({rec.error or 'by user'}).", icon=":material/cancel:")
+        why = (rec.error or "").strip()
+        why = why[len("cancelled"):].strip() if why.lower().startswith("cancelled") else why  # not "cancelled (cancelled by user)"
+        st.warning(f"**{label}** was cancelled{' ' + why if why else ''}.", icon=":material/cancel:")
     elif rec.status == "interrupted":
         st.warning(f"**{label}** was interrupted: {rec.error}. Its partial run is marked interrupted; "
                    "start it again.", icon=":material/power_off:")
@@ -397,7 +415,9 @@ def job_status(rec: JobRecord) -> None:
 def progress_text(ev: dict) -> str:
     if not ev:
         return "starting"
-    parts = [str(ev.get("phase", ""))]
+    phase = str(ev.get("phase", ""))
+    counted = any(k in ev and f"{k}s" in ev for k in ("epoch", "iteration", "step"))
+    parts = [] if counted and phase in ("epoch", "iteration", "step", "train") else [phase]  # not "epoch · epoch 1/30"
     if ev.get("parts") and ev.get("part_index"):
         parts.insert(0, f"step {ev['part_index']} of {ev['parts']}: {ev.get('part_label') or ev.get('part', '')}")
     if "epoch" in ev and "epochs" in ev:
@@ -405,9 +425,9 @@ def progress_text(ev: dict) -> str:
     for a, b in (("iteration", "iterations"), ("step", "steps")):
         if a in ev and b in ev and "epoch" not in ev:
             parts.append(f"{a} {ev[a]}/{ev[b]}")
-    for k in ("loss", "likelihood", "test_acc"):
+    for k, words in (("loss", "loss"), ("likelihood", "target's confidence"), ("test_acc", "test accuracy")):
         if isinstance(ev.get(k), (int, float)):
-            parts.append(f"{k.replace('_', ' ')} {ev[k]:.3g}")
+            parts.append(f"{words} {ev[k]:.0%}" if k == "test_acc" else f"{words} {ev[k]:.3g}")
     return " · ".join(p for p in parts if p)
 
 
@@ -715,27 +735,73 @@ def likelihood_histogram(groups: list[dict], *, split: bool = True, bins: int = 
 
 
 def fisher_bars(layers: list[str], series: dict[str, list[float]], *, title: str = "Fisher information per layer",
-                key: str | None = None, y_range: tuple[float, float] | None = None, height: int = 480) -> None:
+                key: str | None = None, y_range: tuple[float, float] | None = None, height: int = 480,
+                ratio_range: tuple[float, float] | None = None, compact: bool = False) -> None:
     """Fisher information per layer (input -> output): each loss's share of its own total on a log
     axis, and with two losses the model-inversion / classification ratio per layer
     (mivis.figures.fisher_figure). y_range: a shared axis for plots side by side."""
     from .figures import fisher_figure
-    fig = fisher_figure(layers, series, title=title, y_range=y_range)
+    fig = fisher_figure(layers, series, title=title, y_range=y_range, ratio_range=ratio_range, compact=compact)
     plot(fig, key=key, height=height)
 
 
-def metric_row(items: list[dict]) -> None:
-    """items: [{"label", "value" (metric dict or number), "pct" (bool), "help"}]."""
-    cols = st.columns(max(1, len(items)))
-    for col, it in zip(cols, items):
-        v, pct = it["value"], it.get("pct", True)
-        if isinstance(v, dict) and "value" in v:
-            col.metric(it["label"], metric_text({"value": v["value"]}, pct), help=it.get("help"))
-            if v.get("lo") is not None and v.get("hi") is not None:
-                f = (lambda x: f"{100 * x:.0f}%") if pct else (lambda x: f"{x:.3g}")
-                col.caption(f"95% CI [{f(v['lo'])}, {f(v['hi'])}] · n={v.get('n', '?')}")
-        else:
-            col.metric(it["label"], metric_text(v, pct), help=it.get("help"))
+# plain words first, the symbol after; fractions shown as percentages everywhere (Runs and Results agree)
+METRIC_WORDS = {
+    "attack_acc_top1": "Attack accuracy, top-1", "attack_acc_top5": "Attack accuracy, top-5",
+    "attack_acc_top1_selected": "Attack accuracy, top-1 (best restart)",
+    "attack_acc_top5_selected": "Attack accuracy, top-5 (best restart)",
+    "target_success": "Target success (target's own top-1)",
+    "target_likelihood": "Target's confidence (p_T)", "knn_dist": "KNN distance (judge features)",
+    "feature_frechet_distance": "Feature Fréchet distance", "natural_acc": "Natural accuracy",
+    "train_acc": "Training accuracy", "train_seconds": "Training time (s)", "params": "Parameters",
+    "trainable_params": "Trained parameters (|θ_C|)", "n_reconstructions": "Reconstructions",
+    "attack_seconds": "Attack time (s)", "evaluate_seconds": "Judging time (s)",
+}
+FRACTION_METRICS = {"attack_acc_top1", "attack_acc_top5", "attack_acc_top1_selected", "attack_acc_top5_selected",
+                    "target_success", "natural_acc", "train_acc"}
+
+
+def metric_words(key: str) -> str:
+    """A metric's name in plain words ('target_success' -> 'Target success (target's own top-1)')."""
+    return METRIC_WORDS.get(key, key.replace("_", " ").capitalize())
+
+
+def metric_is_fraction(key: str) -> bool:
+    """Whether a metric is a fraction shown as a percentage (so 'target success' reads 100%, never 1)."""
+    return key in FRACTION_METRICS or key.endswith("_acc") or "_acc_" in key
+
+
+def settings_differ(n: int) -> str:
+    return "Same settings" if n == 0 else (f"{n} setting differs" if n == 1 else f"{n} settings differ")
+
+
+def paired_words(d: dict, a: str = "A", b: str = "B") -> str:
+    """A paired difference in top-1 attack accuracy (a − b, from evaluation.compare_runs) in words that
+    say which run leaks less: 'resolved: A leaks 11 pp less than B'."""
+    v = 100 * d["value"]
+    head = (f"Paired difference in top-1 attack accuracy, {a} − {b}: **{v:+.1f} pp** "
+            f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] over {d['n']} identities: ")
+    if not d.get("resolved"):
+        return head + f"**not resolved**: the interval contains 0, so neither {a} nor {b} is shown to leak less."
+    less, more = (a, b) if v < 0 else (b, a)
+    return head + f"**resolved: {less} leaks {abs(v):.0f} pp less than {more}**."
+
+
+def metric_row(items: list[dict], per_row: int = 3) -> None:
+    """items: [{"label", "value" (metric dict or number), "pct" (bool), "help"}], at most `per_row`
+    cards a row (six in one row cut their labels and values off at 1024 px)."""
+    per_row = max(1, min(per_row, len(items) or 1))
+    for start in range(0, len(items), per_row):
+        cols = st.columns(per_row)
+        for col, it in zip(cols, items[start:start + per_row]):
+            v, pct = it["value"], it.get("pct", True)
+            if isinstance(v, dict) and "value" in v:
+                col.metric(it["label"], metric_text({"value": v["value"]}, pct), help=it.get("help"))
+                if v.get("lo") is not None and v.get("hi") is not None:
+                    f = (lambda x: f"{100 * x:.0f}%") if pct else (lambda x: f"{x:.3g}")
+                    col.caption(f"95% CI [{f(v['lo'])}, {f(v['hi'])}] · n={v.get('n', '?')}")
+            else:
+                col.metric(it["label"], metric_text(v, pct), help=it.get("help"))
 
 
 def _group_metrics(items: list[dict]) -> dict[str, list[dict]]:

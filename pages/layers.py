@@ -92,19 +92,24 @@ def _fi_series(d: dict) -> dict[str, list[float]]:
 def shared_axes(target_ids: list[str]) -> dict:
     """One y-range per plot kind over every target shown, so side-by-side plots share their axes
     (log ranges: Fisher shares and gradient norms span orders of magnitude)."""
-    from mivis.figures import fisher_shares, shared_log_range
-    fi, snaps, norms = [], [], []
+    from mivis.figures import fisher_ratio, fisher_shares, shared_log_range
+    fi, snaps, norms, ratios = [], [], [], []
     for tid in target_ids:
         rec = latest(tid)
         if rec is None:
             continue
         d = layers_json(rec.id, str(ws.path))
         fi += [fisher_shares(v) for v in _fi_series(d).values()]
+        if len(_fi_series(d)) == 2:
+            cls, mi = _fi_series(d).values()
+            ratios.append(fisher_ratio(mi, cls))
         snaps += [fisher_shares([r["normalised"] for r in s["rows"]]) for s in d.get("mi_snapshots") or []]
         if d.get("gradflow_final"):
             norms.append([s["grad_norm"] for s in d["gradflow_final"]["stages"]])
         norms += [[s["grad_norm"] for s in f["stages"]] for f in d.get("gradflow") or []]
-    return {"fisher": shared_log_range(*fi), "snapshots": shared_log_range(*snaps), "grad": shared_log_range(*norms)}
+    rr = shared_log_range(*ratios)
+    return {"fisher": shared_log_range(*fi), "snapshots": shared_log_range(*snaps), "grad": shared_log_range(*norms),
+            "ratio": (rr[0] / 1.5, rr[1] * 1.5) if rr else None, "compact": True}
 
 
 def show(target_id: str, key: str, axes: dict | None = None) -> None:
@@ -120,7 +125,7 @@ def show(target_id: str, key: str, axes: dict | None = None) -> None:
     names = [short(n) for n in d["layers"]]
     series = _fi_series(d)
     ui.fisher_bars(names, series, title="Fisher information per layer", key=f"fi:{key}:{rec.id}",
-                   y_range=axes.get("fisher"))
+                   y_range=axes.get("fisher"), ratio_range=axes.get("ratio"), compact=bool(axes.get("compact")))
     mm = rec.metrics
     txt = ("Each loss normalised on its own: its share of its total per layer, on a log scale (one layer can "
            "hold 95% and the rest still be compared). Below: model inversion's share ÷ classification's share; "
@@ -141,7 +146,7 @@ def show(target_id: str, key: str, axes: dict | None = None) -> None:
                                    colorscale="Viridis", zmin=math.log10(rng[0]) if rng else None,
                                    zmax=math.log10(rng[1]) if rng else None,
                                    colorbar=dict(title="share<br>(log10)")))
-        fig.update_layout(title="Model-inversion Fisher information over the attack's iterations",
+        fig.update_layout(title="Inversion Fisher info over iterations",
                           xaxis_title="layer (input → output)")
         fig.update_xaxes(tickangle=-60, automargin=True, tickmode="array", tickvals=names, ticktext=names)
         ui.plot(fig, key=f"snap:{key}:{rec.id}", height=380)
@@ -160,7 +165,7 @@ def show(target_id: str, key: str, axes: dict | None = None) -> None:
         fig.update_yaxes(title="gradient norm ‖∂L/∂x‖ (log)", type="log", secondary_y=False,
                          range=[math.log10(grng[0]), math.log10(grng[1])] if grng else None)
         fig.update_yaxes(title="skip share", range=[0, 1], secondary_y=True)
-        fig.update_layout(title="Gradient flow of the attack's loss per stage (final reconstructions)",
+        fig.update_layout(title="Gradient flow per stage (attack's loss)",
                           legend=dict(orientation="h", y=-0.3))
         ui.plot(fig, key=f"flow:{key}:{rec.id}", height=320)
         if any(s["skip_share"] is None for s in final["stages"]):
@@ -172,7 +177,7 @@ def show(target_id: str, key: str, axes: dict | None = None) -> None:
             fig.add_trace(go.Scatter(x=[f["iteration"] for f in flows],
                                      y=[f["stages"][j]["grad_norm"] for f in flows], name=s["stage"],
                                      mode="lines+markers"))
-        fig.update_layout(title="Gradient norm per stage over the attack's iterations", xaxis_title="iteration",
+        fig.update_layout(title="Gradient norm per stage over iterations", xaxis_title="iteration",
                           yaxis_type="log", yaxis_title="gradient norm (log)", legend=dict(orientation="h", y=-0.3))
         if axes.get("grad"):
             fig.update_yaxes(range=[math.log10(axes["grad"][0]), math.log10(axes["grad"][1])])

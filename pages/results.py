@@ -89,11 +89,11 @@ judge = st.radio("Judge", judges_here, horizontal=True, key=f"{PAGE}:judge",
                       "the paired comparison.")
 VERDICT = {"E": "eval_top1", "dlib": "top1@dlib"}[judge]
 ui.metric_row([
-    {"label": f"Attack acc. top-1 ({judge})", "value": m.get("attack_acc_top1") if judge == "E" else dlib_m,
+    {"label": f"Attack accuracy, top-1 (judge {judge})", "value": m.get("attack_acc_top1") if judge == "E" else dlib_m,
      "help": ev.get("interval")},
-    {"label": "Attack acc. top-5", "value": m.get("attack_acc_top5")},
-    {"label": "Target likelihood", "value": m.get("target_likelihood"), "pct": False},
-    {"label": "Target success", "value": m.get("target_success"),
+    {"label": "Attack accuracy, top-5", "value": m.get("attack_acc_top5")},
+    {"label": "Target's confidence (p_T)", "value": m.get("target_likelihood"), "pct": False},
+    {"label": "Target success (target's own top-1)", "value": m.get("target_success"),
      "help": "reconstructions the TARGET itself classifies as the attacked identity"},
     {"label": "KNN distance", "value": m.get("knn_dist"), "pct": False,
      "help": "squared L2 in the judge's features to the nearest private training image of the identity"},
@@ -157,20 +157,21 @@ with tab_faces:
         per_page = 10
         pages = max(1, -(-len(ids) // per_page))
         pg = st.number_input("Identities page", 1, pages, 1, key=f"{PAGE}:facepage") if pages > 1 else 1
-        st.caption("First image of each row: a real private training face. Then the reconstructions, each with the "
-                   "evaluation model's verdict (right: the attacked identity / wrong: judged as someone else) and p_T, the "
-                   "target's likelihood of the attacked identity." +
+        st.caption("First image of each row: a real private training face. Then the reconstructions, each framed "
+                   "by the evaluation model's verdict (green ✓ right: the attacked identity / red ✗ wrong: judged as "
+                   "someone else) with the target's confidence in the attacked identity (p_T)." +
                    (f" {ui.ORL_CREDIT}." if fc["dataset"] == "orl" else ""))
         for c in ids[(pg - 1) * per_page: pg * per_page]:
             idx = [i for i, y in enumerate(fc["y"]) if y == c]
-            imgs = [ui.crisp(fc["real"][c], 96)] + [ui.crisp(fc["x"][i], 96) for i in idx]
+            from mivis.figures import framed, verdict_text
+            imgs = [ui.crisp(fc["real"][c], 96)] + [framed(fc["x"][i], bool(rows[i]["eval_top1"]), 96) for i in idx]
             caps = [f"real: {names[c]}"]
             for i in idx:
                 r = rows[i]
-                mark = "right" if r["eval_top1"] else f"wrong: {names[r['eval_pred']]}"
+                mark = verdict_text(bool(r["eval_top1"]), names[r["eval_pred"]])
                 if "top1@dlib" in r:
-                    mark = f"E {mark} · dlib {'right' if r['top1@dlib'] else 'wrong'}"
-                caps.append(f"{mark} p_T={r['p_target']:.2f}")
+                    mark = f"E {mark} · dlib {'✓ right' if r['top1@dlib'] else '✗ wrong'}"
+                caps.append(f"{mark} · confidence {r['p_target']:.0%}")
             st.image(imgs, caption=caps, width=96)
 
 # --- likelihood histograms across runs --------------------------------------------------------------------
@@ -200,7 +201,7 @@ with tab_hist:
         p, c = g["likelihood"], g["correct"]
         hi = [ok for x, ok in zip(p, c) if x >= 0.9]
         summary.append({"run": g["label"], "reconstructions": len(p), "judged correct": sum(c),
-                        "p_T ≥ 0.9": len(hi), "of those wrong": len(hi) - sum(hi)})
+                        "confidence ≥ 90% (p_T)": len(hi), "of those wrong": len(hi) - sum(hi)})
     st.dataframe(summary, hide_index=True)
     st.caption("The paper's Fig. 2: both models reach high likelihood; a defense works when its high-likelihood "
                "reconstructions are more often the wrong person.")
@@ -209,7 +210,10 @@ with tab_hist:
         from mivis.evaluation.compare import JUDGE_METRIC
         try:
             d = compare_runs(ws, run.id, comp[0], JUDGE_METRIC[judge])
-            verdict = "**resolved**" if d["resolved"] else "**not resolved** (the interval contains 0)"
+            v = 100 * d["value"]
+            verdict = (f"**resolved: {'this run' if v < 0 else 'the other run'} leaks {abs(v):.0f} pp less**"
+                       if d["resolved"] else "**not resolved** (the interval contains 0: neither run is shown to "
+                       "leak less)")
             st.markdown(f"Paired difference in top-1 attack accuracy under {judge} (this run − the other): "
                         f"{100 * d['value']:+.1f} pp [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] over "
                         f"{d['n']} identities: {verdict}." +

@@ -125,10 +125,10 @@ def show_run(r, key: str) -> None:
         st.markdown("Parents: " + ", ".join(f"`{p}`" + ("" if ws.exists(p) else " (deleted)") for p in r.parents))
     nums = {k: v for k, v in r.metrics.items() if isinstance(v, (int, float, dict)) and not isinstance(v, bool)}
     if nums:
-        items = [{"label": k.replace("_", " "), "value": v,
-                  "pct": k.endswith("acc") or "acc_" in k} for k, v in list(nums.items())[:6]]
+        items = [{"label": ui.metric_words(k), "value": v,
+                  "pct": ui.metric_is_fraction(k)} for k, v in list(nums.items())[:6]]
         with ui.guard():
-            ui.metric_row(items)
+            ui.metric_row(items, per_row=2)  # two runs side by side: half a page each
     with ui.guard():  # a damaged history is one message; the rest of the run still shows
         rows = r.read_json("history.json", optional=True)
         if rows is not None:
@@ -207,7 +207,7 @@ elif run_id and vs_id:
     diff = [{"setting": k, "A": json.dumps(fa.get(k)), "B": json.dumps(fb.get(k))}
             for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
     if diff:
-        st.markdown(f"**{len(diff)} settings differ**")
+        st.markdown(f"**{ui.settings_differ(len(diff))}**")
         st.dataframe(diff, hide_index=True, width="stretch")
     else:
         st.markdown("**Same configuration** (different seeds or repeats).")
@@ -217,17 +217,18 @@ elif run_id and vs_id:
         va, vb = ma.get(k), mb.get(k)
         if isinstance(va, (list,)) or isinstance(vb, (list,)):
             continue
-        rows.append({"metric": k, "A": ui.metric_text(va, False) if va is not None else "-",
-                     "B": ui.metric_text(vb, False) if vb is not None else "-"})
+        base = k.rsplit(".", 1)[-1]
+        pct = ui.metric_is_fraction(base)
+        rows.append({"metric": ui.metric_words(k) if "." not in k else k.replace("_", " "),
+                     "A": ui.metric_text(va, pct) if va is not None else "-",
+                     "B": ui.metric_text(vb, pct) if vb is not None else "-"})
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
     if a.kind == b.kind == "attack" and a.status == b.status == "done":
         from mivis.evaluation import compare_runs
         try:
             d = compare_runs(ws, a.id, b.id)
-            word = "resolved" if d["resolved"] else "not resolved (the interval contains 0)"
-            st.markdown(f"Paired difference in top-1 attack accuracy, A − B: **{100 * d['value']:+.1f} pp** "
-                        f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] over {d['n']} identities: **{word}**.")
+            st.markdown(ui.paired_words(d, "A (left)", "B (right)"))
         except Exception as e:
             st.info(f"No paired comparison: {ui.one_line(e)}", icon=":material/info:")
     left, right = st.columns(2)

@@ -58,12 +58,12 @@ if points:  # runs are comparable only with the same attack settings and image s
     for p, label in zip(points, attack_labels(ws, [p["record"] for p in points])):
         p["attack"] = f"{label}, {p['px']} px"
 
-left, right = st.columns([3, 2])
+left, right = st.container(), st.container()  # the references below the plane, full width (a side column cut them)
 with right:
     st.markdown("**Reference: the RoLSS paper** (PPA attack, FaceScrub 224 px; Acc / AttAcc in %, "
                 "Delta = AttAcc drop / Acc drop vs no defense, higher is better)")
-    st.dataframe([{"arch": a, "defense": d, "Acc": acc, "AttAcc": att, "Delta": None if dl == "-" else dl}
-                  for a, d, acc, att, dl in PAPER_TABLE], hide_index=True, height=420)
+    st.dataframe([{"arch": a, "defense": d, "Acc": acc, "AttAcc": att, "Delta": "–" if dl in ("-", None) else str(dl)}
+                  for a, d, acc, att, dl in PAPER_TABLE], hide_index=True, height=420, width="stretch")
     st.caption("Also reported: BiDO + RoLSS on ResNet-101 reaches AttAcc 41.44 (BiDO alone 67.07). "
                "Koh et al., ECCV 2024, arXiv 2409.01696.")
     measured = measured_effects(ui.ROOT)
@@ -72,7 +72,7 @@ with right:
                     "docs/gpu/findings.md): the paired drop in top-1 attack accuracy vs the same architecture "
                     "without defense. *Not resolved* means the interval contains 0: the data cannot tell "
                     "the defense from no defense, whatever the paper found.")
-        st.dataframe(measured, hide_index=True, height=420)
+        st.dataframe(measured, hide_index=True, height=420, width="stretch")
 
 with left:
     if not points:
@@ -201,7 +201,8 @@ with left:
         from mivis.evaluation import compare_runs
         try:
             d = compare_runs(ws, a, b, JUDGE_METRIC[judge])
-            word = "**resolved**" if d["resolved"] else "**not resolved**: the interval contains 0"
+            word = (f"**resolved: {'A' if d['value'] < 0 else 'B'} leaks {abs(100 * d['value']):.0f} pp less**"
+                    if d["resolved"] else "**not resolved**: the interval contains 0, so neither leaks less")
             st.markdown(f"A − B in top-1 attack accuracy under {judge}: **{100 * d['value']:+.1f} pp** "
                         f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] over {d['n']} paired identities: {word}." +
                         ("" if d.get("same_starting_latents") else " (Different seeds/restarts: the starting latents "

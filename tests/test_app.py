@@ -227,7 +227,7 @@ def test_attack_page_without_judge_offers_to_train_one(world, monkeypatch):
 def test_results_page_histograms_comparison_attribution_and_upload(world):
     at = AppTest.from_file(APP, default_timeout=120)
     open_page(at, "results", run=world["attack_full"])
-    assert any(m.label.startswith("Attack acc. top-1") for m in at.metric)
+    assert any(m.label.startswith("Attack accuracy, top-1") for m in at.metric)
     assert len(at.get("image")) >= 3  # one row of faces per attacked identity
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {t["type"] for t in spec["data"]} == {"bar"}  # side-by-side bars over log-odds bins

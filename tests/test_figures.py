@@ -199,3 +199,30 @@ def test_layers_side_by_side_share_every_y_axis(world):
     assert fisher[0]["layout"]["yaxis"]["range"] == fisher[1]["layout"]["yaxis"]["range"]
     assert flows[0]["layout"]["yaxis"]["range"] == flows[1]["layout"]["yaxis"]["range"]
     assert "share every y-axis" in "\n".join(str(c.value) for c in at.caption)
+
+
+# --- words ------------------------------------------------------------------------------------------------
+def test_words_plain_first_symbol_after():
+    from mivis import ui
+    from mivis.params import Param
+    assert ui._label(Param("id_weight", float, 100.0, "")) == "Identity-loss weight (λ, id_weight)"
+    assert ui._label(Param("fi_samples", int, 8, "")).endswith("(fi_samples)")
+    assert ui.choice_words("ce") == "cross-entropy (ce)"
+    assert ui.settings_differ(1) == "1 setting differs" and ui.settings_differ(2) == "2 settings differ"
+    assert ui.progress_text({"phase": "epoch", "epoch": 1, "epochs": 30}) == "epoch 1/30"
+
+
+def test_target_success_is_a_percentage_on_every_page():
+    from mivis import ui
+    assert ui.metric_is_fraction("target_success") and not ui.metric_is_fraction("knn_dist")
+    assert ui.metric_text({"value": 1.0}, ui.metric_is_fraction("target_success")) == "100%"
+
+
+def test_resolved_says_which_run_leaks_less():
+    from mivis import ui
+    d = {"value": -0.11, "lo": -0.2, "hi": -0.03, "n": 20, "resolved": True}
+    assert "A leaks 11 pp less than B" in ui.paired_words(d)
+    d = {"value": 0.11, "lo": 0.03, "hi": 0.2, "n": 20, "resolved": True}
+    assert "B leaks 11 pp less than A" in ui.paired_words(d)
+    d = {"value": 0.02, "lo": -0.1, "hi": 0.1, "n": 20, "resolved": False}
+    assert "not resolved" in ui.paired_words(d) and "neither" in ui.paired_words(d)
