@@ -50,7 +50,9 @@ except Exception as e:
     ui.error(e)
     knobs.finish()
     st.stop()
-k = knobs.widget(Param("k", int, V.K_DEFAULT, "how many real faces to choose from (chance is 1/k)",
+if st.session_state.get(f"{PAGE}:k", V.K_MIN) > b.k_max:  # a ballot with fewer real faces than the last one
+    st.session_state[f"{PAGE}:k"] = b.k_max
+k = knobs.widget(Param("k", int, min(V.K_DEFAULT, b.k_max), "how many real faces to choose from (chance is 1/k)",
                        min=V.K_MIN, max=b.k_max), label="Faces to choose from", container=c2)
 rnd = V.current_round(ws, key)
 
