@@ -179,10 +179,10 @@ def run_ballot(ws: Workspace, run_id: str) -> Ballot:
     pool = sorted(attacked + others)
     gallery = {c: to_uint8(split.private_images(c, "train")[:1])[0] for c in pool}
     machine = {}
-    if rows and len(rows) == len(y):
-        machine["E"] = [bool(rows[i]["eval_top1"]) for i in items]
-        if all("top1@dlib" in rows[i] for i in items):
-            machine["dlib"] = [bool(rows[i]["top1@dlib"]) for i in items]
+    if isinstance(rows, list) and len(rows) == len(y) and all(isinstance(rows[i], dict) for i in items):
+        for judge, field in (("E", "eval_top1"), ("dlib", "top1@dlib")):
+            if all(field in rows[i] for i in items):  # a machine judge's verdicts shown next to the votes
+                machine[judge] = [bool(rows[i][field]) for i in items]
     return Ballot(rec.id, rec.name or rec.id, [int(y[i]) for i in items], list(to_uint8(t["x"][items].float())),
                   gallery, {c: split.private_names[c] for c in pool}, rows=items, machine=machine)
 
@@ -316,7 +316,13 @@ def judges(ws: Workspace, key: str, evaluation: dict | None = None, n_boot: int 
     if key == DEMO:
         return judge_table([], v, machine_items=demo_ballot(demo_folder_default()).machine, n_boot=n_boot)
     if evaluation is None:
-        evaluation = json.loads(ws.get(key).file("evaluation.json").read_text())
-    rows = evaluation["per_reconstruction"]
-    items = item_rows([r["identity"] for r in rows], [r["p_target"] for r in rows])
-    return judge_table(rows, v, item_rows=items, n_boot=n_boot)
+        from .evaluation.compare import load_evaluation
+        evaluation = load_evaluation(ws, key)[1]
+    try:
+        rows = evaluation["per_reconstruction"]
+        items = item_rows([r["identity"] for r in rows], [r["p_target"] for r in rows])
+        return judge_table(rows, v, item_rows=items, n_boot=n_boot)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ParamError(f"attack run {key}: its evaluation.json has malformed per-reconstruction rows "
+                         f"({type(e).__name__}: {e}); judge it again with `python -m mivis evaluate rejudge "
+                         f"{key}`") from None

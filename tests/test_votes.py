@@ -192,3 +192,14 @@ def test_evaluate_show_prints_the_judges_agreement(ws, capsys):
     assert main(["--workspace", str(ws.path), "evaluate", "show", rid, "--json"]) == 0
     j = json.loads(capsys.readouterr().out)["judges"]
     assert j["judges"] == ["E", "dlib", "humans"]
+
+
+def test_malformed_evaluation_rows_are_one_message(ws):
+    rid, rows = fake_attack(ws)
+    rec = ws.get(rid)
+    ev = json.loads(rec.file("evaluation.json").read_text())
+    for r in ev["per_reconstruction"]:
+        del r["p_target"]
+    rec.file("evaluation.json").write_text(json.dumps(ev))
+    with pytest.raises(ParamError, match="malformed per-reconstruction rows"):
+        V.judges(ws, rid)
