@@ -56,7 +56,7 @@ def test_cli_spelling_aliases_and_resolved_config(ws, tiny_data):
     assert rc == 0
     (run,) = ws.list()
     d = run.config["model"]["defenses"]
-    assert d["skips"] == {"scales": [1.0, 1.0, 0.5, 0.0], "mode": "both"}
+    assert d["skips"] == {"scales": [1.0, 1.0, 0.5, 0.0], "mode": "both", "preset": "paper-text", "block_scales": None}
     assert d["bido"] == {"a_x": 0.05, "a_y": 0.5, "sigma": 5.0} and d["calor"]["rank"] == 16
     model, _ = load_classifier(ws, run.id)
     assert stage_scales(model) == [1.0, 1.0, 0.5, 0.0] and model.head[1].out_features == 16
@@ -92,6 +92,40 @@ def test_tldmi_frozen_params_and_bn_stats(ws, tiny_data):
     assert params and all(torch.equal(a[n], c[n]) for n in params)
     assert all(not torch.equal(a[n], c[n]) for n in stats)
     assert paper.metrics["trainable_params"] == rows[k]["trainable"]
+
+
+@pytest.mark.parametrize("arch,defense,scales", [
+    ("resnet18", {}, [1, 1, 1, 0]),                                   # the paper's text: last stage removed
+    ("resnet18", {"preset": "released"}, [1, 1, 1, 0.6]),             # the released ResNet-18 "skip" config
+    ("densenet121", {"preset": "released"}, [1, 0, 1, 1]),            # released: dense block 2
+    ("densenet169", {"preset": "released"}, [0, 1, 1, 1]),            # released: dense block 1
+    ("densenet201", {}, [1, 1, 1, 0]),
+])
+def test_rolss_presets_paper_text_and_released(arch, defense, scales):
+    cfg = model_config(arch, 6, 1, 32, defenses={"skips": defense})
+    (sk,) = instantiate(cfg["defenses"], cfg)
+    assert sk.p["scales"] == scales
+    assert stage_scales(model_from_config(cfg | {"defenses": {"skips": dict(sk.p)}})) == scales
+
+
+def test_vit_skips_per_block_and_the_released_first_block():
+    cfg = model_config("vit_tiny", 6, 1, 32, defenses={"skips": {"preset": "released"}})
+    (sk,) = instantiate(cfg["defenses"], cfg)
+    assert sk.p["block_scales"] == [0.0] + [1.0] * 11  # only the first of the 12 blocks: not a group of 3
+    m = model_from_config(cfg | {"defenses": {"skips": dict(sk.p)}})  # a stored run rebuilds the same
+    got = [(b.attn_scale, b.mlp_scale) for b in m.body.blocks]
+    assert got == [(0.0, 0.0)] + [(1.0, 1.0)] * 11 and stage_scales(m)[0] == 0.0
+    one = {"skips": {"block_scales": [1, 1, 1, 1, 0.5, 1, 1, 1, 1, 1, 1, 1], "mode": "attn"}}
+    cfg = model_config("vit_tiny", 6, 1, 32, defenses=one)
+    m = model_from_config(cfg)
+    assert [b.attn_scale for b in m.body.blocks][3:6] == [1.0, 0.5, 1.0]
+    assert all(getattr(b, "mlp_scale", 1.0) == 1.0 for b in m.body.blocks)
+    with pytest.raises(ParamError, match="12 transformer blocks"):
+        instantiate({"skips": {"block_scales": [1, 0]}}, model_config("vit_tiny", 6, 1, 32))
+    with pytest.raises(ParamError, match="ViT/DeiT only"):
+        instantiate({"skips": {"block_scales": [1, 0]}}, model_config("resnet18", 6, 1, 32))
+    with pytest.raises(ParamError, match="released no configuration for resnet34"):
+        instantiate({"skips": {"preset": "released"}}, model_config("resnet34", 6, 1, 32))
 
 
 def test_tts_switches_once_keeps_weights_and_saves_the_switched_model(ws, tiny_data):

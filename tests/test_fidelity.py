@@ -99,3 +99,94 @@ def test_gmi_step_at_another_reference_batch():
     traj, _ = gmi_reference(G, D, T, z0, y_all, 10)
     for it, (idx, lat) in enumerate(seen):
         assert torch.allclose(lat["z"], traj[it][idx], atol=1e-5)
+
+
+# ---------------------------------------------------------------- KEDMI -------------------------------------
+def log_sum_exp(x):
+    """KEDMI's code: m + log(sum(exp(x - m))) over classes."""
+    m = x.max(1, keepdim=True).values
+    return (m + (x - m).exp().sum(1, keepdim=True).log()).squeeze(1)
+
+
+def test_kedmi_gan_losses_equal_kedmis_code():
+    from mivis.priors.gan_train import kedmi_generator_loss, kedmi_unlabelled_loss
+    g = torch.Generator().manual_seed(3)
+    out_unlabel, out_fake = torch.randn(64, 7, generator=g) * 3, torch.randn(64, 7, generator=g) * 3
+    ref_d = 0.5 * (F.softplus(log_sum_exp(out_unlabel)).mean() - log_sum_exp(out_unlabel).mean()
+                   + F.softplus(log_sum_exp(out_fake)).mean())
+    assert torch.allclose(kedmi_unlabelled_loss(out_unlabel, out_fake), ref_d, atol=1e-6)
+    mom_gen, mom_unlabel = torch.randn(64, 20, generator=g), torch.randn(64, 20, generator=g)
+    b = F.softmax(out_fake, 1) * F.log_softmax(out_fake, 1)
+    h = -1.0 * b.sum()  # KEDMI's entropy: summed over the batch, not averaged
+    ref_g = (mom_gen.mean(0) - mom_unlabel.mean(0)).abs().mean() + 1e-4 * h
+    assert torch.allclose(kedmi_generator_loss(mom_gen, mom_unlabel, out_fake, 1e-4), ref_g, atol=1e-6)
+    # the realness level (a common shift of all class logits) gets a training signal from this term
+    shift = torch.zeros(1, requires_grad=True)
+    (gs,) = torch.autograd.grad(kedmi_unlabelled_loss(out_unlabel + shift, out_fake + shift), shift)
+    assert gs.abs() > 1e-3
+
+
+class ToyClassD(nn.Module):
+    head = "classes"
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(C * S * S, 12), nn.LeakyReLU(0.2))
+        self.real = nn.Linear(12, 1)
+        self.classes = nn.Linear(12, 7)
+
+    def features(self, x):
+        return self.trunk(x)
+
+    def class_logits(self, f):
+        return self.classes(f)
+
+    def forward(self, x):
+        return self.real(self.features(x)).squeeze(1)
+
+
+def test_kedmi_attack_equals_kedmis_code_one_gaussian_per_identity():
+    """60 identities (KEDMI's batch): mu 0, log_var 1, z = mu + exp(log_var/2) eps, Adam lr 0.02 on
+    softplus(lse) - lse (mean) + 100 CE (mean); the same eps every step. Final: restarts draws per identity."""
+    from mivis.attacks import ATTACKS
+    G, _, T = toy_nets()
+    torch.manual_seed(1)
+    D = ToyClassD().eval().requires_grad_(False)
+    prior = types.SimpleNamespace(G=G, D=D, z_dim=Z, config={"type": "kedmi", "objective": "kedmi"})
+    ctx = AttackContext(T, None, prior, torch.device("cpu"), K, (C, S, S))
+    entry = ATTACKS.get("kedmi")
+    attack = entry.obj(entry.params.validate({"device": "cpu", "iterations": 15}), ctx)
+    assert attack.prior_kind == "lse"  # auto on a prior trained with KEDMI's objective
+    n, iters = 60, 15
+    eps = [torch.randn(n, Z, generator=torch.Generator().manual_seed(100 + i)) for i in range(iters)]
+    it = iter(eps)
+    attack.noise = lambda m, gen: {"eps": next(it)}
+    y = torch.arange(n) % K
+    seen, out, y_all, _ = run_engine(attack, y, 5, iters)
+    assert len(y_all) == n  # one latent (Gaussian) per identity, not one per restart
+    mu = torch.zeros(n, Z, requires_grad=True)
+    log_var = torch.ones(n, Z, requires_grad=True)
+    opt = torch.optim.Adam([mu, log_var], lr=0.02)
+    for i in range(iters):
+        assert torch.allclose(seen[i][1]["mu"], mu.detach(), atol=1e-5), f"mu at step {i}"
+        assert torch.allclose(seen[i][1]["log_var"], log_var.detach(), atol=1e-5), f"log_var at step {i}"
+        z = mu + torch.exp(0.5 * log_var) * eps[i]
+        fake = G(z)
+        label = D.class_logits(D.features(fake))
+        prior_loss = F.softplus(log_sum_exp(label)).mean() - log_sum_exp(label).mean()
+        loss = prior_loss + 100 * F.cross_entropy(T(fake), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert out.x.shape[0] == n * 5 and torch.equal(out.source, torch.arange(n).repeat_interleave(5))
+
+
+def test_kedmi_refuses_an_untrained_realness_head():
+    from mivis.attacks import ATTACKS
+    from mivis.params import ParamError
+    G, _, T = toy_nets()
+    prior = types.SimpleNamespace(G=G, D=ToyClassD(), z_dim=Z, config={"type": "kedmi", "objective": "kedmi"})
+    entry = ATTACKS.get("kedmi")
+    with pytest.raises(ParamError, match="realness head is untrained"):
+        entry.obj(entry.params.validate({"prior_loss": "realness"}),
+                  AttackContext(T, None, prior, torch.device("cpu"), K, (C, S, S)))

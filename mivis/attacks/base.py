@@ -19,6 +19,12 @@ from .losses import identity_loss
 
 ATTACKS = Registry("attack")
 
+# Method version of each attack's dynamics, recorded in an attack run's config ("method_version") and in
+# a sweep's attack step (so reuse never mixes versions). 2: GMI / LOMMA's step as the GMI code's
+# (mean over ref_batch latents, Nesterov, unclipped start), KEDMI's one Gaussian per identity with
+# draws, LOMMA's KEDMI path clipped, PPA's shared pool / crops / 100 final transforms.
+METHOD_VERSIONS = {"gmi": 2, "kedmi": 2, "lomma": 2, "ppa": 2}
+
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 COMMON_PARAMS = ParamSet([

@@ -35,6 +35,10 @@ class KEDMI(GMI):
             raise ParamError("prior_loss=lse needs a kedmi prior (its discriminator has a class head); "
                              "use prior_loss=realness or auto with this prior")
         self.prior_kind = p["prior_loss"]
+        if self.prior_kind == "realness" and kedmi_trained(ctx.prior):
+            raise ParamError("prior_loss=realness: this kedmi prior was trained with KEDMI's objective, whose "
+                             "realness is the lse of D's class logits (its realness head is untrained); use "
+                             "prior_loss=lse or auto")
         if self.prior_kind == "auto":
             self.prior_kind = "lse" if kedmi_trained(ctx.prior) else "realness"
 

@@ -1,19 +1,37 @@
 """PPA-style attack (Struppek et al. 2022) on the project's own prior.
 
-Initial selection: per identity, draw `pool` random latents and keep the `candidates` the target
-is most confident about (confidence averaged over random views). Optimise them with the Poincare
-loss on random views, Adam (lr 0.005, betas 0.1/0.1). Final selection: keep the `restarts`
-candidates whose confidence, averaged over `final_views` random transforms, is highest.
+As in PPA's code (method version 2):
+- initial selection: ONE shared pool of `pool` random latents (seeded by the run's seed only); each
+  identity keeps the `candidates` latents whose images the target is most confident are that
+  identity, confidence = the mean over the image and its horizontal flip;
+- optimisation: Poincare loss of the target on a random resized crop of the image (area scale
+  `crop` = 0.9-1.0, square, nothing else), Adam (lr 0.005, betas 0.1 / 0.1);
+- final selection: per identity the `restarts` candidates whose confidence, averaged over
+  `final_views` = 100 random transforms (random resized crop of area 0.5-0.9 + horizontal flip), is
+  highest.
+The original uses StyleGAN2 and 224 px faces; here it runs on the project's own prior.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
 from ..device import autocast
-from ..params import Param, ParamError, ParamSet
+from ..params import FLOAT_LIST, Param, ParamError, ParamSet
 from .augment import random_view, view_randoms
 from .base import Attack, Forward, latent_seed, per_sample_normal, register_attack
 from .losses import target_likelihood
+
+POOL_CHUNK = 512
+
+
+def crop_view(x: torch.Tensor, area: tuple[float, float], flip: bool, r: torch.Tensor | None = None,
+              gen: torch.Generator | None = None) -> torch.Tensor:
+    """A random resized square crop whose AREA is a fraction in `area` (torchvision's scale), optionally
+    flipped horizontally with probability 1/2; no rotation, no colour change."""
+    side = (math.sqrt(area[0]), math.sqrt(area[1]))
+    return random_view(x, gen, scale=side, max_rotate_deg=0.0, flip=flip, jitter=0.0, r=r)
 
 
 class PPA(Attack):
@@ -24,6 +42,10 @@ class PPA(Attack):
         super().__init__(p, ctx)
         if p["candidates"] < 1 or p["pool"] < p["candidates"]:
             raise ParamError(f"ppa: pool ({p['pool']}) must be at least candidates ({p['candidates']})")
+        for k in ("crop", "final_crop"):
+            v = p[k]
+            if len(v) != 2 or not 0 < v[0] <= v[1] <= 1:
+                raise ParamError(f"ppa {k}: two area fractions lo,hi with 0 < lo <= hi <= 1, not {v}")
 
     @property
     def loss_name(self) -> str:
@@ -39,28 +61,32 @@ class PPA(Attack):
         return {"kind": "adam", "lr": self.p["lr"], "betas": (self.p["beta"], self.p["beta"])}
 
     @torch.no_grad()
-    def _confidence(self, x: torch.Tensor, y: torch.Tensor, views: int, gen) -> torch.Tensor:
-        p = 0
-        for _ in range(views):
-            with autocast(self.ctx.device):
-                p = p + target_likelihood(self.T(random_view(x, gen)), y)
-        return p / views
+    def _pool_scores(self, classes: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shared pool (P, z_dim) and the target's confidence (P, len(classes)) on image + flip."""
+        dev, G = self.ctx.device, self.ctx.prior.G
+        n = self.p["pool"]
+        pool = per_sample_normal((self.ctx.prior.z_dim,), torch.zeros(n, dtype=torch.long), torch.arange(n), seed,
+                                 "ppa-pool")
+        cls = torch.tensor(classes, device=dev)
+        scores = []
+        for i in range(0, n, POOL_CHUNK):
+            with autocast(dev):
+                x = G(pool[i:i + POOL_CHUNK].to(dev)).float()
+                p = self.T(x).float().softmax(1) + self.T(x.flip(3)).float().softmax(1)
+            scores.append((p[:, cls] / 2).cpu())
+        return pool, torch.cat(scores)
 
     @torch.no_grad()
     def init(self, y, restarts, seed):
-        """Initial selection: restarts here index candidates; the pool is drawn per identity."""
-        dev, G = self.ctx.device, self.ctx.prior.G
+        """Initial selection from one shared pool: restarts here index the candidates of an identity."""
+        classes = y.unique().tolist()
+        pool, conf = self._pool_scores(classes, seed)
         out = torch.empty(len(y), self.ctx.prior.z_dim)
-        for c in y.unique().tolist():
-            rows = (y == c).nonzero().flatten()
-            yy = torch.full((self.p["pool"],), c, dtype=torch.long)
-            pool = per_sample_normal((self.ctx.prior.z_dim,), yy, torch.arange(self.p["pool"]), seed, "ppa-pool")
-            gen = torch.Generator(device=dev).manual_seed(latent_seed(seed, c, 0, "ppa-init"))
-            conf = torch.cat([self._confidence(G(pool[i:i + 512].to(dev)).float(), yy[i:i + 512].to(dev),
-                                               self.p["init_views"], gen).cpu()
-                              for i in range(0, len(pool), 512)])
-            best = conf.topk(len(rows)).indices
-            out[rows.cpu()] = pool[best]
+        yc = y.cpu()
+        for j, c in enumerate(classes):
+            rows = (yc == c).nonzero().flatten()
+            best = conf[:, j].topk(len(rows)).indices  # ranked: candidate r is the pool's r-th best for c
+            out[rows] = pool[best[restarts.cpu()[rows]]]
         return {"z": out}
 
     def noise(self, n, gen):
@@ -68,7 +94,7 @@ class PPA(Attack):
 
     def forward(self, lat, y, noise) -> Forward:
         x = self.ctx.prior.G(lat["z"])
-        v = random_view(x, r=noise["view"]) if "view" in noise else x
+        v = crop_view(x, tuple(self.p["crop"]), flip=False, r=noise["view"]) if "view" in noise else x
         logits = self.T(v)
         idl = self.identity_loss(logits, y)
         return Forward(x, logits, idl, idl)
@@ -77,10 +103,21 @@ class PPA(Attack):
         return self.ctx.prior.G(lat["z"])
 
     @torch.no_grad()
+    def final_confidence(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+        """Confidence averaged over final_views random transforms (crop of area final_crop + flip); the
+        transforms of a reconstruction depend on (seed, identity, candidate), not on the batch."""
+        p = torch.zeros(len(x), device=x.device)
+        for k in range(self.p["final_views"]):
+            gen = torch.Generator(device=x.device).manual_seed(latent_seed(seed, k, 0, "ppa-final"))
+            r = view_randoms(len(x), gen, x.device)
+            with autocast(self.ctx.device):
+                p += target_likelihood(self.T(crop_view(x, tuple(self.p["final_crop"]), flip=True, r=r)), y)
+        return p / self.p["final_views"]
+
+    @torch.no_grad()
     def finalize(self, lat, y, restarts, seed, keep):
         x = self.render(lat, y).float()
-        gen = torch.Generator(device=x.device).manual_seed(latent_seed(seed, int(y[0]), 0, "ppa-final"))
-        conf = self._confidence(x, y, self.p["final_views"], gen)
+        conf = self.final_confidence(x, y, seed)
         keep_idx = []
         for c in y.unique().tolist():
             rows = (y == c).nonzero().flatten()
@@ -90,12 +127,17 @@ class PPA(Attack):
 
 
 register_attack(PPA, ParamSet([
-    Param("iterations", int, 300, "optimisation steps", min=1, max=100000),
+    Param("iterations", int, 300, "optimisation steps (PPA: 70 on StyleGAN2 at 224 px)", min=1, max=100000),
     Param("lr", float, 0.005, "Adam learning rate on z (PPA: 0.005)", min=1e-6, max=100.0),
     Param("beta", float, 0.1, "Adam beta1 = beta2 (PPA: 0.1, 0.1)", min=0.0, max=0.999),
-    Param("pool", int, 200, "random latents drawn per identity for the initial selection", min=1, max=100000),
+    Param("pool", int, 1000, "random latents in the ONE pool shared by all identities for the initial "
+          "selection (PPA: 5000)", min=1, max=100000),
     Param("candidates", int, 10, "latents per identity kept by the initial selection and optimised "
-          "(at least restarts)", min=1, max=10000),
-    Param("init_views", int, 4, "random views averaged for the initial selection's confidence", min=1, max=64),
-    Param("final_views", int, 10, "random transforms averaged for the final selection", min=1, max=256),
-]), "PPA-style: Poincare loss, initial selection from random latents, final selection under transforms")
+          "(at least restarts; PPA: 50 on CelebA, 16 on FaceScrub in the papers' protocol sizes)", min=1, max=10000),
+    Param("crop", FLOAT_LIST, [0.9, 1.0], "area fraction range of the random resized crop the target sees "
+          "during optimisation (PPA: 0.9-1.0, no other transform)", min=0.01, max=1.0),
+    Param("final_views", int, 100, "random transforms averaged for the final selection (PPA: 100)", min=1,
+          max=1000),
+    Param("final_crop", FLOAT_LIST, [0.5, 0.9], "area fraction range of the final selection's random resized "
+          "crops, each with a random horizontal flip (PPA: 0.5-0.9)", min=0.01, max=1.0),
+]), "PPA-style: Poincare loss, initial selection from one shared pool, final selection under 100 transforms")

@@ -18,6 +18,10 @@ from .nets import RESOLUTIONS, Discriminator, Generator
 
 PRIORS = Registry("prior")
 
+# Method version of each prior type's training (2: KEDMI's objective, see gan_train.py); a sweep's prior
+# step records it so reuse never mixes versions.
+METHOD_VERSIONS = {"kedmi": 2}
+
 LOSSES = ("hinge", "wgan-gp")
 
 GAN_PARAMS = ParamSet([
@@ -43,13 +47,19 @@ GAN_PARAMS = ParamSet([
           max=1_000_000),
 ])
 
+KEDMI_OBJECTIVES = ("kedmi", "hinge-nonpaper")
+
 KEDMI_PARAMS = ParamSet([
+    Param("objective", str, "kedmi", "'kedmi' = KEDMI's code: D's realness = logsumexp of its class logits, "
+          "trained by the semi-supervised term; G = feature matching + entropy_weight x entropy summed over the "
+          "batch. 'hinge-nonpaper' = mivis v1: a separate hinge realness head, G hinge loss (+ fm_weight x feature "
+          "matching, + entropy averaged over the batch); not the paper's", choices=KEDMI_OBJECTIVES),
     Param("cls_weight", float, 1.0, "weight of the soft-label loss: D's class head vs the target's softmax "
-          "on public images", min=0.0, max=100.0),
+          "on public images (KEDMI: 1)", min=0.0, max=100.0),
     Param("entropy_weight", float, 1e-4, "G: weight of the entropy of D's class prediction on fakes "
-          "(KEDMI's code: 1e-4)", min=0.0, max=10.0),
-    Param("fm_weight", float, 0.0, "G: weight of feature matching on D's features (KEDMI's G loss; 0 = hinge "
-          "loss only)", min=0.0, max=100.0),
+          "(KEDMI's code: 1e-4, on the entropy summed over the batch)", min=0.0, max=10.0),
+    Param("fm_weight", float, 0.0, "hinge-nonpaper only: G's weight of feature matching on D's features (the "
+          "kedmi objective always uses feature matching with weight 1, as KEDMI)", min=0.0, max=100.0),
 ])
 
 PLGMI_PARAMS = ParamSet([
@@ -82,7 +92,7 @@ def net_config(ptype: str, p: dict, img_size: int, channels: int, num_classes: i
     return {"type": ptype, "z_dim": p["z_dim"], "img_size": img_size, "channels": channels,
             "g_width": p["g_width"], "d_width": p["d_width"], "num_classes": num_classes if head != "none" else 0,
             "conditional": ptype == "plgmi", "d_head": head, "spectral_norm": p["loss"] == "hinge",
-            "loss": p["loss"]}
+            "loss": p["loss"], **({"objective": p.get("objective", "hinge-nonpaper")} if ptype == "kedmi" else {})}
 
 
 def build_nets(cfg: dict) -> tuple[Generator, Discriminator]:

@@ -2,6 +2,13 @@
 
 Hinge loss with a spectral-norm D (default) or WGAN-GP; DiffAugment of real and fake batches;
 an EMA copy of G is what gets saved and used by attacks.
+
+KEDMI's objective (variant.objective "kedmi", as in KEDMI's code): D's realness is the logsumexp
+(lse) of its class logits; D minimises the soft-label CE on public images plus the semi-supervised
+term 0.5 * (E[softplus(lse_real)] - E[lse_real] + E[softplus(lse_fake)]); G minimises feature
+matching mean_d |E[f_fake] - E[f_real]| plus entropy_weight x the entropy of D's class prediction
+SUMMED over the batch. The realness head and the GAN `loss` (hinge / WGAN-GP) are then unused
+(`loss` still decides D's spectral norm).
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ class Variant:
     cls_weight: float = 0.0
     entropy_weight: float = 0.0
     fm_weight: float = 0.0
+    objective: str = ""                        # KEDMI: "kedmi" (KEDMI's code) or "hinge-nonpaper" (mivis v1)
     pairs: torch.Tensor | None = None          # PLG-MI: (M, 2) [public index, pseudo label]
     target: torch.nn.Module | None = None      # PLG-MI: target for the inversion loss on fakes
     inv_weight: float = 0.0
@@ -45,6 +53,21 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             pe.lerp_(pm, 1 - decay)
         for be, bm in zip(ema.buffers(), model.buffers()):
             be.copy_(bm)
+
+
+def kedmi_unlabelled_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """KEDMI's semi-supervised D term: realness = lse of the class logits;
+    0.5 * (E[softplus(lse_real)] - E[lse_real] + E[softplus(lse_fake)])."""
+    lr, lf = logits_real.logsumexp(1), logits_fake.logsumexp(1)
+    return 0.5 * (F.softplus(lr).mean() - lr.mean() + F.softplus(lf).mean())
+
+
+def kedmi_generator_loss(f_fake: torch.Tensor, f_real: torch.Tensor, logits_fake: torch.Tensor,
+                         entropy_weight: float) -> torch.Tensor:
+    """KEDMI's G loss: feature matching mean_d |E[f_fake] - E[f_real]| + w * entropy summed over the batch."""
+    fm = (f_fake.mean(0) - f_real.mean(0)).abs().mean()
+    entropy = -(logits_fake.softmax(1) * logits_fake.log_softmax(1)).sum()
+    return fm + entropy_weight * entropy
 
 
 def _gradient_penalty(D, real, fake, y):
@@ -70,6 +93,7 @@ def train_gan(G, D, public_x: torch.Tensor, p: dict, device: torch.device, varia
     pairs = variant.pairs.to(device) if variant.pairs is not None else None
     K = variant.num_classes
     bs, zd, policy, hinge = p["batch_size"], G.z_dim, p["diffaug"], p["loss"] == "hinge"
+    kedmi = variant.objective == "kedmi"
     feed = None
     if is_lazy(public_x):
         # folder data stays on disk: indices from their own seeded stream, read ahead by workers
@@ -116,16 +140,21 @@ def train_gan(G, D, public_x: torch.Tensor, p: dict, device: torch.device, varia
                 fake, y_fake = fake_batch()
             with autocast(device):
                 d_real, f_real = D(aug(real), y_real, with_features=True)
-                d_fake = D(aug(fake.float()), y_fake)
-                d_real, d_fake = d_real.float(), d_fake.float()
-                if hinge:
-                    d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+                d_fake, f_fake_d = D(aug(fake.float()), y_fake, with_features=True)
+                if kedmi:
+                    lg_real, lg_fake = D.class_logits(f_real).float(), D.class_logits(f_fake_d).float()
+                    d_loss = kedmi_unlabelled_loss(lg_real, lg_fake)
+                    d_real, d_fake = lg_real.logsumexp(1), lg_fake.logsumexp(1)  # KEDMI's realness
                 else:
-                    d_loss = d_fake.mean() - d_real.mean()
+                    d_real, d_fake = d_real.float(), d_fake.float()
+                    if hinge:
+                        d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+                    else:
+                        d_loss = d_fake.mean() - d_real.mean()
                 if soft is not None and variant.cls_weight > 0:
                     lg = D.class_logits(f_real).float()
                     d_loss = d_loss + variant.cls_weight * -(soft[img_idx] * lg.log_softmax(1)).sum(1).mean()
-            if not hinge:
+            if not hinge and not kedmi:
                 d_loss = d_loss + 10 * _gradient_penalty(lambda x, y=None: D(aug(x), y), real, fake.float(), y_real)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -135,8 +164,14 @@ def train_gan(G, D, public_x: torch.Tensor, p: dict, device: torch.device, varia
             fake, y_fake = fake_batch()
             fake = fake.float()
             d_out, f_fake = D(aug(fake), y_fake, with_features=True)
-            g_loss = -d_out.float().mean()
-            if soft is not None:
+            if kedmi:
+                with torch.no_grad():
+                    f_real_g = D.features(aug(real_batch()[0])).float()
+                g_loss = kedmi_generator_loss(f_fake.float(), f_real_g, D.class_logits(f_fake).float(),
+                                              variant.entropy_weight)
+            else:
+                g_loss = -d_out.float().mean()
+            if soft is not None and not kedmi:
                 if variant.entropy_weight > 0:
                     pr = D.class_logits(f_fake).float().softmax(1)
                     g_loss = g_loss + variant.entropy_weight * -(pr * pr.clamp_min(1e-12).log()).sum(1).mean()

@@ -41,6 +41,7 @@ def build_variant(ptype: str, p: dict, split, ws, target, device) -> Variant:
     probs = target_softmax(model, split.public.x, device)
     if ptype == "kedmi":
         return Variant(soft_labels=probs, cls_weight=p["cls_weight"], entropy_weight=p["entropy_weight"],
-                       fm_weight=p["fm_weight"], num_classes=split.num_classes)
+                       fm_weight=p["fm_weight"], num_classes=split.num_classes,
+                       objective=p.get("objective", "hinge-nonpaper"))
     return Variant(pairs=pseudo_label(probs, p["top_k"]), target=model, inv_weight=p["inv_weight"],
                    num_classes=split.num_classes)

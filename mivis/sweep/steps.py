@@ -52,9 +52,18 @@ def trial_steps(trial: dict) -> tuple[list[Step], dict]:
     elif target.get("init"):
         raise ParamError(f"target.init: {target['init']!r} is not allowed; use \"public\" or leave it out")
     defenses = target.get("defenses", {})
-    tg = add(Step("train", {"role": "target", "train": {k: v for k, v in target.items() if k not in TRAIN_ONLY_KEYS},
-                            "defenses": defenses, "arch_params": target.get("arch_params", {}), "init": init_key,
-                            "data": data}, deps=[init_key] if init_key else [],
+    from ..attacks.base import METHOD_VERSIONS as ATTACK_VERSIONS
+    from ..defenses.base import defenses_version
+    from ..priors.base import METHOD_VERSIONS as PRIOR_VERSIONS
+
+    def versioned(spec: dict, version: int) -> dict:
+        # a method whose dynamics changed gets its version in the key; unchanged methods keep their old keys
+        return {**spec, "method_version": version} if version > 1 else spec
+    tg = add(Step("train", versioned({"role": "target",
+                                      "train": {k: v for k, v in target.items() if k not in TRAIN_ONLY_KEYS},
+                                      "defenses": defenses, "arch_params": target.get("arch_params", {}),
+                                      "init": init_key, "data": data}, defenses_version(defenses)),
+                  deps=[init_key] if init_key else [],
                   label=f"target {target.get('arch', 'resnet18')} {defense_label(defenses)} seed {target.get('seed', 0)}"))
     attack = copy.deepcopy(trial.get("attack", {"name": "gmi"}))
     name = attack.pop("name", "gmi")
@@ -70,8 +79,10 @@ def trial_steps(trial: dict) -> tuple[list[Step], dict]:
             spec = {"type": ptype, "params": {k: v for k, v in prior.items() if k not in ("type", "preset")},
                     "preset": prior.get("preset"), "data": data,
                     "target": tg if ptype in ("kedmi", "plgmi") else None}
-            pr = add(Step("prior", spec, deps=[tg] if spec["target"] else [], label=f"prior {ptype}"))
-    at = add(Step("attack", {"name": name, "params": attack, "target": tg, "prior": pr, "eval": ev},
+            pr = add(Step("prior", versioned(spec, PRIOR_VERSIONS.get(ptype, 1)), deps=[tg] if spec["target"] else [],
+                          label=f"prior {ptype}"))
+    at = add(Step("attack", versioned({"name": name, "params": attack, "target": tg, "prior": pr, "eval": ev},
+                                      ATTACK_VERSIONS.get(name, 1)),
                   deps=[d for d in (tg, pr, ev) if d], label=f"attack {name}"))
     keys = {"eval": ev, "target": tg, "prior": pr, "attack": at, "public": init_key}
     for analysis in trial.get("analyses", []):
