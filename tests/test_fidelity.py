@@ -190,3 +190,73 @@ def test_kedmi_refuses_an_untrained_realness_head():
     with pytest.raises(ParamError, match="realness head is untrained"):
         entry.obj(entry.params.validate({"prior_loss": "realness"}),
                   AttackContext(T, None, prior, torch.device("cpu"), K, (C, S, S)))
+
+
+# ---------------------------------------------------------------- PPA ---------------------------------------
+def test_ppa_initial_selection_from_one_shared_pool_scored_on_image_and_flip():
+    from mivis.attacks import ATTACKS
+    from mivis.attacks.base import per_sample_normal
+    G, D, T = toy_nets()
+    entry = ATTACKS.get("ppa")
+    attack = entry.obj(entry.params.validate({"device": "cpu", "pool": 40, "candidates": 4}), toy_ctx(G, D, T))
+    assert attack.p["crop"] == [0.9, 1.0] and attack.p["final_views"] == 100 and attack.p["final_crop"] == [0.5, 0.9]
+    y = torch.tensor([0] * 4 + [3] * 4)
+    r = torch.arange(4).repeat(2)
+    z = attack.init(y, r, seed=7)["z"]
+    pool = per_sample_normal((Z,), torch.zeros(40, dtype=torch.long), torch.arange(40), 7, "ppa-pool")
+    with torch.no_grad():
+        x = G(pool)
+        conf = (T(x).softmax(1) + T(x.flip(3)).softmax(1)) / 2  # PPA: the image and its horizontal flip
+    for c in (0, 3):
+        best = pool[conf[:, c].topk(4).indices]
+        assert torch.equal(z[y == c], best)
+    # one pool for every identity: identity 3's candidates do not depend on which identities run with it
+    alone = attack.init(torch.tensor([3] * 4), torch.arange(4), seed=7)["z"]
+    assert torch.equal(alone, z[4:])
+
+
+def test_ppa_crops_have_the_papers_area_and_no_other_transform():
+    from mivis.attacks.ppa import crop_view
+    ramp = torch.linspace(-1, 1, 64).expand(1, 1, 64, 64).contiguous()
+    r = torch.tensor([[0.0, 0.5, 0.5, 0.9, 0.9, 0.5, 0.5, 0.5]])  # smallest crop, centred, no flip drawn
+    for area in ((0.9, 1.0), (0.5, 0.9)):
+        v = crop_view(ramp, area, flip=True, r=r)
+        width = (v[0, 0, 0, -1] - v[0, 0, 0, 0]).item() / 2 * 64 / 63
+        assert abs(width - area[0] ** 0.5) < 0.03  # the side of a crop of area fraction a is sqrt(a)
+        assert torch.allclose(v[0, 0, 0], v[0, 0, -1], atol=1e-5)  # no rotation: columns stay constant
+    flipped = crop_view(ramp, (1.0, 1.0), flip=True, r=torch.tensor([[0.0, 0.5, 0.5, 0.5, 0.1, 0.5, 0.5, 0.5]]))
+    assert torch.allclose(flipped, ramp.flip(3), atol=1e-5)  # area 1 + flip = the mirrored image
+
+
+# ---------------------------------------------------------------- selection ---------------------------------
+def test_best_restart_per_identity_beside_all_restarts():
+    from mivis.attacks.run import add_selection
+    rows = [{"identity": c, "restart": k, "p_target": p, "eval_top1": ok, "eval_top5": True, "knn_dist": 1.0 + k}
+            for c, k, p, ok in [(0, 0, 0.2, False), (0, 1, 0.9, True), (1, 0, 0.8, False), (1, 1, 0.3, True),
+                                (2, 0, 0.5, True), (2, 1, 0.1, False)]]
+    ev = {"per_reconstruction": rows, "metrics": {}}
+    add_selection(ev, "gmi", {}, 200, 0)
+    # GMI's code keeps, per identity, the restart the target scores highest: (0,1) right, (1,0) wrong, (2,0) right
+    assert ev["metrics"]["attack_acc_top1_selected"]["value"] == pytest.approx(2 / 3)
+    assert ev["metrics"]["knn_dist_selected"]["value"] == pytest.approx((2 + 1 + 1) / 3)
+    assert ev["selection"]["paper_protocol"] == "selected"
+    add_selection(ev, "plgmi", {}, 200, 0)
+    assert ev["selection"]["paper_protocol"] == "all restarts"
+
+
+# ---------------------------------------------------------------- versions ----------------------------------
+def test_changed_methods_get_new_sweep_keys_unchanged_ones_keep_theirs():
+    from mivis.sweep.steps import trial_steps
+    base = {"data": {"dataset": "synthetic"}, "prior": {"type": "gmi"}}
+    _, gmi = trial_steps({**base, "attack": {"name": "gmi"}})
+    _, wb = trial_steps({**base, "attack": {"name": "whitebox"}})
+    steps, _ = trial_steps({**base, "attack": {"name": "gmi"}})
+    by_kind = {s.kind: s for s in steps if s.kind != "train" or s.spec.get("role") == "target"}
+    assert by_kind["attack"].spec["method_version"] == 2
+    assert "method_version" not in by_kind["train"].spec and "method_version" not in by_kind["prior"].spec
+    assert gmi["keys"]["target"] == wb["keys"]["target"]  # an undefended target keeps its stored key
+    steps, _ = trial_steps({**base, "attack": {"name": "whitebox"}, "target": {"defenses": {"mid": {}}}})
+    assert next(s for s in steps if s.spec.get("role") == "target").spec["method_version"] == 2
+    assert "method_version" not in next(s for s in steps if s.kind == "attack").spec
+    steps, _ = trial_steps({**base, "attack": {"name": "kedmi"}, "prior": {"type": "kedmi"}})
+    assert next(s for s in steps if s.kind == "prior").spec["method_version"] == 2
