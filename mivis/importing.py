@@ -117,12 +117,12 @@ def _class_permutation(class_order: list[str] | None, private: list[str]) -> lis
     return [order.index(c) for c in private]
 
 
-def read_class_order(text_or_path: str | None) -> list[str] | None:
-    """A class order from a file (one name a line) or a comma-separated list; None when not given."""
+def read_class_order(text_or_path: str | None, allow_file: bool = True) -> list[str] | None:
+    """A class order from a file (one name a line; CLI only) or a comma-separated list; None when not given."""
     if not text_or_path:
         return None
     p = Path(text_or_path).expanduser()
-    if p.is_file():
+    if allow_file and "," not in text_or_path and p.is_file():
         names = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
     else:
         names = [c.strip() for c in text_or_path.split(",") if c.strip()]

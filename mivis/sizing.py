@@ -36,7 +36,8 @@ def _free_memory(device: torch.device) -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def estimate(model_cfg: dict, n_train: int, batch_size: int, device: str = "auto", probe_batch: int = PROBE_BATCH) -> dict:
+def estimate(model_cfg: dict, n_train: int, batch_size: int, device: str = "auto",
+             probe_batch: int = PROBE_BATCH) -> dict:
     """Measured now: parameters, memory of one training step, seconds per step and per epoch."""
     from .models import model_from_config
     dev = resolve_device(device)

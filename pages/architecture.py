@@ -29,6 +29,18 @@ ROLE = Param("role", str, "target", "target: trained on the private identities a
 top = st.columns([2, 1, 1])
 arch = knobs.widget(TRAIN_PARAMS["arch"], container=top[0], label="Architecture",
                     format_func=lambda n: f"{n}: {ARCHITECTURES.get(n).help}")
+any_timm = knobs.widget(Param("timm_arch", str, None, "any timm model name (timm.list_models(); nothing pretrained "
+                              "is fetched): stages come from the model's feature_info, skips from its block types; "
+                              "overrides the menu above", optional=True),
+                        container=top[0], label="…or any timm architecture (e.g. convnext_atto, regnetx_002)")
+timm_bad = False
+if any_timm:
+    try:
+        ARCHITECTURES.get(any_timm)
+        arch = any_timm
+    except ParamError as e:
+        ui.error(e, box=top[0])
+        timm_bad = True
 role = knobs.widget(ROLE, container=top[1], label="Role")
 arch_params = knobs.widgets(ARCHITECTURES.get(arch).params, prefix="arch_", container=top[2])
 counts_box = st.container()
@@ -87,6 +99,24 @@ def anatomy(arch: str, n_classes: int, c: int, h: int, arch_params_json: str, de
     return out
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _imported_stages(mcfg_json: str) -> dict:
+    import torch
+
+    from mivis.models import model_from_config
+    from mivis.surgery import describe
+    with torch.device("meta"):
+        return describe(model_from_config(json.loads(mcfg_json)))
+
+
+def get_anatomy_of(mcfg: dict) -> dict | None:
+    try:
+        return _imported_stages(json.dumps(mcfg, sort_keys=True))
+    except (ParamError, ValueError, TypeError) as e:
+        ui.error(e)
+        return None
+
+
 def get_anatomy(defenses: dict) -> dict | None:
     try:
         return anatomy(arch, n_classes, c, h, json.dumps(arch_params, sort_keys=True),
@@ -113,6 +143,9 @@ if desc is None or not desc["toggleable"]:
                 eq = repvgg_equivalence(in_chans=c, img_size=h, num_classes=n_classes)
             st.dataframe([{"quantity": k.replace("_", " "), "value": f"{v:.3g}" if isinstance(v, float) else str(v)}
                           for k, v in eq.items()], hide_index=True)
+    elif desc is not None and desc.get("uncontrolled"):
+        st.graphviz_chart(ui.stage_dot(desc), width="stretch")
+        st.caption(f"{arch}: stages from the model's own feature_info; no stage has a skip mivis can scale.")
     else:
         st.info(f"{arch} has no skip connections (the reference architecture): nothing to toggle.",
                 icon=":material/block:")
@@ -168,6 +201,11 @@ elif "skips" in DEFENSES:
         st.graphviz_chart(ui.stage_dot(shaped["stages"]), width="stretch")
         st.caption("Blue arcs: skip kept; dashed orange: scaled by s; no arc: removed (red blocks). "
                    "Long stages are shortened to their first and last blocks.")
+
+if desc is not None and desc.get("uncontrolled"):
+    st.warning("Skips mivis cannot control in this model: "
+               + " ".join(f"**{u['type']}** ({u['blocks']} block{'s' if u['blocks'] != 1 else ''}): {u['why']}."
+                          for u in desc["uncontrolled"]), icon=":material/help:")
 
 # --- other defenses, generated from the registry ------------------------------------------------------
 others = [e for e in DEFENSES.entries() if e.name != "skips"]
@@ -226,7 +264,21 @@ with st.container(border=True):
                                          label="or a pretrained checkpoint (path on the server)")
     name = g[3].text_input("Run name", key=f"{PAGE}:name", placeholder=f"{role} {arch}")
     train["arch"], train["init_run"] = arch, (init or None)
-    blocked |= knobs.invalid
+    blocked |= knobs.invalid or timm_bad
+    size_key = f"{PAGE}:size:" + json.dumps([arch, n_classes, c, h, defenses, train["batch_size"], train["device"]],
+                                             sort_keys=True, default=str)
+    if st.button("Estimate memory and time here", key=f"{PAGE}:size", icon=":material/memory:", disabled=blocked,
+                 help="builds the model and measures one training step on this machine now"):
+        with ui.guard(), st.spinner("measuring one training step"):
+            from mivis.models import model_config
+            from mivis.sizing import estimate, verdict
+            n_train = len(split.public) if role == "public" else len(split.train)
+            st.session_state[size_key] = verdict(estimate(model_config(arch, n_classes, c, h, arch_params, defenses),
+                                                          n_train, train["batch_size"], train["device"]))
+    if size_key in st.session_state:
+        level, line = st.session_state[size_key]
+        {"ok": st.success, "warn": st.warning, "refuse": st.error}[level](line, icon=":material/memory:")
+        blocked |= level == "refuse"
     if "tldmi" in defenses and not init and not train.get("init_weights"):
         blocked = True
         st.warning("TL-DMI fine-tunes a model that was first trained on the public identities: choose it under "
@@ -280,6 +332,68 @@ def done(rec):
     st.page_link("pages/runs.py", label=f"Open run {run.id}", icon=":material/open_in_new:",
                  query_params={"run": run.id})
 
+
+# --- import a model trained elsewhere -------------------------------------------------------------------
+st.subheader("Your own model")
+with st.expander("Import a classifier trained elsewhere (safetensors, any timm architecture)",
+                 icon=":material/upload_file:"):
+    st.caption("It becomes a normal target (or evaluation) run: attack it, open it on Results, Layers and "
+               "Trade-off, and compare it with a skip-modified retrain of the same architecture trained here. "
+               "The data it was trained on is the **Data** setting above (its image size and channels follow "
+               "the model's); its held-out accuracy is measured at import.")
+    up = st.file_uploader("Weights (.safetensors)", type=["safetensors"], key=f"{PAGE}:imp_file")
+    ic = st.columns(4)
+    imp_arch = ic[0].text_input("timm architecture", key=f"{PAGE}:imp_arch",
+                                value=any_timm or ARCHITECTURES.get(arch).meta.get("timm_name", arch))
+    imp_role = ic[1].selectbox("Role", ("target", "eval"), key=f"{PAGE}:imp_role")
+    imp_size = ic[2].number_input("Input size (px)", min_value=16, max_value=256, value=int(h), key=f"{PAGE}:imp_size")
+    imp_chans = ic[3].selectbox("Channels", (1, 3), index=0 if c == 1 else 1, key=f"{PAGE}:imp_chans")
+    ic = st.columns([1, 1, 2])
+    mean_txt = ic[0].text_input("Normalisation mean", key=f"{PAGE}:imp_mean", placeholder="timm's (ImageNet)",
+                                help="comma-separated, one per channel; blank: timm's default for the architecture")
+    std_txt = ic[1].text_input("Normalisation std", key=f"{PAGE}:imp_std", placeholder="timm's (ImageNet)")
+    order_txt = ic[2].text_area("Class order (the model's outputs)", key=f"{PAGE}:imp_order", height=68,
+                                placeholder="blank: the data split's order (one name a line or comma-separated)")
+    if st.button("Import", key=f"{PAGE}:import", icon=":material/upload:", disabled=up is None):
+        with ui.guard(), st.spinner("checking the file and measuring held-out accuracy"):
+            import hashlib
+
+            from mivis.importing import import_model, read_class_order
+            from mivis.params import FLOAT_LIST
+            raw = up.getvalue()
+            folder = ui.workspace().path / "uploads"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{hashlib.sha256(raw).hexdigest()[:16]}.safetensors"
+            path.write_bytes(raw)
+            def floats(t: str, n: str):
+                return Param(n, FLOAT_LIST, None, "", optional=True).coerce(t) if t.strip() else None
+            rec = import_model(path, imp_arch.strip(), data, role=imp_role, img_size=int(imp_size),
+                               in_chans=int(imp_chans), mean=floats(mean_txt, "mean"), std=floats(std_txt, "std"),
+                               class_order=read_class_order(order_txt.replace("\n", ",").strip() or None,
+                                                            allow_file=False),
+                               workspace=ui.workspace(), name=f"{imp_role} {imp_arch.strip()} (imported {up.name})")
+            st.session_state[f"{PAGE}:imported"] = rec.id
+    imported = st.session_state.get(f"{PAGE}:imported")
+    if imported:
+        with ui.guard():
+            from mivis.importing import order_warning
+            rec = ui.workspace().get(imported)
+            mm = rec.metrics
+            q = st.columns(3)
+            q[0].metric("Held-out accuracy", f"{mm['natural_acc']:.1%}", help=f"chance {mm['chance']:.1%}")
+            q[1].metric("Training-image accuracy", f"{mm['train_acc']:.1%}")
+            q[2].metric("Parameters", f"{mm['params']:,}")
+            warn = order_warning(mm)
+            if warn:
+                st.warning(warn + (f" Suggested: {', '.join(mm['suggested_order'][:12])}"
+                                   f"{' ...' if len(mm['suggested_order']) > 12 else ''}"),
+                           icon=":material/swap_vert:")
+            st.success(f"Imported as run `{rec.id}` ({rec.kind}).", icon=":material/check_circle:")
+            ia = get_anatomy_of(rec.config["model"])
+            if ia is not None:
+                st.graphviz_chart(ui.stage_dot(ia), width="stretch")
+            st.page_link("pages/runs.py", label=f"Open run {rec.id}", icon=":material/open_in_new:",
+                         query_params={"run": rec.id})
 
 job = ui.current_job(PAGE, kinds=("train",), box=box)
 if job is not None:

@@ -109,7 +109,8 @@ def test_input_normalisation_feeds_the_model_its_own_statistics():
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         m(x)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     assert torch.allclose(seen["x"], ((x + 1) / 2 - mean) / std, atol=1e-5)
     assert not any("mivis_in" in k for k in m.state_dict())  # the weights file keeps timm's names only
 
