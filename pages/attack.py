@@ -183,8 +183,9 @@ else:
                    f"{pending[0].status}); it appears here when it finishes.", icon=":material/hourglass_top:")
     elif ec[1].button(f"Train {earch} evaluation model", key=f"{PAGE}:train_eval", icon=":material/play_arrow:"):
         tcfg = target.config["train"]
-        ui.submit_job("train", {"role": "eval", "train": {"arch": earch, "epochs": tcfg["epochs"], "lr": 1e-3,
-                                                          "batch_size": tcfg["batch_size"], "seed": tcfg["seed"]},
+        ui.submit_job("train", {"role": "eval", "train": {"arch": earch, "epochs": tcfg.get("epochs", 30), "lr": 1e-3,
+                                                          "batch_size": tcfg.get("batch_size", 32),
+                                                          "seed": tcfg.get("seed", 0)},
                                 "data": target.config["data"], "name": f"eval {earch}"},
                       label=f"train eval {earch}", page=PAGE, box=box)
 
