@@ -627,6 +627,26 @@ def png_scaled(path, max_width: int = 1000, factor: int = 2):
         return im.resize((w * f, h * f), Image.NEAREST) if f > 1 else im.copy()
 
 
+def png_row_pages(path, row_height: int, *, per_page: int = 10, key: str, pad: int = 2, caption: str = "") -> None:
+    """A tall grid PNG (one row per identity, e.g. an attack's reconstructions.png) shown `per_page`
+    rows at a time with a page picker, instead of one image thousands of pixels high."""
+    from PIL import Image
+    with Image.open(path) as im:
+        im.load()
+        w, h = im.size
+        n_rows = max(1, round((h - pad) / row_height))
+        pages = max(1, -(-n_rows // per_page))
+        page = st.number_input(f"Rows {per_page} at a time: page (of {pages})", 1, pages, 1, key=key) \
+            if pages > 1 else 1
+        top = (page - 1) * per_page * row_height
+        bottom = min(h, top + per_page * row_height + pad)
+        crop = im.crop((0, top, w, bottom))
+    f = 2 if w * 2 <= 1000 else 1
+    st.image(crop.resize((w * f, crop.size[1] * f), Image.NEAREST) if f > 1 else crop,
+             caption=caption + (f" Rows {(page - 1) * per_page + 1}-{min(n_rows, page * per_page)} of {n_rows}."
+                                if pages > 1 else ""), width="content")
+
+
 def png_crisp(path_or_bytes, size: int = 128):
     from PIL import Image
     src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes

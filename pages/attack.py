@@ -298,8 +298,11 @@ def done(rec):
          "pct": False}])
     png = run.file("reconstructions.png")
     if png.exists():
-        st.image(ui.png_scaled(png), caption="each row: a real private training face, then the "
-                 "reconstructions of that identity. " + ui.ORL_CREDIT, width="content")
+        tgt = ws.get(run.config["target_run"]) if ws.exists(run.config.get("target_run", "")) else None
+        size = tgt.config["model"]["img_size"] if tgt else 32
+        ui.png_row_pages(png, size * (2 if size <= 32 else 1) + 2, key=f"{PAGE}:rows:{run.id}",
+                         caption="Each row: a real private training face, then the reconstructions of that identity "
+                                 "(verdicts, framed right/wrong, in Results). " + ui.ORL_CREDIT)
     st.page_link("pages/results.py", label="Open in Results (verdicts, histograms, attributions)",
                  icon=":material/insights:", query_params={"run": run.id})
 

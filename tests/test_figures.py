@@ -226,3 +226,24 @@ def test_resolved_says_which_run_leaks_less():
     assert "B leaks 11 pp less than A" in ui.paired_words(d)
     d = {"value": 0.02, "lo": -0.1, "hi": 0.1, "n": 20, "resolved": False}
     assert "not resolved" in ui.paired_words(d) and "neither" in ui.paired_words(d)
+
+
+def test_a_tall_reconstruction_grid_is_paged(tmp_path):
+    """100 identities made a 4,800 px image; now 10 rows a page with a page picker."""
+    from streamlit.testing.v1 import AppTest
+
+    from mivis.grid import grid_png
+    png = tmp_path / "grid.png"
+    png.write_bytes(grid_png(torch.zeros(100 * 6, 1, 32, 32), 6, scale=2))  # 100 rows of 64 px (+2 pad)
+
+    def page(path: str):
+        from mivis import ui
+        ui.png_row_pages(path, 66, key="rows")
+
+    at = AppTest.from_function(page, args=(str(png),), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert at.number_input(key="rows").max == 10
+    assert "Rows 1-10 of 100" in at.get("image")[0].proto.imgs[0].caption
+    at.number_input(key="rows").set_value(10).run()
+    assert "Rows 91-100 of 100" in at.get("image")[0].proto.imgs[0].caption
