@@ -115,7 +115,8 @@ def _fake_attack(ws, target_id, judge_run, hits: dict[int, list[int]], seed=0):
     cfg = {"attack": {"name": "gmi", "params": {"identities": sorted(hits), "seed": seed, "restarts": 2}},
            "target_run": target_id}
     run = ws.create("attack", cfg)
-    run.write_json("evaluation.json", {"judge": {"run": judge_run}, "per_reconstruction": rows})
+    run.write_json("evaluation.json", {"judge": {"run": judge_run, "arch": "vgg11"}, "metrics": {},
+                                       "extra_judges": {}, "per_reconstruction": rows})  # as attack runs write it
     run.finish({})
     return run.id
 
