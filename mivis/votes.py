@@ -152,7 +152,6 @@ def demo_ballot(folder: str | Path) -> Ballot:
 def run_ballot(ws: Workspace, run_id: str) -> Ballot:
     """A finished attack run: per attacked identity, the restart with the highest target likelihood."""
     from .data import load_split, to_uint8
-    from .weights import load_tensors
     try:
         rec = ws.get(run_id)
     except RunError:
@@ -160,7 +159,7 @@ def run_ballot(ws: Workspace, run_id: str) -> Ballot:
                          "demo)") from None
     if rec.kind != "attack" or rec.status != "done":
         raise ParamError(f"run {run_id} is a {rec.status} {rec.kind} run; voting needs a finished attack run")
-    t, _ = load_tensors(rec.file("reconstructions.safetensors"))
+    t = rec.read_tensors("reconstructions.safetensors", ("p_target",))  # DamagedRun: named, one line
     y, p = t["y"].long(), t["p_target"].float()
     try:
         rows = json.loads(rec.file("evaluation.json").read_text())["per_reconstruction"]

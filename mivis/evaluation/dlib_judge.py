@@ -115,14 +115,13 @@ def add_to_run(ws, run_id: str, n_boot: int = 2000, force: bool = False) -> dict
     top-1 metric. No model is retrained or reloaded except dlib's: judging is cheap."""
     from ..data import load_split
     from ..runs import Run
-    from ..weights import load_tensors
     from .bootstrap import bootstrap_mean
     from .compare import load_evaluation
     check_available()
     rec, ev = load_evaluation(ws, run_id)
     if has_verdicts(ev) and not force:
         return ev["extra_judges"][NAME]["attack_acc_top1"]
-    t, _ = load_tensors(rec.file("reconstructions.safetensors"))
+    t = rec.read_tensors("reconstructions.safetensors")  # DamagedRun: named, one line
     rows = ev["per_reconstruction"]
     if len(rows) != len(t["y"]) or any(int(r["identity"]) != int(c) for r, c in zip(rows, t["y"].tolist())):
         raise ParamError(f"attack run {run_id}: its evaluation rows do not match its stored reconstructions")

@@ -27,7 +27,7 @@ N_BOOT = 2000
 
 
 def _rows(ws: Workspace, attack_run: str) -> list[dict]:
-    return json.loads(ws.get(attack_run).file("evaluation.json").read_text())["per_reconstruction"]
+    return ws.get(attack_run).read_json("evaluation.json")["per_reconstruction"]  # DamagedRun: named
 
 
 DLIB = "top1@dlib"  # the independent judge's per-reconstruction verdict (mivis.evaluation.dlib_judge)
@@ -295,7 +295,7 @@ def fisher_section(ws: Workspace, groups: dict, fig_dir: Path) -> tuple[str, lis
         layer_runs = [g["seeds"][s].get("layers") for s in sorted(g["seeds"]) if g["seeds"][s].get("layers")]
         if not layer_runs or defense != "none" or init:
             continue
-        data = [json.loads(ws.get(r).file("layers.json").read_text()) for r in layer_runs]
+        data = [ws.get(r).read_json("layers.json") for r in layer_runs]
         cls = np.mean([[r["normalised"] for r in d["classification"]] for d in data], axis=0)
         mi = np.mean([[r["normalised"] for r in d["mi_final"]] for d in data], axis=0)
         half = len(cls) // 2
