@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import queue
+import re
 import secrets
 import threading
 import time
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
+JOB_ID_RE = re.compile(r"job-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # a tampered id is never used as a path
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -485,15 +487,31 @@ class JobManager:
         with self.ws._connect() as con:
             rows = con.execute("SELECT data FROM job_events WHERE job_id = ? AND n >= ? ORDER BY n",
                                (job_id, since)).fetchall()
-        return [json.loads(r["data"]) for r in rows]
+        out = []
+        for r in rows:
+            try:
+                ev = json.loads(r["data"])
+            except (TypeError, ValueError):
+                continue  # a damaged event row is skipped
+            if isinstance(ev, dict):
+                out.append(ev)
+        return out
 
     def _record(self, row) -> JobRecord:
+        def col(name: str, typ: type):  # a damaged JSON column reads as empty, never a traceback
+            try:
+                v = json.loads(row[name])
+            except (TypeError, ValueError):
+                return typ()
+            return v if isinstance(v, typ) else typ()
+
+        valid = isinstance(row["id"], str) and JOB_ID_RE.fullmatch(row["id"]) is not None
         rec = JobRecord(
-            id=row["id"], seq=row["seq"], kind=row["kind"], label=row["label"], params=json.loads(row["params"]),
-            session=row["session"], status=row["status"], device=row["device"], runs=json.loads(row["runs"]),
-            result=json.loads(row["result"]), error=row["error"], progress=json.loads(row["progress"]),
+            id=row["id"], seq=row["seq"], kind=row["kind"], label=row["label"], params=col("params", dict),
+            session=row["session"], status=row["status"], device=row["device"], runs=col("runs", list),
+            result=col("result", dict), error=row["error"], progress=col("progress", dict),
             created=row["created"], started=row["started"], finished=row["finished"],
-            owner=row["owner"], dir=self.jobs_dir / row["id"])
+            owner=row["owner"], dir=self.jobs_dir / (row["id"] if valid else ".invalid-job-id"))
         if rec.status == "queued":
             with self.ws._connect() as con:
                 rec.position = 1 + con.execute(

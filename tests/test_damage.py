@@ -206,6 +206,25 @@ def test_a_vanished_registry_is_reported_and_never_recreated_empty(ws):
         m.shutdown(wait=5)
 
 
+def test_damaged_job_rows_read_as_empty_and_a_tampered_job_id_is_no_path(ws):
+    GATE.set()
+    target = fake_run(ws)
+    m = JobManager(ws, devices=["cpu"], flush_interval=0.05)
+    try:
+        j = m.submit("damage_hold", {"target_run": target.id}, session="s")
+        assert m.wait(j.id, 10).status == "done"
+        with sqlite3.connect(ws.db_path) as con:
+            con.execute("UPDATE jobs SET params = 'x', progress = '{', result = '5', id = '../../../x' WHERE id = ?",
+                        (j.id,))
+            con.execute("UPDATE job_events SET data = '{'")
+        rec = m.get("../../../x")
+        assert rec.params == {} and rec.progress == {} and rec.result == {}
+        assert m.jobs_dir.resolve() in rec.dir.resolve().parents
+        assert m.events("../../../x") == []
+    finally:
+        m.shutdown(wait=5)
+
+
 # --- 3. the URL cannot make the server read folders or expand huge ranges --------------------------------------
 def test_data_folders_outside_the_allowed_roots_are_refused_alike(tmp_path, monkeypatch):
     from mivis.data import DataError, load_split
