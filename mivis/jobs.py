@@ -590,7 +590,7 @@ class JobManager:
         fn = JOB_KINDS.get(rec.kind).obj
         try:
             if not device.startswith("cuda"):
-                ctx.reporter.report(force=True, phase="start", threads=fit_threads().describe())
+                ctx.reporter.report(force=True, phase="starting", threads=fit_threads().describe())
             result = fn(rec.params, ctx) or {}
             sink.flush()
             self._set(job_id, status="done", result=_jsonable(result), finished=time.time())

@@ -227,7 +227,7 @@ def resolve_prior() -> str | None:
 
 
 blocked |= knobs.invalid
-b = st.columns([1, 1, 4])
+b = st.columns([1.4, 1.2, 4])
 est = b[0].button("Estimate run time", key=f"{PAGE}:estimate", icon=":material/timer:", disabled=blocked)
 go = b[1].button("Launch attack", key=f"{PAGE}:launch", type="primary", icon=":material/play_arrow:",
                  disabled=blocked, help="fix the settings marked above first" if blocked else "queue the attack")
