@@ -242,6 +242,37 @@ def test_data_folders_outside_the_allowed_roots_are_refused_alike(tmp_path, monk
         load_split({"dataset": "synthetic", "private_list": "/etc/hostname"})
 
 
+def test_the_architecture_page_reads_a_data_folder_only_after_a_click(ws, tmp_path, monkeypatch):
+    pytest.importorskip("streamlit")
+    from PIL import Image
+    from streamlit.testing.v1 import AppTest
+
+    from mivis import ui
+    root = tmp_path / "faces"  # inside the tests' allowed data root
+    for i in range(5):
+        (root / f"p{i}").mkdir(parents=True)
+        for j in range(4):
+            Image.new("L", (20, 20), 30 * j + i).save(root / f"p{i}" / f"{j}.png")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MIVIS_CACHE", str(cache))
+    ui.shutdown_managers()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for k, v in {"dataset": "folder", "data_dir": str(root), "image_size": "32", "n_private": "2",
+                 "test_per_identity": "1"}.items():
+        at.query_params[k] = v
+    at.switch_page("pages/architecture.py")
+    try:
+        at.run()
+        assert not at.exception
+        assert not list(cache.rglob("*.npy"))  # the URL alone read nothing
+        assert any("Read this data folder" in e.value for e in at.error)
+        at.button(key="architecture:read_folder").click().run()
+        assert not at.exception
+        assert list(cache.rglob("*.npy"))  # the click did
+    finally:
+        ui.shutdown_managers()
+
+
 def test_identity_ranges_are_bounded_before_they_expand():
     from mivis.attacks.context import check_identities
     from mivis.params import Param
