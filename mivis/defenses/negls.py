@@ -17,7 +17,7 @@ SCHEDULES = ("ppa", "constant-nonpaper")
 PARAMS = ParamSet([
     Param("smoothing", float, -0.05, "label-smoothing factor eps (paper: -0.05; negative: the defense; 0 = plain CE)",
           min=-1.0, max=0.0, step=0.01),
-    Param("schedule", str, "ppa", "'ppa' = PPA's schedule: 0 until 50% of the epochs, linear to the factor by 75% "
+    Param("schedule", str, "ppa", "'ppa' = PPA's schedule: 0 for the first half of the epochs, linear to the factor by three quarters "
           "(paper: epochs 50 and 75 of 100); 'constant-nonpaper' = the factor from epoch 0 (mivis before method "
           "version 2; not the paper's)", choices=SCHEDULES),
 ])
