@@ -208,3 +208,26 @@ def test_bad_input_corpus_no_traceback_no_loss(world, case, tmp_path, capsys):
     assert not victim.parent.exists() or victim.read_text() == "keep me"
     if "data folder" not in case:
         assert not list((tmp_path / "cache").rglob("*.npy")), "the URL made the server cache a folder"
+
+
+def test_the_attack_page_refuses_unloadable_weights_at_launch_and_leaves_no_run(world):
+    """Cause 6 in the app: the launch validates every input run's weights before a job or run exists."""
+    from ui_world import ATTACK
+
+    from mivis.jobs import JobManager
+    from mivis.runs import Workspace
+    _truncated_target(world)
+    ws = Workspace(world["path"])
+    n_runs = len(ws.list())
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["target"] = world["full"]
+    for k, v in ATTACK.items():
+        at.query_params[f"gmi.{k}"] = ",".join(map(str, v)) if isinstance(v, list) else str(v)
+    at.switch_page("pages/attack.py")
+    at.run()
+    assert not at.exception
+    at.button(key="attack:launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = " ".join(e.value for e in at.error)
+    assert world["full"] in said and "damaged" in said and "truncated" in said
+    assert len(ws.list()) == n_runs and JobManager(ws, devices=["cpu"]).list() == []
