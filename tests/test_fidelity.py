@@ -260,3 +260,12 @@ def test_changed_methods_get_new_sweep_keys_unchanged_ones_keep_theirs():
     assert "method_version" not in next(s for s in steps if s.kind == "attack").spec
     steps, _ = trial_steps({**base, "attack": {"name": "kedmi"}, "prior": {"type": "kedmi"}})
     assert next(s for s in steps if s.kind == "prior").spec["method_version"] == 2
+
+
+def test_stored_runs_of_the_old_method_replay_with_their_own_step():
+    from mivis.attacks.base import replay_params
+    old = {"name": "gmi", "params": {"iterations": 100, "lr": 0.02, "clip": 1.0}}
+    assert replay_params(old)["step"] == "summed-nonpaper"
+    assert "step" not in replay_params({**old, "method_version": 2})
+    ppa = {"name": "ppa", "params": {"pool": 200, "init_views": 4}}
+    assert replay_params(ppa) == {"pool": 200}

@@ -120,7 +120,8 @@ def _mi_part(ws, model, layers, attack: RunRecord, p: dict, reporter: Reporter) 
         flow["iteration"] = ev.iteration + 1
         flow["latent_grad_norm"] = float(ev.grad_norm[:p["mi_samples"]].float().mean())
         out["gradflow"].append(flow)
-    params = dict(cfg["attack"]["params"])
+    from ..attacks.base import replay_params
+    params = replay_params(cfg["attack"])  # the stored run's own method version (issue 13)
     invert(cfg["attack"]["name"], cfg["target_run"], cfg["prior_run"], params=params, workspace=ws,
            reporter=reporter.child(part="attack replay"), on_step=hook, hook_every=1)
     return out

@@ -155,6 +155,19 @@ def check_prior_kind(attack_cls, prior) -> None:
                          f"prior {prior.record['run']} is conditional (plgmi)")
 
 
+def replay_params(attack_cfg: dict) -> dict:
+    """Parameters that rerun a stored attack run (its config's "attack" entry) with its own dynamics: a run
+    from before method version 2 gets the labelled v1 update (step summed-nonpaper); parameters that no
+    longer exist are dropped (PPA's init_views: PPA's v1 selection itself is not kept, see
+    docs/differences.md)."""
+    name, params = attack_cfg["name"], dict(attack_cfg["params"])
+    known = ATTACKS.get(name).params
+    params = {k: v for k, v in params.items() if k in known}
+    if int(attack_cfg.get("method_version", 1)) < 2 and "step" in known:
+        params["step"] = "summed-nonpaper"
+    return params
+
+
 def register_attack(cls, params: ParamSet, help: str):
     ATTACKS.register(cls.name, cls, params=COMMON_PARAMS + params, help=help, prior=cls.prior)
     return cls
