@@ -59,11 +59,24 @@ def plan_attack(attack: str, target_run: str, prior_run: str | None, identities:
         given["identities"] = list(identities)
     if restarts is not None:
         given["restarts"] = restarts
+    target = check_target(workspace, target_run)
+    n_classes = target.config["model"]["num_classes"]
+    if isinstance(given.get("identities"), str) and "identities" in entry.params:
+        # text from the CLI or a URL: a range ("0-299") is bounded by the target's classes before it expands
+        import dataclasses
+        bounded = dataclasses.replace(entry.params["identities"], min=0, max=n_classes - 1)
+        try:
+            given["identities"] = bounded.coerce(given["identities"])
+        except ParamError:
+            import re
+            if not re.fullmatch(r"\s*-?\d+(-\d+)?(\s*,\s*-?\d+(-\d+)?)*\s*,?\s*", given["identities"]):
+                raise  # not integers and ranges at all: the parameter's own message
+            raise ParamError(f"identities {given['identities'][:40]!r} go outside the target's classes; "
+                             f"allowed: 0..{n_classes - 1}") from None
     p = entry.params.validate(given, context=f"attack {attack}")
     from ..device import resolve_device
     resolve_device(p["device"])
-    target = check_target(workspace, target_run)
-    ids = check_identities(p["identities"], target.config["model"]["num_classes"])
+    ids = check_identities(p["identities"], n_classes)
     p["identities"] = ids
     need = entry.meta["prior"]
     if need == "none" and prior_run:
