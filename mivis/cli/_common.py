@@ -20,6 +20,15 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return action.help
         return super()._get_help_string(action)
 
+    def _expand_help(self, action):
+        # help texts come from parameter declarations written for people ("50% of the epochs"): a % that
+        # does not start an argparse field is a literal percent sign
+        import copy
+        import re
+        literal = copy.copy(action)
+        literal.help = re.sub(r"%(?!\()", "%%", action.help or "")
+        return super()._expand_help(literal)
+
 
 def workspace(args) -> Workspace:
     return Workspace(getattr(args, "workspace", None))
