@@ -142,7 +142,8 @@ if need != "none":
         ptypes = ("plgmi",) if need == "conditional" else ("gmi", "kedmi")
         ptype = knobs.widget(Param("prior_type", str, ptypes[0], "prior type", choices=ptypes), label="Prior type")
         ppreset = knobs.widget(Param("prior_preset", str, "cpu", "iterations and batch: smoke = seconds (blobs, "
-                                     "tests only); cpu = ~10-15 min on 2 cores; default = the GPU recipe",
+                                     "tests only); cpu = sized for a 2-core CPU (the progress bar shows the time left); default = the GPU "
+                                     "recipe",
                                      choices=tuple(PRIOR_PRESETS)), label="Prior preset")
         st.caption(f"{PRIORS.get(ptype).help}. Trained on the public identities of the target's data split.")
         if st.button("Train prior", key=f"{PAGE}:train_prior", icon=":material/play_arrow:"):
@@ -191,8 +192,9 @@ else:
 
 # --- budget and parameters -----------------------------------------------------------------------------
 st.subheader("Budget")
-preset = knobs.widget(Param("preset", str, "classroom", "fills the attack's defaults: classroom = a laptop CPU in "
-                            "under a minute; paper = the papers' iterations; gpu = paper + torch.compile",
+preset = knobs.widget(Param("preset", str, "classroom", "fills the attack's defaults: classroom = 5 restarts x 100 "
+                            "iterations, sized for a laptop CPU (Estimate run time times it here, now); paper = "
+                            "the papers' iterations; gpu = paper + torch.compile",
                             choices=tuple(PRESETS)), label="Preset")
 defaults = apply_preset(preset, attack, {})
 params_decl = [dataclasses.replace(p, default=defaults.get(p.name, p.default),  # identities: bounded by the
