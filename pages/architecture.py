@@ -91,6 +91,20 @@ def anatomy(arch: str, n_classes: int, c: int, h: int, arch_params_json: str, de
         out["stages"] = describe(model, mode)
     except TypeError:  # a family without a stage map
         out["stages"] = None
+    if allowed is not None and out["stages"] is not None:  # TL-DMI: show what is frozen in the stage diagram
+        names = [n for n, _ in model.named_parameters() if n.startswith("body.")]
+        in_block = set()
+        for st_ in out["stages"]["stages"]:
+            for b in st_["blocks"]:
+                ps = [n for n in names if n.startswith(f"body.{b['name']}.")]
+                in_block.update(ps)
+                b["frozen"] = bool(ps) and not any(n in allowed for n in ps)
+        stem = []  # the parameters before the first block (conv1 + bn1 in a ResNet)
+        for n in names:
+            if n in in_block:
+                break
+            stem.append(n)
+        out["stages"]["stem_frozen"] = bool(stem) and not any(n in allowed for n in stem)
     try:
         from mivis.defenses.tldmi import default_depth
         out["default_freeze"] = default_depth(model)
@@ -132,6 +146,7 @@ base = get_anatomy({})
 st.subheader("Skip connections per stage")
 desc = base["stages"] if base else None
 family = ARCHITECTURES.get(arch).meta.get("family")
+diagram_box = None  # where the stage diagram goes (architectures with skips to toggle)
 if desc is None or not desc["toggleable"]:
     if family == "repvgg":
         st.markdown("RepVGG's identity and 1x1 branches exist only at training time: they fuse into one 3x3 "
@@ -196,11 +211,7 @@ elif "skips" in DEFENSES:
                      "study on ORL, DenseNet-121 with its last dense block's skips removed stayed near chance "
                      "(docs/findings.md). Check the trained model's natural accuracy before reading its attack "
                      "numbers.", icon=":material/warning:")
-    shaped = get_anatomy(defenses)
-    if shaped is not None and shaped["stages"] is not None:
-        st.graphviz_chart(ui.stage_dot(shaped["stages"]), width="stretch")
-        st.caption("Blue arcs: skip kept; dashed orange: scaled by s; no arc: removed (red blocks). "
-                   "Long stages are shortened to their first and last blocks.")
+    diagram_box = st.container()  # drawn once every defense is known (TL-DMI's frozen layers show in it)
 
 if desc is not None and desc.get("uncontrolled"):
     st.warning("Skips mivis cannot control in this model: "
@@ -215,7 +226,7 @@ if others:
     for k, entry in enumerate(others):
         with cols[k % 3].container(border=True):
             on = knobs.widget(Param(f"use_{entry.name}", bool, False, entry.help),
-                              label=f"{entry.name}: {entry.meta.get('paper', entry.help)}")
+                              label=ui.defense_words(entry.name, entry.meta.get("paper")))
             if not on:
                 continue
             if entry.name == "tldmi":
@@ -238,6 +249,12 @@ if ana is None:  # the defenses do not combine (the message is shown above): kee
     blocked = True
     ana = base
     counts_box.caption("Counts below are for the architecture without the defenses that do not combine.")
+shaped = ana if diagram_box is not None else None
+if shaped is not None and shaped.get("stages") is not None:
+    with diagram_box:
+        ui.stage_diagram(shaped["stages"])
+        st.caption("Blue arcs: skip kept; dashed orange: scaled by s; no arc: removed (red blocks); grey: frozen "
+                   "(not trained on private data, TL-DMI). Long stages are shortened to their first and last blocks.")
 if ana is not None:
     with counts_box:
         m = st.columns(4)

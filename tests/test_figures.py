@@ -247,3 +247,35 @@ def test_a_tall_reconstruction_grid_is_paged(tmp_path):
     assert "Rows 1-10 of 100" in at.get("image")[0].proto.imgs[0].caption
     at.number_input(key="rows").set_value(10).run()
     assert "Rows 91-100 of 100" in at.get("image")[0].proto.imgs[0].caption
+
+
+# --- stage diagram -----------------------------------------------------------------------------------------
+def _desc(arch: str) -> dict:
+    from mivis.models import build_classifier
+    from mivis.surgery import describe
+    with torch.device("meta"):
+        return describe(build_classifier(arch, 5, 1, 32))
+
+
+def test_stage_diagram_wraps_long_models_one_row_per_stage():
+    from mivis import ui
+    dot = ui.stage_dot(_desc("densenet121"))
+    assert "rankdir=TB" in dot and dot.count("rank=same") == 4  # 4 dense blocks, one row each
+    assert "rankdir=LR" in ui.stage_dot(_desc("resnet18"), wrap_over=12)
+
+
+def test_architecture_page_diagram_shows_tldmi_frozen_layers(ws):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    for k, v in {"dataset": "synthetic", "image_size": "32", "n_private": "6", "test_per_identity": "2",
+                 "use_tldmi": "true", "tldmi_freeze": "8"}.items():
+        at.query_params[k] = v
+    at.switch_page("pages/architecture.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    dot = at.get("graphviz_chart")[0].proto.spec
+    assert 'stem [label="stem\\nfrozen"' in dot
+    assert dot.count("frozen\", fillcolor=\"#d9d9d9\"") == 4  # the stem, layer1's two blocks, layer2's first
+    assert "1 of 2 frozen" in dot
