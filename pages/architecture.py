@@ -257,7 +257,7 @@ if shaped is not None and shaped.get("stages") is not None:
                    "(not trained on private data, TL-DMI). Long stages are shortened to their first and last blocks.")
 if ana is not None:
     with counts_box:
-        m = st.columns(4)
+        m = st.columns(2) + st.columns(2)  # two a row: four in one row cut "11,18…" off at 1024 px
         m[0].metric("Parameters |θ_T|", f"{ana['total']:,}")
         m[1].metric("Trained on private data |θ_C|", f"{ana['trained']:,}", help="parameters that are not frozen")
         m[2].metric("Fraction trained", f"{ana['trained'] / max(1, ana['total']):.1%}")
