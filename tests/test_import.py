@@ -145,3 +145,79 @@ def test_cli_import_prints_accuracy_and_one_line_refusals(world, tmp_path, capsy
     assert main(args[:3] + [str(pk)] + args[4:]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "zip" in err and len(err.splitlines()) == 1
+
+
+def test_a_model_trained_outside_mivis_with_its_own_normalisation(world, tmp_path):
+    """A plain timm + torch loop (ImageNet mean/std, RGB), saved with safetensors, then imported: mivis
+    measures the held-out accuracy the outside loop measured; the wrong normalisation changes the outputs."""
+    import timm
+    import torch.nn.functional as F
+    from safetensors.torch import save_file
+    rgb = {**DATA, "channels": 3}
+    split = load_split(rgb)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+    def norm(x):
+        return ((x + 1) / 2 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.manual_seed(0)
+    m = timm.create_model("convnext_atto", pretrained=False, num_classes=split.num_classes, in_chans=3)
+    opt = torch.optim.AdamW(m.parameters(), lr=2e-3)
+    for _ in range(6):
+        for idx in torch.randperm(len(split.train), generator=torch.Generator().manual_seed(0)).split(8):
+            loss = F.cross_entropy(m(norm(split.train.x[idx])), split.train.y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    m.eval()
+    with torch.no_grad():
+        outside_logits = m(norm(split.test.x))
+    outside = (outside_logits.argmax(1) == split.test.y).float().mean().item()
+    assert outside > 0.5  # it learned, so equal accuracies mean something
+    f = tmp_path / "outside.safetensors"
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(f))
+    rec = import_model(f, "convnext_atto", DATA, in_chans=3, mean=mean, std=std, workspace=world["ws"])
+    assert rec.metrics["natural_acc"] == pytest.approx(outside, abs=1e-6) and rec.metrics["order_check"] == "ok"
+    assert torch.allclose(_logits_of(world["ws"], rec.id, rgb), outside_logits, atol=1e-4)
+    plain = import_model(f, "convnext_atto", DATA, in_chans=3, mean=[0.5] * 3, std=[0.5] * 3, workspace=world["ws"])
+    assert not torch.allclose(_logits_of(world["ws"], plain.id, rgb), outside_logits, atol=1e-2)
+
+
+def _logits_of(ws, run_id, data):
+    from mivis.train import load_classifier
+    m, _ = load_classifier(ws, run_id)
+    with torch.no_grad():
+        return m(load_split(data).test.x)
+
+
+def test_skip_modified_retrain_of_a_timm_architecture(world):
+    """The comparison the README describes: the same timm architecture retrained here with its last stage's
+    skips removed is a normal run that loads back with the skips it was trained with."""
+    from mivis.surgery import describe
+    from mivis.train import load_classifier, train_run
+    rec = train_run("target", {"arch": ARCH, "device": "cpu", "batch_size": 8, "epochs": 1, "augment": "none"},
+                    DATA, defenses={"skips": {"scales": [1, 1, 1, 0]}}, workspace=world["ws"])
+    assert rec.config["model"]["defenses"]["skips"]["scales"] == [1.0, 1.0, 1.0, 0.0]
+    m, _ = load_classifier(world["ws"], rec.id)
+    assert [s["scale"] for s in describe(m)["stages"]] == [1.0, 1.0, 1.0, 0.0]
+    # ConvNeXt's 1e-6 layer scale would leave the skip-less stage dead: it started at 1 and trained from there
+    assert float(m.body.stages[3].blocks[0].gamma.abs().mean()) > 0.1
+
+
+def test_layers_analysis_runs_on_an_imported_model(world):
+    """Fisher information per layer group and per-stage gradient flow on an imported (foreign-normalised) run."""
+    from mivis.analysis import layers_run
+    from mivis.analysis.gradflow import gradient_flow
+    import torch.nn.functional as F
+
+    from mivis.train import load_classifier
+    ws = world["ws"]
+    rec = import_model(world["file"], ARCH, DATA, mean=[0.45], std=[0.25], workspace=ws)
+    lay = layers_run(rec.id, None, {"snapshots": 0, "fi_samples": 6, "device": "cpu"}, workspace=ws)
+    assert lay.status == "done"
+    fi = lay.read_json("layers.json")
+    assert len(fi["classification"]) == len(fi["layers"]) > 10
+    m, _ = load_classifier(ws, rec.id)
+    x, y = load_split(DATA).train.x[:4], load_split(DATA).train.y[:4]
+    flow = gradient_flow(m, lambda: F.cross_entropy(m(x), y))
+    assert flow["family"] == "convnext" and len(flow["stages"]) == 4
+    assert all(r["grad_norm"] is not None and r["grad_norm"] > 0 for r in flow["stages"])
