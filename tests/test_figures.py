@@ -101,7 +101,7 @@ def test_histogram_runs_are_side_by_side_bars_with_the_same_bins():
     assert fig.layout.barmode == "group"  # never overlaid: one run cannot hide another
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 4 and all(list(b.x) == list(bars[0].x) for b in bars)
-    assert sum(sum(b.y) for b in bars) == 8
+    assert sum(sum(v or 0 for v in b.y) for b in bars) == 8
     wrong = [b for b in bars if "wrong" in b.name]
     assert all(b.marker.pattern.shape == "/" and b.marker.line.width > 0 for b in wrong)  # outlined, hatched
     assert "log-odds" in fig.layout.xaxis.title.text and "confidence" in fig.layout.xaxis.title.text

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 METHODS = ("occlusion", "integrated_gradients", "grad_cam")
-METHOD_LABELS = {"occlusion": "occlusion (grey out a patch)", "integrated_gradients": "integrated gradients",
+METHOD_LABELS = {"occlusion": "occlusion", "integrated_gradients": "integrated gradients",
                  "grad_cam": "Grad-CAM"}
 DISPLAY_PERCENTILE = 99.0
 
