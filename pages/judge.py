@@ -81,6 +81,9 @@ with ask:
         cols = st.columns(k)
 
         def vote(choice: int) -> None:
+            if V.current_round(ws, key) != rnd:  # reset by the teacher since this question was drawn
+                st.session_state[f"{PAGE}:error"] = "The teacher started a new round: here is its first question."
+                return
             try:
                 r = V.cast_vote(ws, b, item, sid, k, choice)
             except Exception as e:  # e.g. a second click on the same item, or a reset meanwhile

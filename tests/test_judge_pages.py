@@ -35,7 +35,7 @@ def test_results_shows_both_judges_and_e_false_positives(at, ws):
     radio = at.radio(key="results:judge")
     assert radio.options == ["E: evaluation model vgg11", "dlib: independent face embedding"]
     # E calls 4 of 6 reconstructions right, dlib 1 of 6
-    assert any(m.label == "Attack acc. top-1 (E)" for m in at.metric)
+    assert any(m.label == "Attack accuracy, top-1 (judge E)" for m in at.metric)
     page = texts(at)
     assert "E's false-positive share against dlib: 75%" in page  # 3 of E's 4 hits are someone else for dlib
     frames = [f.value for f in at.dataframe]
@@ -43,7 +43,7 @@ def test_results_shows_both_judges_and_e_false_positives(at, ws):
     assert list(judges["top-1 [95% CI]"].str.split(" ").str[0]) == ["67%", "17%"]
     radio.set_value("dlib").run()
     assert_clean(at)
-    assert any(m.label == "Attack acc. top-1 (dlib)" and m.value == "17%" for m in at.metric)
+    assert any(m.label == "Attack accuracy, top-1 (judge dlib)" and m.value == "17%" for m in at.metric)
     assert "Split by dlib's verdict" in " ".join(t.label for t in at.toggle)
 
 
@@ -148,3 +148,15 @@ def test_be_the_judge_k_follows_the_ballot(at, ws):
     assert_clean(at)
     assert at.slider(key="judge:k").value == 6
     assert len([b for b in at.button if b.label in "ABCDEFGHIJ"]) == 6
+
+
+def test_a_vote_after_the_teacher_reset_is_not_counted_in_the_new_round(at, ws):
+    from mivis import votes as V
+    rid, _ = fake_attack(ws)
+    open_page(at, "judge", run=rid, k="3")
+    V.reset_round(ws, rid)  # the teacher, from another session or the CLI
+    next(b for b in at.button if b.label == "A").click().run()
+    assert_clean(at)
+    assert any("The teacher started a new round" in e.value for e in at.error)
+    assert V.tally(ws, rid)["votes"] == 0 and V.votes(ws, rid, round=0) == []
+    assert "Who is this? (1 of 3)" in texts(at)
