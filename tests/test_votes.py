@@ -4,8 +4,6 @@ hand with known reconstructions and verdicts, and the shipped demo is read from 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -155,27 +153,28 @@ def test_ratio_bootstrap_is_over_identities():
     assert t == {"accuracy": {}, "pairs": [], "judges": []}
 
 
-def _cli(ws_path, *args):
-    return subprocess.run([sys.executable, "-m", "mivis", "--workspace", str(ws_path), "judge", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def test_judge_cli_tally_and_reset(ws, capsys):
+    from mivis.cli import main
 
-
-def test_judge_cli_tally_and_reset(ws):
+    def cli(*args):
+        rc = main(["--workspace", str(ws.path), "judge", *args])
+        out = capsys.readouterr()
+        return rc, out.out, out.err
     rid, _ = fake_attack(ws, dlib=False)
     b = V.load_ballot(ws, rid)
     V.cast_vote(ws, b, 0, "a", 4, b.identity[0])
     V.cast_vote(ws, b, 1, "a", 4, V.NONE)
-    p = _cli(ws.path, "tally", rid, "--json")
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
+    rc, out, err = cli("tally", rid, "--json")
+    assert rc == 0, err
+    out = json.loads(out)
     assert out["votes"] == 2 and out["accuracy"]["value"] == 0.5 and out["chance"] == 0.25
-    p = _cli(ws.path, "tally", rid)
-    assert "human top-1" in p.stdout and "50%" in p.stdout
-    p = _cli(ws.path, "reset", rid)
-    assert p.returncode == 0 and "round 1 started" in p.stdout
+    rc, out, _ = cli("tally", rid)
+    assert "human top-1" in out and "50%" in out
+    rc, out, _ = cli("reset", rid)
+    assert rc == 0 and "round 1 started" in out
     assert V.tally(ws, rid)["votes"] == 0
-    p = _cli(ws.path, "tally", "attack-20990101-000000-abcdef")
-    assert p.returncode == 2 and "no attack run 'attack-20990101-000000-abcdef'" in p.stderr
+    rc, _, err = cli("tally", "attack-20990101-000000-abcdef")
+    assert rc == 2 and "no attack run 'attack-20990101-000000-abcdef'" in err
 
 
 def test_evaluate_show_prints_the_judges_agreement(ws, capsys):
