@@ -111,7 +111,8 @@ def likelihood_histogram_figure(groups: list[dict], *, split: bool = True, bins:
             counts, _ = np.histogram(sel, bins=edges)
             label = f"{g['label']}" + (f": {name}" if name else "") + f" ({len(sel)})"
             fig.add_trace(go.Bar(
-                x=centres, y=[int(c) if c else None for c in counts],  # empty bins: no outline dash at 0 width=size * 0.9 / max(1, len(groups) * len(parts)), name=label,
+                x=centres, y=[int(c) if c else None for c in counts],  # empty bins: no outline dash at 0
+                width=size * 0.9 / max(1, len(groups) * len(parts)), name=label,
                 marker=dict(color=color if want is not False else "rgba(255,255,255,0)",
                             pattern=dict(shape=pattern, fgcolor=color) if pattern else None,
                             line=dict(width=1.5, color=color)),
