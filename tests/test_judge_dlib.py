@@ -72,7 +72,19 @@ def test_rejudge_adds_dlib_to_stored_runs_keeping_E_and_compares_under_dlib(ws, 
         run.finish({"attack_acc_top1": {"value": 1.0, "lo": 1.0, "hi": 1.0, "n": 4}})
         ids.append(run.id)
     a = ws.get(ids[0])
-    assert main(["--workspace", str(ws.path), "evaluate", "rejudge", "--dlib"]) == 0
+    # a third run whose data folder is gone: reported and skipped, the others are still judged
+    lost = ws.create("attack", {"attack": {"name": "gmi", "params": {"seed": 0}}, "target_run": None,
+                                "data": {"dataset": "folder", "data_dir": str(ws.path / "gone")}}, name="lost")
+    lost.save_weights({"x": t.x[:2].half(), "y": torch.tensor([0, 1]), "restart": torch.tensor([0, 0]),
+                       "p_target": torch.full((2,), 0.9), "target_pred": torch.tensor([0, 1])},
+                      name="reconstructions.safetensors")
+    lost.write_json("evaluation.json", {"judge": {"name": "vgg11:eval-x", "run": "eval-x", "arch": "vgg11"},
+                                        "metrics": {}, "extra_judges": {}, "per_reconstruction": [
+                                            {"identity": c, "restart": 0, "p_target": 0.9, "eval_top1": True}
+                                            for c in (0, 1)]})
+    lost.finish({})
+    assert main(["--workspace", str(ws.path), "evaluate", "rejudge", "--dlib"]) == 2
+    assert "dlib" not in ws.get(lost.id).metrics.get("extra_judges", {})
     ev = json.loads(a.file("evaluation.json").read_text())
     assert [r["top1@dlib"] for r in ev["per_reconstruction"]] == [True] * 4 + [False] * 4
     assert [r["eval_top1"] for r in ev["per_reconstruction"]] == [True] * 8  # E's stored verdicts are kept

@@ -1,6 +1,8 @@
 """`mivis evaluate`: show an attack run's metrics, compare two runs (paired), Delta, re-judge."""
 from __future__ import annotations
 
+import sys
+
 from ._common import print_json, table, workspace
 
 SHOWN = ("attack_acc_top1", "attack_acc_top5", "knn_dist", "feature_frechet_distance", "target_likelihood",
@@ -139,19 +141,28 @@ def rejudge_dlib(ws, run_ids: list[str], force: bool) -> int:
     """dlib's verdicts for the given attack runs (default: every finished one), E's kept; prints both."""
     from ..evaluation import dlib_judge
     dlib_judge.check_available()
+    from . import USER_ERRORS
     ids = run_ids or [r.id for r in ws.list(kind="attack", status="done")]
-    rows = []
+    rows, failed = [], []
     for rid in ids:
-        rec = ws.get(rid)
-        before = dlib_judge.NAME in (rec.metrics.get("extra_judges") or {})
-        m = dlib_judge.add_to_run(ws, rid, force=force)
+        try:
+            rec = ws.get(rid)
+            before = dlib_judge.NAME in (rec.metrics.get("extra_judges") or {})
+            m = dlib_judge.add_to_run(ws, rid, force=force)
+        except USER_ERRORS as e:  # one run's missing data or damaged files must not stop the others
+            failed.append(rid)
+            print(f"{rid}: not judged: {e}", flush=True)
+            continue
         e = ws.get(rid).metrics.get("attack_acc_top1") or {}
         rows.append([rid, _pct(e), _pct(m), "kept" if before and not force else "judged"])
         print(f"{rid}: E {_pct(e)} · dlib {_pct(m)}", flush=True)
     if not ids:
         print("no finished attack runs in this workspace")
-    else:
+    if rows:
         print(table(rows, ["attack run", "top-1 under E", "top-1 under dlib", "dlib"]))
+    if failed:
+        print(f"{len(failed)} of {len(ids)} runs were not judged (see above)", file=sys.stderr)
+        return 2
     return 0
 
 
