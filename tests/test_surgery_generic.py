@@ -214,6 +214,8 @@ def test_vit_blocks_of_another_type_are_not_pretended_scalable():
     d = describe(m)
     assert d["family"] == "vit" and d["toggleable"] == []
     assert [u["type"] for u in d["uncontrolled"]] == ["ResPostBlock"]
+    with pytest.raises(ParamError, match="ResPostBlock: no skip rule"):
+        check_scales(m, [1.0, 1.0, 1.0, 0.0])
 
 
 def test_any_timm_name_is_an_architecture_with_its_family():

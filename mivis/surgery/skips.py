@@ -42,6 +42,10 @@ def check_scales(model: nn.Module, scales: list[float]) -> list[float]:
         raise ParamError(f"skips: {fam} models have no scalable skip connections; "
                          f"skip scaling supports the {', '.join(SCALABLE)} families")
     sts, tog = stages(model), toggleable(model)
+    if not tog:
+        unknown = ", ".join(sorted({u["type"] for u in describe(model)["uncontrolled"]})) or "its blocks"
+        raise ParamError(f"skips: no stage of this {fam} model has a skip mivis can scale ({unknown}: "
+                         "no skip rule); it can be trained and attacked with its skips as they are")
     names = ", ".join(s.name for s in sts)
     example = ",".join("0" if i == tog[-1] else "1" for i in range(len(sts)))
     if len(scales) != len(sts):
