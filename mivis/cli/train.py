@@ -25,6 +25,9 @@ def register(sub) -> None:
                         "public: pre-training on the public identities (for TL-DMI)")
     p.add_argument("--name", default="", help="a label for the run")
     p.add_argument("--json", action="store_true", help="print the finished run as JSON")
+    p.add_argument("--no-size-check", action="store_true",
+                   help="skip measuring memory and time per epoch before training (a clearly too large "
+                        "model is refused otherwise)")
     g = p.add_argument_group("training")
     TRAIN_PARAMS.add_arguments(g)
     g = p.add_argument_group("architecture options")
@@ -63,6 +66,8 @@ def run(args) -> int:
     train_cfg = TRAIN_PARAMS.from_namespace(args)
     arch_params = given_for(args, _arch_param_names(), ARCHITECTURES.get(train_cfg["arch"]), dest_prefix="arch_",
                             what=train_cfg["arch"])
+    if not args.no_size_check:
+        _size_check(args.role, train_cfg, DATA_PARAMS.from_namespace(args), arch_params, defenses_from_args(args))
     rec = train_run(args.role, train_cfg, DATA_PARAMS.from_namespace(args), arch_params=arch_params,
                     defenses=defenses_from_args(args), workspace=workspace(args),
                     reporter=console_reporter(), name=args.name)
@@ -73,3 +78,24 @@ def run(args) -> int:
         print(f"run {rec.id}: natural accuracy {m['natural_acc']:.1%} on held-out images "
               f"({m['train_seconds']:.0f} s on {m['device']}, {m['params']:,} parameters)")
     return 0
+
+
+def _size_check(role: str, train_cfg: dict, data_cfg: dict, arch_params: dict, defenses: dict) -> None:
+    """Memory and time per epoch on this device, measured now; refuses a model that cannot fit."""
+    import sys
+
+    from ..data import load_split
+    from ..models import model_config
+    from ..params import ParamError
+    from ..sizing import estimate, verdict
+    cfg = TRAIN_PARAMS.validate(train_cfg, context="training")
+    split = load_split(data_cfg)
+    c, h, _ = split.image_shape
+    public = role == "public"
+    mcfg = model_config(cfg["arch"], len(split.public_names) if public else split.num_classes, c, h, arch_params,
+                        defenses)
+    level, line = verdict(estimate(mcfg, len(split.public if public else split.train), cfg["batch_size"],
+                                   cfg["device"]))
+    print(f"size check ({level}): {line}", file=sys.stderr)
+    if level == "refuse":
+        raise ParamError(f"{cfg['arch']} is too large to train here: {line}")
