@@ -113,7 +113,8 @@ def live_tally() -> None:
     ui.metric_row([
         {"label": "Human top-1", "value": t["accuracy"] or {"value": None},
          "help": "share of votes naming the attacked person; 95% bootstrap over identities"},
-        {"label": "Chance", "value": t["chance"], "help": "a blind guess among the k faces: mean 1/k over the votes"}])
+        {"label": "Chance", "value": t["chance"] if t["votes"] else 1 / k,
+         "help": "a blind guess among the k faces: mean 1/k over the votes (before any vote: 1/k of this page)"}])
     st.markdown(f"votes: **{t['votes']}** · voters: **{t['voters']}** · reconstructions judged: {t['items']} of "
                 f"{len(b)}" + (f" · 'none of them': {100 * t['none_share']:.0f}%" if t["votes"] else ""))
     try:
@@ -122,7 +123,7 @@ def live_tally() -> None:
         st.caption(f"No comparison with the machine judges: {ui.one_line(e)}")
         return
     acc = [{"judge": {E: "E (evaluation model)", HUMANS: "humans (this round)"}.get(n, n),
-            "top-1 [95% CI]": ui.metric_text(m), "identities": m["n"], "per": m["unit"]}
+            "top-1 [95% CI]": ui.metric_text(m), "per": m["unit"]}
            for n, m in j["accuracy"].items()]
     if acc:
         st.dataframe(acc, hide_index=True)

@@ -158,13 +158,13 @@ with tab_faces:
         pages = max(1, -(-len(ids) // per_page))
         pg = st.number_input("Identities page", 1, pages, 1, key=f"{PAGE}:facepage") if pages > 1 else 1
         st.caption("First image of each row: a real private training face. Then the reconstructions, each framed "
-                   "by the evaluation model's verdict (green ✓ right: the attacked identity / red ✗ wrong: judged as "
+                   f"by the {'evaluation model' if judge == 'E' else 'dlib face embedding'}'s verdict (green ✓ right: the attacked identity / red ✗ wrong: judged as "
                    "someone else) with the target's confidence in the attacked identity (p_T)." +
                    (f" {ui.ORL_CREDIT}." if fc["dataset"] == "orl" else ""))
         for c in ids[(pg - 1) * per_page: pg * per_page]:
             idx = [i for i, y in enumerate(fc["y"]) if y == c]
             from mivis.figures import framed, verdict_text
-            imgs = [ui.crisp(fc["real"][c], 96)] + [framed(fc["x"][i], bool(rows[i]["eval_top1"]), 96) for i in idx]
+            imgs = [ui.crisp(fc["real"][c], 96)] + [framed(fc["x"][i], bool(rows[i][VERDICT]), 96) for i in idx]
             caps = [f"real: {names[c]}"]
             for i in idx:
                 r = rows[i]
