@@ -221,3 +221,19 @@ def test_layers_analysis_runs_on_an_imported_model(world):
     flow = gradient_flow(m, lambda: F.cross_entropy(m(x), y))
     assert flow["family"] == "convnext" and len(flow["stages"]) == 4
     assert all(r["grad_norm"] is not None and r["grad_norm"] > 0 for r in flow["stages"])
+
+
+def test_train_and_size_check_cli_refuse_a_model_that_cannot_fit(tmp_path, monkeypatch, capsys):
+    from mivis import sizing
+    from mivis.cli import main
+    from mivis.runs import Workspace
+    data = ["--dataset", "synthetic", "--n-private", "6", "--image-size", "32", "--test-per-identity", "2"]
+    monkeypatch.setattr(sizing, "_free_memory", lambda dev: 10 * 2**20)  # a 10 MB machine
+    assert main(["size-check", "--arch", "timm:resnet10t", "--device", "cpu"] + data) == 2
+    assert "too large" in capsys.readouterr().err
+    ws = tmp_path / "ws"
+    assert main(["--workspace", str(ws), "train", "--arch", "timm:resnet10t", "--epochs", "1", "--device", "cpu"]
+                + data) == 2
+    err = capsys.readouterr().err
+    assert "size check (refuse)" in err and "too large to train here" in err
+    assert Workspace(ws).list() == []  # refused before any run exists
