@@ -695,7 +695,7 @@ class _Preview:
     """An attack's step hook: about once a second, the current image of every attacked identity
     (its first latent) goes to the job folder as preview.png (+ preview.json), for the live view."""
 
-    def __init__(self, ctx: JobContext, every: float = 1.0, max_identities: int = 40):
+    def __init__(self, ctx: JobContext, every: float = 1.0, max_identities: int = 1000):  # the live view pages them
         self.ctx, self.every, self.max_ids = ctx, every, max_identities
         self.last = 0.0
 

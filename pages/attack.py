@@ -264,10 +264,17 @@ def live(rec):
             if prev.exists():
                 try:
                     meta = json.loads((rec.dir / "preview.json").read_text())
-                    cap = f"current reconstructions, iteration {meta['iteration']}/{meta['iterations']}"
+                    cap = f"current reconstructions, iteration {meta['iteration']}/{meta['iterations']}."
+                    n_ids = len(meta.get("identities") or []) or 10
                 except (OSError, ValueError, KeyError):
-                    cap = "current reconstructions"
-                st.image(ui.png_crisp(prev.read_bytes(), 640), caption=cap, width="stretch")
+                    cap, n_ids = "current reconstructions.", 10
+                try:  # every attacked identity, ten a row, four rows a page (square cells: row height = cell width)
+                    from PIL import Image
+                    with Image.open(prev) as im:
+                        cell = (im.size[0] - 2) // min(10, n_ids)
+                    ui.png_row_pages(prev, cell, per_page=4, key=f"{PAGE}:live_rows", caption=cap + " ")
+                except OSError:  # the preview is being replaced: the next poll shows it
+                    st.caption(cap)
         with right:
             if events:
                 ui.attack_curves(events)
