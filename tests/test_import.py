@@ -237,3 +237,30 @@ def test_train_and_size_check_cli_refuse_a_model_that_cannot_fit(tmp_path, monke
     err = capsys.readouterr().err
     assert "size check (refuse)" in err and "too large to train here" in err
     assert Workspace(ws).list() == []  # refused before any run exists
+
+
+def test_a_model_with_unknown_blocks_is_imported_attacked_and_analysed(world, tmp_path):
+    """MLP-Mixer blocks have no skip rule in mivis: the run still imports, is attacked and has a gradient flow;
+    its description names the blocks whose skips mivis cannot control."""
+    import timm
+    import torch.nn.functional as F
+    from safetensors.torch import save_file
+
+    from mivis.analysis.gradflow import gradient_flow
+    from mivis.attacks import invert
+    from mivis.surgery import describe
+    from mivis.train import load_classifier
+    torch.manual_seed(0)
+    m = timm.create_model("mixer_s16_224", pretrained=False, num_classes=6, in_chans=1, img_size=32)
+    f = tmp_path / "mixer.safetensors"
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(f))
+    ws = world["ws"]
+    rec = import_model(f, "timm:mixer_s16_224", DATA, mean=[0.5], std=[0.5], workspace=ws)
+    model, _ = load_classifier(ws, rec.id)
+    d = describe(model)
+    assert d["family"] == "generic" and d["uncontrolled"][0]["type"] == "MixerBlock"
+    res = invert("whitebox", rec.id, None, [0, 1], 1, {"iterations": 3, "device": "cpu"}, workspace=ws)
+    assert res.x.shape == (2, 1, 32, 32) and torch.isfinite(res.x).all()
+    x, y = load_split(DATA).train.x[:2], load_split(DATA).train.y[:2]
+    flow = gradient_flow(model, lambda: F.cross_entropy(model(x), y))
+    assert len(flow["stages"]) == len(d["stages"]) and all(r["skip_share"] is None for r in flow["stages"])
