@@ -294,6 +294,7 @@ class _EventSink:
         self.last_kept: dict[str, float] = {}
         self.last_flush = 0.0
         self.stage: tuple | None = None
+        self.threads = ""  # the CPU thread choice for this job (mivis.threads), shown with its progress
         self.stage_started = time.time()
         self.skipped: tuple[str, float, dict] | None = None
         self.lock = threading.Lock()
@@ -307,7 +308,7 @@ class _EventSink:
             if stage != self.stage:
                 self.stage, self.stage_started = stage, now
             ev["stage_started"] = self.stage_started
-            self.latest = ev
+            self.latest = {**ev, "threads": self.threads} if self.threads else ev
             if (phase in self.ALWAYS_KEEP or now - self.last_kept.get(phase, -1e9) >= self.history_interval):
                 if self.skipped is not None and self.skipped[0] != phase:
                     self._keep(*self.skipped)  # a phase's last event ends its curve
@@ -589,8 +590,8 @@ class JobManager:
                          reporter=Reporter(sink, cancel), device=device, dir=self.jobs_dir / job_id)
         fn = JOB_KINDS.get(rec.kind).obj
         try:
-            if not device.startswith("cuda"):
-                ctx.reporter.report(force=True, phase="starting", threads=fit_threads().describe())
+            if not device.startswith("cuda"):  # shown with the job's progress, not added to its event history
+                sink.threads = fit_threads().describe()
             result = fn(rec.params, ctx) or {}
             sink.flush()
             self._set(job_id, status="done", result=_jsonable(result), finished=time.time())

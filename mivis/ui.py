@@ -500,7 +500,9 @@ def queue_rows(jobs: list[JobRecord], me: str) -> list[dict]:
         else:
             state, frac = f"queued, position {j.position}", None
         rows.append({"job": j.label or j.kind, "for": who, "state": state,
-                     "step": progress_text(j.progress) if j.status == "running" else "", "fraction": frac})
+                     "step": (progress_text(j.progress) + (f" · {j.progress['threads']}" if j.progress.get("threads")
+                                                           else "")) if j.status == "running" else "",
+                     "fraction": frac})
     return rows
 
 
