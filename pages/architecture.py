@@ -365,11 +365,17 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
     imp_role = ic[1].selectbox("Role", ("target", "eval"), key=f"{PAGE}:imp_role")
     imp_size = ic[2].number_input("Input size (px)", min_value=16, max_value=256, value=int(h), key=f"{PAGE}:imp_size")
     imp_chans = ic[3].selectbox("Channels", (1, 3), index=0 if c == 1 else 1, key=f"{PAGE}:imp_chans")
-    ic = st.columns([1, 1, 2])
+    try:
+        private_k = split.num_classes
+    except NameError:  # the data did not load (its message is shown above)
+        private_k = data["n_private"]
+    ic = st.columns([1, 1, 1, 2])
+    imp_classes = ic[3].number_input("Classes (outputs)", min_value=2, max_value=100000, value=int(private_k),
+                                     key=f"{PAGE}:imp_classes", help="checked against the data's private classes")
     mean_txt = ic[0].text_input("Normalisation mean", key=f"{PAGE}:imp_mean", placeholder="timm's (ImageNet)",
                                 help="comma-separated, one per channel; blank: timm's default for the architecture")
     std_txt = ic[1].text_input("Normalisation std", key=f"{PAGE}:imp_std", placeholder="timm's (ImageNet)")
-    order_txt = ic[2].text_area("Class order (the model's outputs)", key=f"{PAGE}:imp_order", height=68,
+    order_txt = st.text_area("Class order (the model's outputs)", key=f"{PAGE}:imp_order", height=68,
                                 placeholder="blank: the data split's order (one name a line or comma-separated)")
     if st.button("Import", key=f"{PAGE}:import", icon=":material/upload:", disabled=up is None):
         with ui.guard(), st.spinner("checking the file and measuring held-out accuracy"):
@@ -384,7 +390,8 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
             path.write_bytes(raw)
             def floats(t: str, n: str):
                 return Param(n, FLOAT_LIST, None, "", optional=True).coerce(t) if t.strip() else None
-            rec = import_model(path, imp_arch.strip(), data, role=imp_role, img_size=int(imp_size),
+            rec = import_model(path, imp_arch.strip(), data, role=imp_role, num_classes=int(imp_classes),
+                               img_size=int(imp_size),
                                in_chans=int(imp_chans), mean=floats(mean_txt, "mean"), std=floats(std_txt, "std"),
                                class_order=read_class_order(order_txt.replace("\n", ",").strip() or None,
                                                             allow_file=False),
