@@ -5,7 +5,8 @@ of the real image shape on the chosen device and measures it: the step time, and
 memory autograd keeps (the bytes of every tensor saved for backward, summed by a saved-tensor hook,
 the same count on CPU and GPU). Memory for a training step is parameters + gradients + AdamW's two
 moments + activations scaled to the batch size; time per epoch is the measured step time scaled to
-the batch size times the steps of one epoch. `verdict` compares them with this machine's free memory
+the batch size times the steps of one epoch (an upper estimate on a GPU, where a batch of 2 leaves the
+device mostly idle; close on a CPU). `verdict` compares them with this machine's free memory
 and with the data: "refuse" when the memory cannot fit, "warn" when an epoch is long or the model has
 far more parameters than the data has pixels.
 """
