@@ -112,23 +112,21 @@ def test_verify_dlib_cli_next_to_an_evaluation_model(ws, orl, capsys):
         capsys.readouterr().out
 
 
-def test_every_attack_is_judged_by_dlib_when_installed(ws, tiny_data, tiny_train):
+def test_every_attack_is_judged_by_dlib_when_installed(tmp_path):
     """attack_run's default (dlib=None) judges with dlib whenever it is installed and stores its verdicts with the
-    attack's evaluation; dlib=False (CLI --no-dlib) leaves it out."""
-    from mivis.attacks import attack_run
-    from mivis.priors import train_prior
-    from mivis.train import train_run
-    t = train_run("target", {**tiny_train, "epochs": 1}, tiny_data, workspace=ws)
-    e = train_run("eval", {**tiny_train, "epochs": 1, "arch": "vgg11", "lr": 1e-3}, tiny_data, workspace=ws)
-    prior = train_prior("gmi", {"device": "cpu"}, tiny_data, preset="smoke", workspace=ws)
-    params = {"identities": [0, 1], "restarts": 2, "iterations": 2, "device": "cpu"}
-    rec = attack_run("gmi", t.id, prior.id, params=params, eval_run=e.id, workspace=ws, n_boot=100)
-    assert rec.config["dlib"] is True
-    ev = json.loads(rec.file("evaluation.json").read_text())
-    m = ev["extra_judges"]["dlib"]["attack_acc_top1"]
-    verdicts = [r["top1@dlib"] for r in ev["per_reconstruction"]]
-    assert len(verdicts) == 4 and all(isinstance(v, bool) for v in verdicts)
-    assert m["value"] == sum(verdicts) / 4 and m["n"] == 2
-    assert rec.metrics["extra_judges"]["dlib"]["attack_acc_top1"] == m
-    off = attack_run("gmi", t.id, prior.id, params=params, eval_run=e.id, workspace=ws, n_boot=100, dlib=False)
-    assert off.config["dlib"] is False and "dlib" not in off.metrics["extra_judges"]
+    attack's evaluation. The tiny UI world's attacks (tests/ui_world.py, shared with the page tests) are made
+    with that default."""
+    from ui_world import world_copy
+
+    from mivis.runs import Workspace
+    w = world_copy(tmp_path / "ws")
+    ws = Workspace(w["path"])
+    for rid in (w["attack_full"], w["attack_rolss"]):
+        rec = ws.get(rid)
+        assert rec.config["dlib"] is True
+        ev = json.loads(rec.file("evaluation.json").read_text())
+        m = ev["extra_judges"]["dlib"]["attack_acc_top1"]
+        verdicts = [r["top1@dlib"] for r in ev["per_reconstruction"]]
+        assert len(verdicts) == 6 and all(isinstance(v, bool) for v in verdicts)  # 3 identities x 2 restarts
+        assert m["value"] == pytest.approx(sum(verdicts) / 6) and m["n"] == 3
+        assert rec.metrics["extra_judges"]["dlib"]["attack_acc_top1"] == m
