@@ -785,11 +785,10 @@ def fisher_bars(layers: list[str], series: dict[str, list[float]], *, title: str
 # plain words first, the symbol after; fractions shown as percentages everywhere (Runs and Results agree)
 METRIC_WORDS = {
     "attack_acc_top1": "Attack accuracy, top-1", "attack_acc_top5": "Attack accuracy, top-5",
-    "attack_acc_top1_selected": "Attack accuracy, top-1 (best restart)",
-    "attack_acc_top5_selected": "Attack accuracy, top-5 (best restart)",
-    "target_success": "Target success (target's own top-1)",
-    "target_likelihood": "Target's confidence (p_T)", "knn_dist": "KNN distance (judge features)",
-    "feature_frechet_distance": "Feature Fréchet distance", "natural_acc": "Natural accuracy",
+    "attack_acc_top1_selected": "Top-1, best restart", "attack_acc_top5_selected": "Top-5, best restart",
+    "target_success": "Target success",  # short: two runs side by side leave ~22 characters a card
+    "target_likelihood": "Target confidence p_T", "knn_dist": "KNN distance",
+    "feature_frechet_distance": "Feature Fréchet dist.", "natural_acc": "Natural accuracy",
     "train_acc": "Training accuracy", "train_seconds": "Training time (s)", "params": "Parameters",
     "trainable_params": "Trained parameters (|θ_C|)", "n_reconstructions": "Reconstructions",
     "attack_seconds": "Attack time (s)", "evaluate_seconds": "Judging time (s)",
