@@ -130,3 +130,30 @@ def test_every_attack_is_judged_by_dlib_when_installed(tmp_path):
         assert len(verdicts) == 6 and all(isinstance(v, bool) for v in verdicts)  # 3 identities x 2 restarts
         assert m["value"] == pytest.approx(sum(verdicts) / 6) and m["n"] == 3
         assert rec.metrics["extra_judges"]["dlib"]["attack_acc_top1"] == m
+
+
+def test_galleries_are_kept_on_disk_and_shipped_for_the_default_splits(orl, tmp_path, monkeypatch):
+    """A gallery is embedded once and read back from $MIVIS_CACHE/dlib/ (another process reuses it); a
+    damaged file is recomputed; the shipped default-split galleries equal what dlib computes now."""
+    import numpy as np
+    from mivis.data import load_split
+    monkeypatch.setenv("MIVIS_CACHE", str(tmp_path))
+    dlib_judge._GALLERY.clear()
+    first = dlib_judge.gallery(orl)
+    path = tmp_path / "dlib" / dlib_judge.gallery_name(orl)
+    assert path.is_file() and np.array_equal(np.load(path), first)
+    dlib_judge._GALLERY.clear()
+    calls = []
+    monkeypatch.setattr(dlib_judge, "embed", lambda x: calls.append(len(x)) or np.zeros((len(x), 128), np.float32))
+    assert np.array_equal(dlib_judge.gallery(orl), first) and calls == []  # read from disk, not embedded
+    path.write_bytes(b"junk")
+    dlib_judge._GALLERY.clear()
+    assert not dlib_judge.gallery(orl).any() and calls == [len(orl.train)]  # damaged: embedded again
+    monkeypatch.undo()
+    dlib_judge._GALLERY.clear()
+    for size in (32, 64):
+        split = load_split({"dataset": "orl", "image_size": size})
+        shipped = np.load(dlib_judge.SHIPPED_GALLERIES / dlib_judge.gallery_name(split))
+        assert shipped.shape == (len(split.train), 128)
+        now = dlib_judge.embed(split.train.x[:4])
+        assert np.allclose(shipped[:4], now, atol=1e-5), "rebuild with scripts/ship_dlib_galleries.py"
