@@ -28,6 +28,7 @@ ROLE = Param("role", str, "target", "target: trained on the private identities a
 
 top = st.columns([2, 1, 1])
 arch = knobs.widget(TRAIN_PARAMS["arch"], container=top[0], label="Architecture",
+                    options=[n for n in ARCHITECTURES.names() if not ARCHITECTURES.get(n).meta.get("any_timm")],
                     format_func=lambda n: f"{n}: {ARCHITECTURES.get(n).help}")
 any_timm = knobs.widget(Param("timm_arch", str, None, "any timm model name (timm.list_models(); nothing pretrained "
                               "is fetched): stages come from the model's feature_info, skips from its block types; "
@@ -377,26 +378,36 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
     std_txt = ic[1].text_input("Normalisation std", key=f"{PAGE}:imp_std", placeholder="timm's (ImageNet)")
     order_txt = st.text_area("Class order (the model's outputs)", key=f"{PAGE}:imp_order", height=68,
                                 placeholder="blank: the data split's order (one name a line or comma-separated)")
+    err_key = f"{PAGE}:import_error"
     if st.button("Import", key=f"{PAGE}:import", icon=":material/upload:", disabled=up is None):
-        with ui.guard(), st.spinner("checking the file and measuring held-out accuracy"):
-            import hashlib
+        import hashlib
 
-            from mivis.importing import import_model, read_class_order
-            from mivis.params import FLOAT_LIST
-            raw = up.getvalue()
-            folder = ui.workspace().path / "uploads"
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{hashlib.sha256(raw).hexdigest()[:16]}.safetensors"
-            path.write_bytes(raw)
-            def floats(t: str, n: str):
-                return Param(n, FLOAT_LIST, None, "", optional=True).coerce(t) if t.strip() else None
-            rec = import_model(path, imp_arch.strip(), data, role=imp_role, num_classes=int(imp_classes),
-                               img_size=int(imp_size),
-                               in_chans=int(imp_chans), mean=floats(mean_txt, "mean"), std=floats(std_txt, "std"),
-                               class_order=read_class_order(order_txt.replace("\n", ",").strip() or None,
-                                                            allow_file=False),
-                               workspace=ui.workspace(), name=f"{imp_role} {imp_arch.strip()} (imported {up.name})")
+        from mivis.importing import import_model, read_class_order
+        from mivis.params import FLOAT_LIST
+
+        def floats(t: str, n: str):
+            return Param(n, FLOAT_LIST, None, "", optional=True).coerce(t) if t.strip() else None
+        st.session_state.pop(err_key, None)
+        try:
+            with st.spinner("checking the file and measuring held-out accuracy"):
+                raw = up.getvalue()
+                folder = ui.workspace().path / "uploads"
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{hashlib.sha256(raw).hexdigest()[:16]}.safetensors"
+                path.write_bytes(raw)
+                rec = import_model(path, imp_arch.strip(), data, role=imp_role, num_classes=int(imp_classes),
+                                   img_size=int(imp_size), in_chans=int(imp_chans), mean=floats(mean_txt, "mean"),
+                                   std=floats(std_txt, "std"),
+                                   class_order=read_class_order(order_txt.replace("\n", ",").strip() or None,
+                                                                allow_file=False),
+                                   workspace=ui.workspace(),
+                                   name=f"{imp_role} {imp_arch.strip()} (imported {up.name})")
             st.session_state[f"{PAGE}:imported"] = rec.id
+        except ui.user_error_types() as e:  # kept until the next attempt (a rerun must not wipe the refusal)
+            st.session_state[err_key] = f"{up.name}: {ui.one_line(e)}"
+            st.session_state.pop(f"{PAGE}:imported", None)
+    if err_key in st.session_state:
+        st.error(st.session_state[err_key], icon=":material/error:")
     imported = st.session_state.get(f"{PAGE}:imported")
     if imported:
         with ui.guard():
