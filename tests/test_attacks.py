@@ -15,11 +15,14 @@ def world(tmp_path_factory):
     from mivis.train import train_run
     ws = Workspace(tmp_path_factory.mktemp("ws"))
     cpu = {"device": "cpu", "batch_size": 16}
-    # small batches + light augmentation: ~80% training accuracy, so the target's logits carry identity
-    target = train_run("target", {"device": "cpu", "batch_size": 8, "epochs": 8, "augment": "light"}, DATA,
+    # small batches + light augmentation, 12 epochs: ~85% training accuracy and confident logits, so the
+    # target's likelihood of a class can be raised far (8 epochs left near-uniform logits on the priors'
+    # images: +0.02 of p_T, within another CPU's rounding of the training)
+    target = train_run("target", {"device": "cpu", "batch_size": 8, "epochs": 12, "augment": "light"}, DATA,
                        workspace=ws)
     judge = train_run("eval", {**cpu, "arch": "vgg11", "epochs": 3, "lr": 1e-3}, DATA, workspace=ws)
-    smoke = {"device": "cpu", "iterations": 10, "batch_size": 16}
+    # 30 GAN steps: images that depend on z enough for a 40-step latent search to move p_T (10 were blobs)
+    smoke = {"device": "cpu", "iterations": 30, "batch_size": 16}
     priors = {"gmi": train_prior("gmi", smoke, DATA, workspace=ws).id,
               "kedmi": train_prior("kedmi", smoke, None, target_run=target.id, workspace=ws).id,
               "plgmi": train_prior("plgmi", smoke, None, target_run=target.id, workspace=ws).id}
@@ -27,24 +30,37 @@ def world(tmp_path_factory):
 
 
 PRIOR_OF = {"whitebox": None, "gmi": "gmi", "kedmi": "kedmi", "lomma": "gmi", "plgmi": "plgmi", "ppa": "gmi"}
-# smaller/faster settings for a 20-step test; KEDMI's Gaussian and PPA (lr 0.005) need larger steps to
-# move within 20 steps; LOMMA's logit loss needs more weight than its feature regulariser on this toy target
-FAST = {"lomma": {"students": "mobilenetv2", "student_epochs": 1, "id_weight": 10.0}, "ppa": {"pool": 8, "candidates": 3, "lr": 0.05},
-        "kedmi": {"lr": 0.1}, "plgmi": {"views": 1}}
+# a 40-step budget whose effect is far above the threshold: the paper's GMI/LOMMA step averages the loss over
+# 100 / 60 latents (1/100 of a latent's own gradient) and needs ~1500 steps; ref_batch 1 gives each latent the
+# GMI code's step at batch 1. KEDMI / PLG-MI / PPA (Adam) get larger learning rates; LOMMA a cheap student.
+FAST = {"gmi": {"ref_batch": 1},
+        "lomma": {"students": "mobilenetv2", "student_epochs": 1, "ref_batch": 1},
+        "ppa": {"pool": 8, "candidates": 3, "lr": 0.2},
+        "kedmi": {"lr": 0.2}, "plgmi": {"views": 1, "lr": 0.5}}
+IDS, RESTARTS, ITERS = list(range(6)), 3, 40
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS.names()))
 def test_every_attack_raises_target_likelihood(world, name):
+    """Each latent's p_T(y|x) at the last step minus at the first (paired). The threshold comes from the
+    noise of that mean over latents: its lower 95% bound (mean - 2 SE) must clear 0.05 and the mean 0.15
+    (on the reference 2-core machine the means are 0.3-0.7: several times the threshold)."""
     assert set(PRIOR_OF) == set(ATTACKS.names())
     prior = world["priors"][PRIOR_OF[name]] if PRIOR_OF[name] else None
-    res = invert(name, world["target"].id, prior, [0, 2, 4], 2, {"iterations": 20, "device": "cpu", **FAST.get(name, {})},
-                 workspace=world["ws"])
-    p = res.trace.means["p_target"]
-    assert len(p) == 20 and res.x.shape == (6, 1, 32, 32) and sorted(res.y.tolist()) == [0, 0, 2, 2, 4, 4]
-    first, last = sum(p[:3]) / 3, sum(p[-3:]) / 3
-    assert last > first + 0.02, f"{name}: p_T(y|x) went {first:.3f} -> {last:.3f}"
+    res = invert(name, world["target"].id, prior, IDS, RESTARTS,
+                 {"iterations": ITERS, "device": "cpu", **FAST.get(name, {})}, workspace=world["ws"])
+    n_rec = len(IDS) * RESTARTS
+    assert len(res.trace.means["p_target"]) == ITERS and res.x.shape == (n_rec, 1, 32, 32)
+    assert sorted(res.y.tolist()) == sorted(IDS * RESTARTS)
+    assert sorted(set(res.restart.tolist())) == list(range(RESTARTS))
+    ps = res.trace.p_samples  # (checkpoints, latents): the first and the last step are checkpoints
+    assert ps.shape[1] == (len(IDS) if name == "kedmi" else n_rec)  # KEDMI: one Gaussian per identity
+    d = ps[-1] - ps[0]
+    mean, se = d.mean().item(), (d.std() / len(d) ** 0.5).item()
+    assert mean > 0.15 and mean - 2 * se > 0.05, \
+        f"{name}: p_T(y|x) rose by {mean:.3f} +- {se:.3f} (SE) over {len(d)} latents"
     assert res.x.min() >= -1 and res.x.max() <= 1
-    assert res.p_target.shape == (6,) and res.trace.p_samples.shape[1] == len(res.y) * (1 if name != "ppa" else 1.5)
+    assert res.p_target.shape == (n_rec,)
 
 
 def test_hook_sees_every_step_and_identity_loss_is_reusable(world):
@@ -76,7 +92,11 @@ def test_chunking_and_oom_halving_do_not_change_results(world, monkeypatch):
     whole = invert(*args, p, workspace=world["ws"])
     chunked = invert(*args, {**p, "batch_size": 2}, workspace=world["ws"])
     assert chunked.chunks == 4 and whole.chunks == 1
-    assert torch.allclose(whole.x, chunked.x, atol=1e-5) and torch.equal(whole.y, chunked.y)
+    assert torch.equal(whole.y, chunked.y)
+    # float32 kernels on 2 threads round differently for other batch sizes: measured 1.9e-5 on images from the
+    # paper step's unclipped latents (the v1 step's clipped corners hid it: 1e-6); exact equality of the
+    # per-latent step under chunking is shown in tests/test_fidelity.py on the toy nets
+    assert torch.allclose(whole.x, chunked.x, atol=1e-4), f"max |diff| {(whole.x - chunked.x).abs().max():.2e}"
     real = engine.Engine.run_chunk
 
     def fake_oom(self, y, *a, **k):
@@ -86,7 +106,7 @@ def test_chunking_and_oom_halving_do_not_change_results(world, monkeypatch):
     monkeypatch.setattr(engine.Engine, "run_chunk", fake_oom)
     halved = invert(*args, p, workspace=world["ws"])
     assert halved.chunks == 2 and any("halved" in ev for ev in halved.events)
-    assert torch.allclose(whole.x, halved.x, atol=1e-5)
+    assert torch.allclose(whole.x, halved.x, atol=1e-4)
 
 
 def test_refusals_before_compute(world):
