@@ -21,6 +21,12 @@ DEFENSES = Registry("defense")
 # updating their running statistics, negative label smoothing on PPA's schedule. A stored run without the
 # key was trained by version 1 and is rebuilt as such (Defense.legacy).
 METHOD_VERSION = 2
+CHANGED_IN = {"mid": 2, "tldmi": 2, "negls": 2}  # defenses whose behaviour a version changed
+
+
+def defenses_version(defenses: dict) -> int:
+    """The method version a training with these defenses depends on (1 when none of them changed)."""
+    return max([CHANGED_IN.get(n, 1) for n in defenses or {}] or [1])
 
 
 class Defense:
