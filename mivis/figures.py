@@ -1,5 +1,5 @@
 """Figure builders shared by the pages: plotly figures and PIL images, without streamlit, so each one
-can be unit-tested. mivis/ui.py renders them (`ui.plot`, `st.image`)."""
+can be unit-tested. mivis/ui/ renders them (`ui.plot`, `st.image`)."""
 from __future__ import annotations
 
 import math

@@ -205,8 +205,9 @@ def test_layers_side_by_side_share_every_y_axis(world):
 def test_words_plain_first_symbol_after():
     from mivis import ui
     from mivis.params import Param
-    assert ui._label(Param("id_weight", float, 100.0, "")) == "Identity-loss weight (λ, id_weight)"
-    assert ui._label(Param("fi_samples", int, 8, "")).endswith("(fi_samples)")
+    from mivis.ui.words import _label
+    assert _label(Param("id_weight", float, 100.0, "")) == "Identity-loss weight (λ, id_weight)"
+    assert _label(Param("fi_samples", int, 8, "")).endswith("(fi_samples)")
     assert ui.choice_words("ce") == "cross-entropy (ce)"
     assert ui.settings_differ(1) == "1 setting differs" and ui.settings_differ(2) == "2 settings differ"
     assert ui.progress_text({"phase": "epoch", "epoch": 1, "epochs": 30}) == "epoch 1/30"

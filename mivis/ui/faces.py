@@ -1,0 +1,120 @@
+"""Faces and image grids: crisp upscaling of small faces, paged tall grids, real faces next to their
+reconstructions framed by the judge's verdict, attribution overlays."""
+from __future__ import annotations
+
+import io
+
+import streamlit as st
+
+
+def crisp(img, size: int = 128):
+    """Upscale a small uint8 image (H, W[, C]) with nearest neighbour so faces stay sharp."""
+    import numpy as np
+    from PIL import Image
+    arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    im = Image.fromarray(arr)
+    factor = max(1, size // max(im.size))
+    return im.resize((im.size[0] * factor, im.size[1] * factor), Image.NEAREST) if factor > 1 else im
+
+
+def png_scaled(path, max_width: int = 1000, factor: int = 2):
+    """A PNG grid upscaled by a whole factor (nearest neighbour) when it stays under max_width."""
+    from PIL import Image
+    with Image.open(path) as im:
+        im.load()
+        w, h = im.size
+        f = factor if w * factor <= max_width else 1
+        return im.resize((w * f, h * f), Image.NEAREST) if f > 1 else im.copy()
+
+
+def png_row_pages(path, row_height: int, *, per_page: int = 10, key: str, pad: int = 2, caption: str = "") -> None:
+    """A tall grid PNG (one row per identity, e.g. an attack's reconstructions.png) shown `per_page`
+    rows at a time with a page picker, instead of one image thousands of pixels high."""
+    from PIL import Image
+    with Image.open(path) as im:
+        im.load()
+        w, h = im.size
+        n_rows = max(1, round((h - pad) / row_height))
+        pages = max(1, -(-n_rows // per_page))
+        page = st.number_input(f"Rows {per_page} at a time: page (of {pages})", 1, pages, 1, key=key) \
+            if pages > 1 else 1
+        top = (page - 1) * per_page * row_height
+        bottom = min(h, top + per_page * row_height + pad)
+        crop = im.crop((0, top, w, bottom))
+    f = 2 if w * 2 <= 1000 else 1
+    st.image(crop.resize((w * f, crop.size[1] * f), Image.NEAREST) if f > 1 else crop,
+             caption=caption + (f" Rows {(page - 1) * per_page + 1}-{min(n_rows, page * per_page)} of {n_rows}."
+                                if pages > 1 else ""), width="content")
+
+
+def png_crisp(path_or_bytes, size: int = 128):
+    from PIL import Image
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
+    with Image.open(src) as im:
+        im.load()
+        w, h = im.size
+        factor = max(1, size // max(w, h))
+        return im.resize((w * factor, h * factor), Image.NEAREST) if factor > 1 else im.copy()
+
+
+def _face_image(src, size: int, correct: bool | None = None, frame: bool = False):
+    """A face from a uint8 array or a PNG path/bytes, upscaled; framed in the verdict's colour."""
+    import numpy as np
+    from PIL import Image
+
+    from ..figures import framed
+    if hasattr(src, "shape"):
+        arr = np.asarray(src)
+    else:
+        with Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src) as im:
+            arr = np.asarray(im.convert("L") if im.mode in ("L", "I", "P", "1") else im.convert("RGB"))
+    return framed(arr, correct, size) if frame else crisp(arr, size)
+
+
+def face_pairs(pairs: list[dict], per_row: int = 5, size: int = 88, rows: list[tuple[str, str]] | None = None) -> None:
+    """Per identity (a column): the real private face, then its reconstruction under each model in a frame
+    coloured by the evaluation model's verdict AND labelled with a symbol and a word (✓ right /
+    ✗ wrong: judged s7), and for a wrong verdict the real face of the identity the judge picked.
+
+    Each pair: {"identity", "real" (uint8 array or PNG path/bytes), "recon" (same), "correct" (bool or
+    None), "likelihood" (float or None), "predicted" (label), "predicted_real" (image, optional),
+    "<key>": {"recon", "correct", "likelihood", "predicted", "predicted_real"} for further models}.
+    rows: [(key, row label)] of the models to show, "" for the pair itself (default: [("", "")])."""
+    from ..figures import verdict_text
+    rows = rows or [("", "")]
+    for start in range(0, len(pairs), per_row):
+        cols = st.columns(per_row)
+        for col, pr in zip(cols, pairs[start:start + per_row]):
+            with col:
+                st.markdown(f"**{pr.get('identity', '')}**")
+                if pr.get("real") is not None:
+                    st.image(_face_image(pr["real"], size), width="content", caption="real face")
+                for key, row_label in rows:
+                    v = pr.get(key) if key else pr
+                    if not v or v.get("recon") is None:
+                        continue
+                    verdict = v.get("correct")
+                    st.image(_face_image(v["recon"], size, verdict, frame=True), width="content")
+                    lk = v.get("likelihood")
+                    txt = (f"{row_label}  \n" if row_label else "") + verdict_text(verdict, v.get("predicted"))
+                    if lk is not None:
+                        txt += f"  \nconfidence {lk:.1%}"
+                    st.caption(txt)
+                    if verdict is False and v.get("predicted_real") is not None:
+                        st.image(_face_image(v["predicted_real"], size // 2), width="content",
+                                 caption=f"this is {v.get('predicted')}")
+
+
+def to_display(img) -> "np.ndarray":
+    """A [-1, 1] float image (C, H, W) -> uint8 (H, W) or (H, W, 3) for display."""
+    from ..figures import to_display as _to_display
+    return _to_display(img)
+
+
+def overlay(img, amap, size: int = 192, alpha: float = 0.65):
+    """Grey image with a signed attribution map on top (red = raises the class score, blue = lowers
+    it), saturating at the map's 99th percentile (mivis.figures.overlay)."""
+    from ..figures import overlay as _overlay
+    return _overlay(img, amap, size, alpha)
