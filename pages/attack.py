@@ -192,10 +192,24 @@ else:
 
 # --- budget and parameters -----------------------------------------------------------------------------
 st.subheader("Budget")
+def use_preset() -> None:
+    """A callback, so the preset is applied before the next run's script even when the click lands during a slow
+    rerun: every parameter a preset sets gets the chosen preset's value, or its declared default where the chosen
+    one leaves it alone (paper after classroom: back to the attack's own iterations)."""
+    chosen = st.session_state.get(knobs.key("preset"))
+    vals = apply_preset(chosen if chosen in PRESETS else None, attack, {})
+    touched = {k for name in PRESETS for k in apply_preset(name, attack, {})}
+    for p in entry.params:
+        if p.name in touched:
+            k = knobs.key(f"{attack}.{p.name}")
+            st.session_state[k] = vals.get(p.name, p.default)
+            st.session_state.pop("_keep:" + k, None)
+
+
 preset = knobs.widget(Param("preset", str, "classroom", "fills the attack's defaults: classroom = 5 restarts x 100 "
                             "iterations, sized for a laptop CPU (Estimate run time times it here, now); paper = "
                             "the papers' iterations; gpu = paper + torch.compile",
-                            choices=tuple(PRESETS)), label="Preset")
+                            choices=tuple(PRESETS)), label="Preset", on_change=use_preset)
 defaults = apply_preset(preset, attack, {})
 params_decl = [dataclasses.replace(p, default=defaults.get(p.name, p.default),  # identities: bounded by the
                                    **({"min": 0, "max": target.config["model"]["num_classes"] - 1}  # target's

@@ -80,9 +80,11 @@ class Knobs:
 
     def widget(self, p: Param, *, name: str | None = None, label: str | None = None, container=None,
                help: str | None = None, disabled: bool = False, format_func: Callable | None = None,
-               options: Iterable | None = None, slider: bool | None = None, sticky: bool = False) -> Any:
+               options: Iterable | None = None, slider: bool | None = None, sticky: bool = False,
+               on_change: Callable[[], None] | None = None) -> Any:
         """Render the widget for `p` (type, range and help from the declaration) and return its value.
-        sticky: keep the value in the URL even when it equals the default (a run id must not drift)."""
+        sticky: keep the value in the URL even when it equals the default (a run id must not drift).
+        on_change: a callback (e.g. a preset writing other widgets' values into st.session_state)."""
         url_name = name or p.name
         k = self.key(url_name)
         self.names.add(url_name)
@@ -95,7 +97,7 @@ class Knobs:
         elif p.choices is not None and st.session_state[k] not in p.choices:
             st.session_state[k] = p.default if p.default in p.choices else p.choices[0]
         raw = param_input(p, k, label=label, container=container, help=help, disabled=disabled,
-                          format_func=format_func, slider=slider)
+                          format_func=format_func, slider=slider, on_change=on_change)
         value = _from_widget(p, raw, container)
         self.invalid |= value is _INVALID
         st.session_state["_keep:" + k] = st.session_state[k]
@@ -162,18 +164,20 @@ def _use_slider(p: Param) -> bool:
 
 
 def param_input(p: Param, key: str, *, label: str | None = None, container=None, help: str | None = None,
-                disabled: bool = False, format_func: Callable | None = None, slider: bool | None = None) -> Any:
-    """The Streamlit widget for one Param (its value comes from st.session_state[key])."""
+                disabled: bool = False, format_func: Callable | None = None, slider: bool | None = None,
+                on_change: Callable[[], None] | None = None) -> Any:
+    """The Streamlit widget for one Param (its value comes from st.session_state[key]). on_change runs before
+    the next rerun's script (a callback: what it writes into st.session_state is never lost to a rerun)."""
     c = container or st
     label = label or _label(p)
     help = help or (p.help + (f" ({p.allowed()})" if p.choices is None and p.type is not bool else ""))
     if p.type is bool:
-        return c.toggle(label, key=key, help=help, disabled=disabled)
+        return c.toggle(label, key=key, help=help, disabled=disabled, on_change=on_change)
     if p.choices is not None:
-        return c.selectbox(label, list(p.choices), key=key, help=help, disabled=disabled,
+        return c.selectbox(label, list(p.choices), key=key, help=help, disabled=disabled, on_change=on_change,
                            format_func=format_func or choice_words)
     if p.type in (FLOAT_LIST, INT_LIST) or p.type is str:
-        return c.text_input(label, key=key, help=help, disabled=disabled,
+        return c.text_input(label, key=key, help=help, disabled=disabled, on_change=on_change,
                             placeholder="comma-separated" if p.type in (FLOAT_LIST, INT_LIST) else "")
     use_slider = _use_slider(p) if slider is None else slider
     if p.type is int:
@@ -181,17 +185,19 @@ def param_input(p: Param, key: str, *, label: str | None = None, container=None,
         hi = None if p.max is None else int(p.max)
         step = int(p.step or 1)
         if use_slider:
-            return c.slider(label, lo, hi, step=step, key=key, help=help, disabled=disabled)
-        return c.number_input(label, lo, hi, step=step, key=key, help=help, disabled=disabled)
+            return c.slider(label, lo, hi, step=step, key=key, help=help, disabled=disabled,
+                            on_change=on_change)
+        return c.number_input(label, lo, hi, step=step, key=key, help=help, disabled=disabled,
+                              on_change=on_change)
     lo = None if p.min is None else float(p.min)
     hi = None if p.max is None else float(p.max)
     if use_slider:  # as many decimals as the step has (MID's beta 0.003 read "0.00" with the default)
         decimals = max(0, -math.floor(math.log10(float(p.step)))) if p.step else 2
         return c.slider(label, lo, hi, step=float(p.step), key=key, help=help, disabled=disabled,
-                        format=f"%.{decimals}f")
+                        on_change=on_change, format=f"%.{decimals}f")
     small = p.default is not None and 0 < abs(p.default) < 0.01
     return c.number_input(label, lo, hi, step=float(p.step) if p.step else None, key=key, help=help,
-                          disabled=disabled, format="%.2e" if small else None)
+                          disabled=disabled, format="%.2e" if small else None, on_change=on_change)
 
 
 def url_choice(name: str, options: list[str], *, what: str, box=None) -> str | None:
