@@ -203,8 +203,12 @@ if run_id and not vs_id:
 elif run_id and vs_id:
     a, b = by_id[run_id], by_id[vs_id]
     st.subheader("Comparison")
+    # the columns carry the runs' names (never "A" and "B"): left run first, as in the columns below
+    na, nb = ui.run_short(a, 28), ui.run_short(b, 28)
+    if na == nb:
+        na, nb = f"{na} (left)", f"{nb} (right)"
     fa, fb = flat(a.config), flat(b.config)
-    diff = [{"setting": k, "A": json.dumps(fa.get(k)), "B": json.dumps(fb.get(k))}
+    diff = [{"setting": k, na: json.dumps(fa.get(k)), nb: json.dumps(fb.get(k))}
             for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
     if diff:
         st.markdown(f"**{ui.settings_differ(len(diff))}**")
@@ -220,15 +224,15 @@ elif run_id and vs_id:
         base = k.rsplit(".", 1)[-1]
         pct = ui.metric_is_fraction(base)
         rows.append({"metric": ui.metric_words(k) if "." not in k else k.replace("_", " "),
-                     "A": ui.metric_text(va, pct) if va is not None else "-",
-                     "B": ui.metric_text(vb, pct) if vb is not None else "-"})
+                     na: ui.metric_text(va, pct) if va is not None else "-",
+                     nb: ui.metric_text(vb, pct) if vb is not None else "-"})
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
     if a.kind == b.kind == "attack" and a.status == b.status == "done":
         from mivis.evaluation import compare_runs
         try:
             d = compare_runs(ws, a.id, b.id)
-            st.markdown(ui.paired_words(d, "A (left)", "B (right)"))
+            st.markdown(ui.paired_words(d, ui.plain(na), ui.plain(nb)))
         except Exception as e:
             st.info(f"No paired comparison: {ui.one_line(e)}", icon=":material/info:")
     left, right = st.columns(2)

@@ -29,7 +29,7 @@ def defense_label(model_cfg: dict) -> str:
             head, last = s[:-1], s[-1]
             parts.append("RoLSS" if all(v == 1.0 for v in head) and last == 0.0
                          else f"SSF {last:g}" if all(v == 1.0 for v in head) and 0 < last < 1
-                         else "skips " + ",".join(f"{v:g}" for v in s))
+                         else ui.skips_words(s))  # "stage 2's skips removed", not "skips 1,0,1,1"
         elif name == "tldmi" and isinstance(p, dict) and "freeze" in p:
             parts.append(f"TL-DMI freeze {p['freeze']}")  # each depth is its own point on the trade-off
         else:
@@ -58,6 +58,16 @@ if points:  # runs are comparable only with the same attack settings and image s
     for p, label in zip(points, attack_labels(ws, [p["record"] for p in points])):
         p["attack"] = f"{label}, {p['px']} px"
 
+def measured_table(rows: list[dict]) -> str:
+    """The studies' rows as a markdown table of five short columns (a 10-column dataframe was cut at 1024 px)."""
+    out = ["| Target | Attack | Defense | Drop, pp [95% CI] | Verdict |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['arch']}, {r['px']} px | {ui.attack_words(r['attack'])} | "
+                   f"{ui.study_defense_words(r['defense'])} | **{r['drop pp']:+.1f}** {r['95% CI pp']} | "
+                   f"{r['verdict']} ({r['seeds']} seed{'s' if r['seeds'] != 1 else ''}) |")
+    return "\n".join(out)
+
+
 left, right = st.container(), st.container()  # the references below the plane, full width (a side column cut them)
 with right:
     st.markdown("**Reference: the RoLSS paper** (PPA attack, FaceScrub 224 px; Acc / AttAcc in %, "
@@ -70,9 +80,13 @@ with right:
     if measured:
         st.markdown("**Measured here on the embedded ORL data** (mivis's studies, docs/findings.md and "
                     "docs/gpu/findings.md): the paired drop in top-1 attack accuracy vs the same architecture "
-                    "without defense. *Not resolved* means the interval contains 0: the data cannot tell "
-                    "the defense from no defense, whatever the paper found.")
-        st.dataframe(measured, hide_index=True, height=420, width="stretch")
+                    "without defense, in percentage points (positive: the defense leaks less). *Not resolved* "
+                    "means the interval contains 0: the data cannot tell the defense from no defense, whatever "
+                    "the paper found.")
+        studies = list(dict.fromkeys(r["study"] for r in measured))
+        for tab, study in zip(st.tabs([f"{s} ({sum(r['study'] == s for r in measured)})" for s in studies]), studies):
+            with tab, st.container(height=460):  # a table whose words wrap: readable at 1024 px without scrolling sideways
+                st.markdown(measured_table([r for r in measured if r["study"] == study]))
 
 with left:
     if not points:
@@ -171,18 +185,28 @@ with left:
         for p in pts:
             if p["run"] == ref or p["defense"] == "none":
                 continue
+            name = f"{p['name']} · {p['defense']} · {p['run'][-6:]}"
             try:
                 d = delta(ws, p["run"], ref, JUDGE_METRIC[judge])
             except Exception as e:
-                rows.append({"run": lab[p["run"]], "Delta": f"- ({ui.one_line(e)})"})
+                rows.append({"run": name, "Delta": f"- ({ui.one_line(e)})"})
                 continue
-            val = "undefined (no accuracy drop)" if d.get("value") is None else \
+            val = "– (no accuracy drop)" if d.get("value") is None else \
                 f"{d['value']:.2f} [{d['lo']:.2f}, {d['hi']:.2f}]"
-            rows.append({"run": lab[p["run"]], "Acc drop (pp)": None if d.get("acc_drop") is None
-                         else round(100 * d["acc_drop"], 1), "AttAcc drop (pp)": round(100 * d["attack_acc_drop"], 1),
+            rows.append({"run": name, "Acc drop": None if d.get("acc_drop") is None
+                         else round(100 * d["acc_drop"], 1), "AttAcc drop": round(100 * d["attack_acc_drop"], 1),
                          "Delta": val})
-        if rows:
-            st.dataframe(rows, hide_index=True, width="stretch")
+        if rows:  # fixed, short columns: the whole table fits at 1024 px
+            st.dataframe(rows, hide_index=True, width="stretch", column_config={
+                "run": st.column_config.TextColumn("Defended run", width="medium"),
+                "Acc drop": st.column_config.NumberColumn("Acc drop (pp)", width=95, format="%.1f",
+                                                          help="natural accuracy lost vs the reference"),
+                "AttAcc drop": st.column_config.NumberColumn("AttAcc drop (pp)", width=110, format="%.1f",
+                                                             help=f"top-1 attack accuracy under {judge} lost "
+                                                                  "vs the reference"),
+                "Delta": st.column_config.TextColumn("Delta [95% CI]", width=150,
+                                                     help="AttAcc drop / Acc drop; higher is a better defense; "
+                                                          "undefined when natural accuracy did not drop")})
         else:
             st.caption("No defended target has been attacked with this attack yet.")
 
@@ -193,18 +217,18 @@ with left:
         st.caption("Two attack runs are needed for a comparison.")
     else:
         cc = st.columns(2)
-        a = knobs.widget(Param("a", str, ids[0], "first run", choices=ids), container=cc[0], label="Run A",
+        a = knobs.widget(Param("a", str, ids[0], "first run", choices=ids), container=cc[0], label="First run",
                          format_func=lambda i: lab[i])
         rest = tuple(i for i in ids if i != a)
-        b = knobs.widget(Param("b", str, rest[0], "second run", choices=rest), container=cc[1], label="Run B",
+        b = knobs.widget(Param("b", str, rest[0], "second run", choices=rest), container=cc[1], label="Second run",
                          format_func=lambda i: lab[i])
         from mivis.evaluation import compare_runs
         try:
             d = compare_runs(ws, a, b, JUDGE_METRIC[judge])
-            word = (f"**resolved: {'A' if d['value'] < 0 else 'B'} leaks {abs(100 * d['value']):.0f} pp less**"
-                    if d["resolved"] else "**not resolved**: the interval contains 0, so neither leaks less")
-            st.markdown(f"A − B in top-1 attack accuracy under {judge}: **{100 * d['value']:+.1f} pp** "
-                        f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] over {d['n']} paired identities: {word}." +
+            # the runs by name, never "A" and "B"
+            short = {p["run"]: f"{' '.join(p['name'].split())[:40]} ({p['run'][-6:]})" for p in pts}
+            na, nb = ui.plain(short[a]), ui.plain(short[b])
+            st.markdown(ui.paired_words(d, na, nb, judge=judge) +
                         ("" if d.get("same_starting_latents") else " (Different seeds/restarts: the starting latents "
                                                                     "differ, so the pairing is by identity only.)"))
         except Exception as e:

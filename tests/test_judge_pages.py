@@ -119,14 +119,17 @@ def test_tradeoff_page_switches_to_the_independent_judge(at, ws):
     open_page(at, "tradeoff")
     spec = _json.loads(at.get("plotly_chart")[0].proto.spec)
     assert sorted(y for t in spec["data"] if t.get("mode") == "markers" for y in t["y"]) == [100.0, 100.0]
-    assert "A − B in top-1 attack accuracy under E: **+0.0 pp**" in texts(at) or \
-        "A − B in top-1 attack accuracy under E: **-0.0 pp**" in texts(at)
+    page = texts(at)  # the comparison names both runs (never "A − B") and the judge
+    assert "Paired difference in top-1 attack accuracy under E, " in page and "A − B" not in page
+    assert "**+0.0 pp**" in page or "**-0.0 pp**" in page
+    assert "full" in page.split("under E, ")[1].split(":")[0] and "rolss" in page.split("under E, ")[1].split(":")[0]
     at.selectbox(key="tradeoff:judge").set_value("dlib").run()
     assert_clean(at)
     spec = _json.loads(at.get("plotly_chart")[0].proto.spec)
     assert sorted(y for t in spec["data"] if t.get("mode") == "markers" for y in t["y"]) == [0.0, 100.0]
     assert "under dlib" in spec["layout"]["title"]["text"]
-    assert "A − B in top-1 attack accuracy under dlib: **" in texts(at)
+    assert "Paired difference in top-1 attack accuracy under dlib, " in texts(at)
+    assert "rolss \\(" in texts(at) and "leaks 100 pp less than full \\(" in texts(at)  # RoLSS leaks less
 
 
 def test_runs_page_lists_dlib_next_to_e(at, ws):
