@@ -3,9 +3,16 @@ stage's input and at the latent, and the share of it that travels the skip path.
 
 For a block out = act(F(x) + s * shortcut(x)) the gradient at x is the sum of two paths: through
 the residual branch F and through the shortcut. The shortcut path's gradient is computed exactly
-(s * g for an identity, the projection's vector-Jacobian product otherwise, g being the gradient at
-the pre-activation sum) and the residual path's is the remainder. A stage's skip share is the mean
-over its skip-bearing blocks of |skip| / (|skip| + |residual|); with s = 0 it is exactly 0.
+(the vector-Jacobian product of the skip term s * shortcut(x) with g, the gradient at the sum: s * g
+for an identity, through the projection otherwise) and the residual path's is the remainder. A
+stage's skip share is the mean over its skip-bearing blocks of |skip| / (|skip| + |residual|); with
+s = 0 it is exactly 0.
+
+Where each block's sum is and what its skip term is comes from the surgery modules
+(`surgery.stages.skip_path`), so every block type whose skip mivis controls is split the same way:
+ResNet / ResNeXt / SE-ResNet, inverted residuals (EfficientNet, MobileNet V2/V3), ViT / DeiT, Swin,
+ConvNeXt, RegNet and ByobNet's residual blocks. Blocks without such a rule (unknown types, DenseNet's
+concatenation, RepVGG) have no skip share (None); their stages still get gradient norms.
 """
 from __future__ import annotations
 
@@ -15,8 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..surgery.stages import family_of, stages
-from ..surgery import resnet as _resnet, inverted as _inverted, vit as _vit
+from ..surgery.stages import carries_skip, family_of, skip_path, stages
 
 
 @contextlib.contextmanager
@@ -33,17 +39,19 @@ def _no_inplace(model: nn.Module):
 
 
 class _BlockProbe:
-    """Captures, for one block, its input x, the gradient at x and at the skip junction."""
+    """Captures, for one block, its input x, the gradient at x and at the skip junction (the sum)."""
 
     def __init__(self, family: str, block: nn.Module):
         self.family, self.block = family, block
+        self.path = skip_path(family, block)
+        if self.path is None:
+            raise ValueError(f"mivis has no skip rule for this {type(block).__name__} in a {family} model")
         self.handles, self.x, self.g_x, self.g_junction = [], None, None, None
         self.handles.append(block.register_forward_pre_hook(self._pre))
-        if family == "resnet":
-            act = block.act3 if hasattr(block, "act3") else block.act2
-            self.handles.append(act.register_forward_pre_hook(self._junction_pre))
-        else:  # inverted residual / vit: the junction is the block output
-            self.handles.append(block.register_forward_hook(self._junction_out))
+        if self.path.at == "in":
+            self.handles.append(self.path.junction.register_forward_pre_hook(self._junction_pre))
+        else:
+            self.handles.append(self.path.junction.register_forward_hook(self._junction_out))
 
     def _pre(self, module, args):
         x = args[0]
@@ -65,36 +73,28 @@ class _BlockProbe:
         return hook
 
     def skip_gradient(self) -> torch.Tensor | None:
-        b, g = self.block, self.g_junction
-        if g is None or self.g_x is None:
+        """The gradient at x along the skip path: the VJP of the skip term with the gradient at the sum."""
+        if self.g_x is None:
             return None
-        if self.family == "resnet":
-            s = _resnet.scale_of(b)
-            if s == 0:
+        if self.path.term is None:  # skip removed (s = 0)
+            return torch.zeros_like(self.g_x)
+        if self.g_junction is None:
+            return None
+        x = self.x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            term = self.path.term(x)
+            if not term.requires_grad:
                 return torch.zeros_like(self.g_x)
-            if b.downsample is None:
-                return s * g
-            x = self.x.detach().requires_grad_(True)
-            with torch.enable_grad():
-                (vjp,) = torch.autograd.grad(b.downsample(x), x, grad_outputs=s * g)
-            return vjp
-        if self.family == "inverted_residual":
-            return _inverted.scale_of(b) * g
-        if self.family == "vit":
-            return _vit.scale_of(b, "attn") * _vit.scale_of(b, "mlp") * g
-        return None
+            (vjp,) = torch.autograd.grad(term, x, grad_outputs=self.g_junction)
+        return vjp
 
     def remove(self):
         for h in self.handles:
             h.remove()
 
 
-def _carries(family: str, block: nn.Module) -> bool:
-    if family == "resnet":
-        return _resnet.is_block(block)
-    if family == "inverted_residual":
-        return _inverted.is_block(block) and _inverted.carries_skip(block)
-    return family == "vit" and _vit.is_block(block)
+def _carries(family: str, block: nn.Module, index: int = 0) -> bool:
+    return carries_skip(family, block, index) and skip_path(family, block) is not None
 
 
 def gradient_flow(model: nn.Module, loss_of: Callable[[], torch.Tensor],
@@ -119,7 +119,7 @@ def gradient_flow(model: nn.Module, loss_of: Callable[[], torch.Tensor],
     for i, st in enumerate(sts):
         first = st.blocks[0][1] if st.blocks else st.output
         handles.append(first.register_forward_pre_hook(grab(i)))
-    probes = [[_BlockProbe(fam, b) for _, b in st.blocks if _carries(fam, b)] for st in sts]
+    probes = [[_BlockProbe(fam, b) for j, (_, b) in enumerate(st.blocks) if _carries(fam, b, j)] for st in sts]
     try:
         with _no_inplace(model), torch.enable_grad():
             if latent is not None and latent.grad is not None:

@@ -11,6 +11,8 @@ from timm.models._efficientnet_blocks import (ConvBnAct, DepthwiseSeparableConv,
                                               MobileAttention, UniversalInvertedResidual)
 from torch import nn
 
+from .skippath import SkipPath, scaled_identity
+
 # every timm block whose forward ends in `if self.has_skip: x = self.drop_path(x) + shortcut`
 # (CondConvResidual subclasses InvertedResidual; EdgeResidual is EfficientNetV2's fused block)
 BLOCK_TYPES = (ConvBnAct, DepthwiseSeparableConv, EdgeResidual, InvertedResidual, MobileAttention,
@@ -41,6 +43,11 @@ def carries_skip(block: nn.Module) -> bool:
 
 def scale_of(block: nn.Module) -> float:
     return float(getattr(block, "skip_scale", 1.0)) if carries_skip(block) else 0.0
+
+
+def skip_path(block: nn.Module) -> SkipPath | None:
+    """out = F(x) + s * x is the block's output (None for a block built without a skip)."""
+    return SkipPath(block, "out", scaled_identity(scale_of(block))) if carries_skip(block) else None
 
 
 def set_block_scale(block: nn.Module, s: float) -> None:

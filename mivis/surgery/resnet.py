@@ -9,6 +9,8 @@ import torch
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
+from .skippath import SkipPath
+
 
 class ScaledBasicBlock(BasicBlock):
     skip_scale: float = 1.0
@@ -56,6 +58,15 @@ def last_norm(block: nn.Module) -> nn.Module:
 
 def scale_of(block: nn.Module) -> float:
     return float(getattr(block, "skip_scale", 1.0))
+
+
+def skip_path(block: nn.Module) -> SkipPath:
+    """The sum F(x) + s * shortcut(x) is the last activation's input; the shortcut is x or the projection."""
+    s = scale_of(block)
+    act = block.act3 if isinstance(block, Bottleneck) else block.act2
+    if s == 0:
+        return SkipPath(act, "in", None)  # skip removed, projection dropped
+    return SkipPath(act, "in", lambda x: s * (block.downsample(x) if block.downsample is not None else x))
 
 
 def set_block_scale(block: nn.Module, s: float, reinit_removed: bool) -> None:

@@ -14,8 +14,12 @@ last BatchNorm, ConvNeXt's layer scale of 1e-6): without a skip that branch woul
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
+
+from .skippath import SkipPath
 
 
 class NoSkip(nn.Module):
@@ -37,22 +41,28 @@ def _scaled_class(cls: type) -> type:
     return _cache[cls]
 
 
-def _specs() -> dict[type, tuple[str, str | None]]:
-    """block type -> (shortcut attribute, parameter path of the branch's last scale or None)."""
+class _Spec(NamedTuple):
+    shortcut: str               # attribute of the shortcut module (None on the block: no skip)
+    last: str | None            # parameter path of the branch's last scale (re-initialised at s = 0)
+    junction: str | None        # module applied right after the sum (its input is the sum); None: the block's output
+    pre: str | None = None      # module the shortcut's input passes first (a pre-activation block's shared norm)
+
+
+def _specs() -> dict[type, _Spec]:
     from timm.models import byobnet, convnext, regnet
     return {
-        convnext.ConvNeXtBlock: ("shortcut", "gamma"),
-        regnet.Bottleneck: ("downsample", "conv3.bn.weight"),
-        regnet.PreBottleneck: ("downsample", None),
-        byobnet.BasicBlock: ("shortcut", "conv2_kxk.bn.weight"),
-        byobnet.BottleneckBlock: ("shortcut", "conv3_1x1.bn.weight"),
-        byobnet.DarkBlock: ("shortcut", "conv2_kxk.bn.weight"),
-        byobnet.EdgeBlock: ("shortcut", "conv2_1x1.bn.weight"),
-        byobnet.SelfAttnBlock: ("shortcut", "conv3_1x1.bn.weight"),
+        convnext.ConvNeXtBlock: _Spec("shortcut", "gamma", None),
+        regnet.Bottleneck: _Spec("downsample", "conv3.bn.weight", "act3"),
+        regnet.PreBottleneck: _Spec("downsample", None, None, "norm1"),
+        byobnet.BasicBlock: _Spec("shortcut", "conv2_kxk.bn.weight", "act"),
+        byobnet.BottleneckBlock: _Spec("shortcut", "conv3_1x1.bn.weight", "act"),
+        byobnet.DarkBlock: _Spec("shortcut", "conv2_kxk.bn.weight", "act"),
+        byobnet.EdgeBlock: _Spec("shortcut", "conv2_1x1.bn.weight", "act"),
+        byobnet.SelfAttnBlock: _Spec("shortcut", "conv3_1x1.bn.weight", "act"),
     }
 
 
-def _spec(block: nn.Module) -> tuple[str, str | None] | None:
+def _spec(block: nn.Module) -> _Spec | None:
     specs = _specs()
     return specs.get(type(block)) or next((v for k, v in specs.items() if isinstance(block, k)), None)
 
@@ -63,11 +73,24 @@ def is_block(m: nn.Module) -> bool:
 
 def carries_skip(block: nn.Module) -> bool:
     spec = _spec(block)
-    return spec is not None and getattr(block, spec[0], None) is not None
+    return spec is not None and getattr(block, spec.shortcut, None) is not None
 
 
 def scale_of(block: nn.Module) -> float:
     return float(getattr(block, "skip_scale", 1.0))
+
+
+def skip_path(block: nn.Module) -> SkipPath | None:
+    """The term is the shortcut module's output (s * shortcut(x) once scaled; NoSkip at s = 0, None here)."""
+    spec = _spec(block)
+    sc = getattr(block, spec.shortcut, None)
+    if sc is None:
+        return None
+    junction = (getattr(block, spec.junction), "in") if spec.junction else (block, "out")
+    if isinstance(sc, NoSkip):
+        return SkipPath(*junction, None)
+    pre = getattr(block, spec.pre) if spec.pre else None
+    return SkipPath(*junction, (lambda x: sc(pre(x))) if pre is not None else sc)
 
 
 def _param(block: nn.Module, path: str) -> torch.Tensor | None:
@@ -80,7 +103,7 @@ def _param(block: nn.Module, path: str) -> torch.Tensor | None:
 
 
 def set_block_scale(block: nn.Module, s: float, reinit_removed: bool) -> None:
-    attr, last = _spec(block)
+    attr, last = _spec(block)[:2]
     sc = getattr(block, attr, None)
     if sc is None:
         raise ValueError(f"this {type(block).__name__} has no skip connection")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from . import densenet, inverted, resnet, shortcut, swin, vit
+from .skippath import SkipPath
 
 VIT_GROUPS = 4  # ViT/DeiT blocks are grouped in four, so a 4-number scale list reads like ResNet's
 
@@ -203,4 +204,23 @@ def block_scale(family: str, block: nn.Module, mode: str = "both") -> float | No
         return shortcut.scale_of(block)
     if swin.is_block(block):
         return swin.scale_of(block, mode)
+    return None
+
+
+def skip_path(family: str, block: nn.Module) -> SkipPath | None:
+    """Where this block adds its skip and what it adds (see skippath.py), for every additive skip mivis has a
+    rule for; None for blocks without one (no skip, an unknown block type, DenseNet's concatenation, RepVGG's
+    re-parameterisable identity)."""
+    if not known_block(family, block):
+        return None
+    if family == "resnet":
+        return resnet.skip_path(block)
+    if family == "inverted_residual":
+        return inverted.skip_path(block)
+    if family == "vit":
+        return vit.skip_path(block)
+    if shortcut.is_block(block):
+        return shortcut.skip_path(block)
+    if swin.is_block(block):
+        return swin.skip_path(block)
     return None

@@ -10,6 +10,7 @@ import torch
 from timm.models.swin_transformer import SwinTransformerBlock
 from torch import nn
 
+from .skippath import SkipPath, scaled_identity
 from .vit import MODES, _res
 
 
@@ -32,6 +33,11 @@ def is_block(m: nn.Module) -> bool:
 def scale_of(block: nn.Module, mode: str = "both") -> float:
     a, m = float(getattr(block, "attn_scale", 1.0)), float(getattr(block, "mlp_scale", 1.0))
     return {"attn": a, "mlp": m}.get(mode, a if a == m else min(a, m))
+
+
+def skip_path(block: nn.Module) -> SkipPath:
+    """As ViT's: x reaches the output (same (B, H, W, C) shape) as s_a * s_m * x past both branches."""
+    return SkipPath(block, "out", scaled_identity(scale_of(block, "attn") * scale_of(block, "mlp")))
 
 
 def set_block_scale(block: nn.Module, s: float, mode: str = "both") -> None:

@@ -12,6 +12,8 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from .skippath import SkipPath, scaled_identity
+
 MODES = ("both", "attn", "mlp")
 
 
@@ -40,6 +42,11 @@ def is_block(m: nn.Module) -> bool:
 def scale_of(block: nn.Module, mode: str = "both") -> float:
     a, m = float(getattr(block, "attn_scale", 1.0)), float(getattr(block, "mlp_scale", 1.0))
     return {"attn": a, "mlp": m}.get(mode, a if a == m else min(a, m))
+
+
+def skip_path(block: nn.Module) -> SkipPath:
+    """The path that bypasses both the attention and the MLP: x reaches the output as s_a * s_m * x."""
+    return SkipPath(block, "out", scaled_identity(scale_of(block, "attn") * scale_of(block, "mlp")))
 
 
 def set_block_scale(block: nn.Module, s: float, mode: str) -> None:
