@@ -23,7 +23,7 @@ def run(args) -> int:
     import sys
     from ..sweep import estimate, plan_sweep, run_sweep
     ws = workspace(args)
-    plan = plan_sweep(args.grid_file)
+    plan = plan_sweep(args.grid_file, ws)
     est = estimate(plan, ws, args.device)
     kinds = ", ".join(f"{k} ~{v / 60:.1f} min" for k, v in est["by_kind"].items())
     print(f"sweep {plan.name}: {len(plan.trials)} trials, {est['steps']} steps ({est['reused']} reused, "

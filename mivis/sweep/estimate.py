@@ -59,10 +59,13 @@ def _attack_step_seconds(arch: str, shape: tuple, n: int, classes: int, device: 
 
 
 def estimate_step(step, steps: dict, device: str = "auto") -> float:
-    """Seconds for one pending step (0 for imported priors); `steps` maps keys to steps."""
+    """Seconds for one pending step (0 for imported priors and for a target the grid names as an existing
+    run); `steps` maps keys to steps."""
     s = step.spec
+    if step.kind == "existing":
+        return 0.0  # a run the grid names: nothing to train
     target = steps.get(s.get("target")) if step.kind in ("attack", "layers") else None
-    trial_data = target.spec["data"] if target else {}
+    trial_data = (target.spec.get("data", target.meta.get("data")) or {}) if target else {}
     dev = "cuda" if (device == "auto" and torch.cuda.is_available()) else ("cpu" if device == "auto" else device)
     split = load_split(s.get("data", trial_data))
     shape = tuple(split.image_shape)
@@ -86,7 +89,7 @@ def estimate_step(step, steps: dict, device: str = "auto") -> float:
         attack = step if step.kind == "attack" else steps[s["attack"]]
         p = ATTACKS.get(attack.spec["name"]).params.validate(attack.spec["params"])
         n = len(p["identities"] or range(split.num_classes)) * p["restarts"]
-        arch = target.spec["train"].get("arch", "resnet18")
+        arch = (target.spec.get("train") or target.meta).get("arch") or "resnet18"
         per = _attack_step_seconds(arch, shape, n, split.num_classes, dev)
         # a layers analysis replays the attack and adds per-sample Fisher passes
         return per * p["iterations"] * (1.0 if step.kind == "attack" else 1.5)

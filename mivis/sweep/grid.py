@@ -18,6 +18,17 @@ TOML (or JSON) layout::
 
 A dotted key sets that path; `variant` deep-merges its dict at the root (to vary several things
 together). `target.defenses` and `prior` are replaced whole, not merged.
+
+An existing run as the target (e.g. one imported with `python -m mivis import-model`), instead of
+training one::
+
+    target = { run = "RUN_ID" }                   # in [base], in a variant, or "target.run" = [...] in a grid
+
+Nothing is trained for it: the grid's attacks, priors (KEDMI/PLG-MI) and analyses use that run. A
+target naming a run takes no other keys (its architecture, defenses and seed are the run's own), and
+it replaces the whole target table where it is set. Before any step runs the run must exist in the
+workspace, be a finished target, and have been trained (or imported) on exactly the grid's data
+(same split and image size); the grid's eval model is trained on that data as usual.
 """
 from __future__ import annotations
 
@@ -58,9 +69,15 @@ def load_grid(path: str | Path) -> dict:
     return grid
 
 
+def names_run(target) -> bool:
+    """Whether a target table names an existing run (`target = { run = "RUN_ID" }`)."""
+    return isinstance(target, dict) and "run" in target
+
+
 def _merge(dst: dict, src: dict, path: tuple = ()) -> dict:
     for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict) and (*path, k) not in REPLACE_WHOLE:
+        whole = (*path, k) in REPLACE_WHOLE or ((*path, k) == ("target",) and names_run(v))
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and not whole:
             _merge(dst[k], v, (*path, k))
         else:
             dst[k] = copy.deepcopy(v)
@@ -76,6 +93,9 @@ def _set(trial: dict, key: str, value) -> None:
     parts = key.split(".")
     if parts[0] not in SECTIONS:
         raise ParamError(f"grid key {key!r}: its first part must be one of {', '.join(SECTIONS)} or 'variant'")
+    if parts == ["target", "run"]:  # an existing run replaces the whole target table
+        trial["target"] = {"run": copy.deepcopy(value)}
+        return
     node = trial
     for part in parts[:-1]:
         node = node.setdefault(part, {})

@@ -106,8 +106,9 @@ class RayExecutor:
         out: dict = {}
         refs = {}
         for s in steps:
-            if s.kind == "prior" and s.spec.get("shipped"):
-                out[s.key] = execute(s, ws, runs)  # a file copy from this checkout's assets/: no task needed
+            if s.kind == "existing" or (s.kind == "prior" and s.spec.get("shipped")):
+                # a run the grid names, or a file copy from this checkout's assets/: no task needed
+                out[s.key] = execute(s, ws, runs)
                 continue
             ref = self.task.options(num_cpus=self.cpus, num_gpus=self.gpus, name=s.label[:60] or s.kind).remote(
                 s.kind, s.spec, s.deps, s.label, str(ws.path.resolve()), self.token, dict(runs), self.cpus)

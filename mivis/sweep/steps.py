@@ -1,6 +1,9 @@
 """Sweep steps: each trial becomes a chain of steps (eval model, public model, target, prior,
 attack, analyses). A step's key hashes its spec, in which dependencies appear by their keys, so
 equal keys mean equal work; finished steps are reused (resume), also across grid files.
+
+A target that names an existing run (`target = { run = ... }`) is an "existing" step: it trains
+nothing, it stands for that run (checked when the sweep is planned, runner.check_target_runs).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from ..params import ParamError
 from ..progress import NULL, Reporter
 from ..runs import Workspace
-from .grid import defense_label
+from .grid import defense_label, names_run
 
 TRAIN_ONLY_KEYS = ("defenses", "arch_params", "init")
 _STEPS_SCHEMA = """CREATE TABLE IF NOT EXISTS sweep_steps (
@@ -22,10 +25,11 @@ _STEPS_SCHEMA = """CREATE TABLE IF NOT EXISTS sweep_steps (
 
 @dataclass
 class Step:
-    kind: str                      # train | prior | attack | layers
+    kind: str                      # train | existing | prior | attack | layers
     spec: dict                     # JSON-able; dependencies referenced by step key
     deps: list[str] = field(default_factory=list)
     label: str = ""
+    meta: dict = field(default_factory=dict)  # facts for estimates (an existing run's arch, data); not in the key
 
     @property
     def key(self) -> str:
@@ -44,6 +48,8 @@ def trial_steps(trial: dict) -> tuple[list[Step], dict]:
 
     ev = add(Step("train", {"role": "eval", "train": trial.get("eval", {"arch": "vgg11", "lr": 1e-3}),
                             "data": data}, label="evaluation model"))
+    if names_run(target):
+        return _steps_on_run(trial, target, data, steps, add, ev)
     init_key = None
     if target.get("init") == "public":
         pub = add(Step("train", {"role": "public", "train": trial.get("public", {"arch": target.get("arch", "resnet18")}),
@@ -52,19 +58,30 @@ def trial_steps(trial: dict) -> tuple[list[Step], dict]:
     elif target.get("init"):
         raise ParamError(f"target.init: {target['init']!r} is not allowed; use \"public\" or leave it out")
     defenses = target.get("defenses", {})
-    from ..attacks.base import METHOD_VERSIONS as ATTACK_VERSIONS
     from ..defenses.base import defenses_version
-    from ..priors.base import METHOD_VERSIONS as PRIOR_VERSIONS
-
-    def versioned(spec: dict, version: int) -> dict:
-        # a method whose dynamics changed gets its version in the key; unchanged methods keep their old keys
-        return {**spec, "method_version": version} if version > 1 else spec
-    tg = add(Step("train", versioned({"role": "target",
+    tg = add(Step("train", _versioned({"role": "target",
                                       "train": {k: v for k, v in target.items() if k not in TRAIN_ONLY_KEYS},
                                       "defenses": defenses, "arch_params": target.get("arch_params", {}),
                                       "init": init_key, "data": data}, defenses_version(defenses)),
                   deps=[init_key] if init_key else [],
                   label=f"target {target.get('arch', 'resnet18')} {defense_label(defenses)} seed {target.get('seed', 0)}"))
+    name, keys = _attack_steps(trial, data, tg, ev, init_key, add)
+    info = {"arch": target.get("arch", "resnet18"), "defense": defense_label(defenses), "defenses": defenses,
+            "seed": target.get("seed", 0), "attack": name, "init": target.get("init"),
+            "image_size": data.get("image_size", 64), "keys": keys}
+    return steps, info
+
+
+def _versioned(spec: dict, version: int) -> dict:
+    # a method whose dynamics changed gets its version in the key; unchanged methods keep their old keys
+    return {**spec, "method_version": version} if version > 1 else spec
+
+
+def _attack_steps(trial: dict, data: dict, tg: str, ev: str, pub: str | None, add) -> tuple[str, dict]:
+    """The prior, attack and analysis steps of a trial whose target step has key `tg`; (attack name, keys by role)."""
+    from ..attacks.base import METHOD_VERSIONS as ATTACK_VERSIONS
+    from ..priors.base import METHOD_VERSIONS as PRIOR_VERSIONS
+    versioned = _versioned
     attack = copy.deepcopy(trial.get("attack", {"name": "gmi"}))
     name = attack.pop("name", "gmi")
     prior = trial.get("prior", {})
@@ -84,15 +101,30 @@ def trial_steps(trial: dict) -> tuple[list[Step], dict]:
     at = add(Step("attack", versioned({"name": name, "params": attack, "target": tg, "prior": pr, "eval": ev},
                                       ATTACK_VERSIONS.get(name, 1)),
                   deps=[d for d in (tg, pr, ev) if d], label=f"attack {name}"))
-    keys = {"eval": ev, "target": tg, "prior": pr, "attack": at, "public": init_key}
+    keys = {"eval": ev, "target": tg, "prior": pr, "attack": at, "public": pub}
     for analysis in trial.get("analyses", []):
         if analysis != "layers":
             raise ParamError(f"analyses: {analysis!r} is not one of: layers")
         keys["layers"] = add(Step("layers", {"target": tg, "attack": at, "params": trial.get("layers", {})},
                                   deps=[tg, at], label="layers analysis"))
-    info = {"arch": target.get("arch", "resnet18"), "defense": defense_label(defenses), "defenses": defenses,
-            "seed": target.get("seed", 0), "attack": name, "init": target.get("init"),
-            "image_size": data.get("image_size", 64), "keys": keys}
+    return name, keys
+
+
+def _steps_on_run(trial: dict, target: dict, data: dict, steps: list, add, ev: str) -> tuple[list[Step], dict]:
+    """A trial whose target is an existing run: no public or target training, the rest as usual."""
+    run_id = target["run"]
+    if not isinstance(run_id, str) or not run_id:
+        raise ParamError(f"target.run must be a run id (a string, e.g. from `python -m mivis runs list`), "
+                         f"got {run_id!r}")
+    extra = sorted(set(target) - {"run"})
+    if extra:
+        raise ParamError(f"target.run {run_id!r} names an existing run, so target.{', target.'.join(extra)} cannot be "
+                         "set with it (the run's own architecture, defenses and seed are used); leave them out")
+    tg = add(Step("existing", {"run": run_id}, label=f"target run {run_id}", meta={"data": data}))
+    name, keys = _attack_steps(trial, data, tg, ev, None, add)
+    # arch, defense and seed are the run's: runner.check_target_runs fills them in from its record
+    info = {"arch": None, "defense": None, "defenses": None, "seed": None, "attack": name, "init": None,
+            "image_size": data.get("image_size", 64), "target_run": run_id, "keys": keys}
     return steps, info
 
 
@@ -128,6 +160,9 @@ def _train_args(step: Step, runs: dict) -> dict:
 
 def find_existing(step: Step, ws: Workspace, runs: dict) -> str | None:
     """A finished run with exactly this step's configuration, made by a sweep or by hand."""
+    if step.kind == "existing":  # the run the grid names (checked when planned)
+        rid = step.spec["run"]
+        return rid if ws.exists(rid) and ws.get(rid).status == "done" else None
     found = StepStore(ws).finished(step.key)
     if found or step.kind != "train":
         return found
@@ -141,6 +176,9 @@ def find_existing(step: Step, ws: Workspace, runs: dict) -> str | None:
 def execute(step: Step, ws: Workspace, runs: dict, reporter: Reporter = NULL) -> str:
     """Run one step whose dependencies are in `runs` (key -> run id); returns the new run id."""
     s = step.spec
+    if step.kind == "existing":  # nothing to run: the named run must still be there
+        from .runner import check_target_run
+        return check_target_run(ws, s["run"], step.meta.get("data") or {}).id
     if step.kind == "train":
         from ..train import train_run
         a = _train_args(step, runs)
