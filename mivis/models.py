@@ -50,6 +50,26 @@ def timm_name_of(name: str) -> str | None:
     return bare if bare and bare in _timm_names() else None
 
 
+def arch_identity(name: str) -> str:
+    """The timm model an architecture name builds, so that two spellings of one architecture compare equal:
+    'convnext_atto' and 'timm:convnext_atto' -> 'convnext_atto'; a curated name -> the timm model behind it
+    ('resnet18' -> 'resnet18', 'vgg11' -> 'vgg11_bn', 'mobilenetv2' -> 'mobilenetv2_100'). A 'timm:' name is
+    always the timm model of that name ('timm:vgg11' is timm's BN-free VGG-11, not the curated vgg11)."""
+    if not isinstance(name, str):
+        return str(name)
+    if name.startswith(TIMM_PREFIX):
+        return name[len(TIMM_PREFIX):]
+    if Registry.__contains__(ARCHITECTURES, name):  # curated (or already registered): no timm lookup
+        return ARCHITECTURES.get(name).meta.get("timm_name") or name
+    return name  # a bare timm name (or an unknown one: compared as written)
+
+
+def same_architecture(a: str, b: str) -> bool:
+    """Whether two run architecture names are the same architecture (see arch_identity); every comparison
+    of runs' architectures goes through this (judges must be another architecture than the target, ...)."""
+    return arch_identity(a) == arch_identity(b)
+
+
 _TIMM_NAMES: set[str] = set()
 
 

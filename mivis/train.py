@@ -17,7 +17,8 @@ from torch import nn
 from .augment import LEVELS, augment_to
 from .data import FaceSplit, Subset, batches, load_split, sequential
 from .device import autocast, prepare, resolve_device, to_device
-from .models import ARCHITECTURES, ArchChoices, Classifier, count_params, model_config, model_from_config
+from .models import (ARCHITECTURES, ArchChoices, Classifier, count_params, model_config, model_from_config,
+                     same_architecture)
 from .params import Param, ParamError, ParamSet
 from .progress import NULL, Reporter
 from .runs import RunRecord, Workspace
@@ -231,7 +232,7 @@ def prepare_training(role: str, train_cfg: dict | None, data_cfg: dict | None,
         init = workspace.get(cfg["init_run"])
         if init.kind not in CLASSIFIER_KINDS or init.status != "done":
             raise ParamError(f"init_run {init.id} is a {init.status} {init.kind} run; a finished classifier is needed")
-        if init.config["model"]["arch"] != cfg["arch"]:
+        if not same_architecture(init.config["model"]["arch"], cfg["arch"]):
             raise ParamError(f"init_run {init.id} is a {init.config['model']['arch']}, not a {cfg['arch']}")
     if cfg["init_weights"]:
         if cfg["init_run"]:

@@ -13,7 +13,7 @@ import torch
 
 from ..data import sequential
 from ..device import autocast, to_device
-from ..models import ARCHITECTURES
+from ..models import ARCHITECTURES, same_architecture
 from ..params import ParamError
 from ..runs import RunRecord, Workspace
 
@@ -81,9 +81,10 @@ def check_judge(ws: Workspace, eval_run: str, target: RunRecord) -> RunRecord:
     if rec.status != "done":
         raise ParamError(f"evaluation run {rec.id} is {rec.status}; only finished classifiers can judge")
     m, tm = rec.config["model"], target.config["model"]
-    if m["arch"] == tm["arch"]:
-        others = ", ".join(a for a in ARCHITECTURES.names() if a != tm["arch"])
-        raise ParamError(f"evaluation model {rec.id} is a {m['arch']} like the target {target.id}; the protocol "
+    if same_architecture(m["arch"], tm["arch"]):  # 'convnext_atto' and 'timm:convnext_atto' are one architecture
+        others = ", ".join(a for a in ARCHITECTURES.names(any_timm=None) if not same_architecture(a, tm["arch"]))
+        same = m["arch"] if m["arch"] == tm["arch"] else f"{m['arch']} (the same architecture as {tm['arch']})"
+        raise ParamError(f"evaluation model {rec.id} is a {same} like the target {target.id}; the protocol "
                          f"needs a different architecture (e.g. {others.split(', ')[0]}; allowed: {others})")
     if (m["num_classes"], m["img_size"], m["in_chans"]) != (tm["num_classes"], tm["img_size"], tm["in_chans"]):
         raise ParamError(f"evaluation model {rec.id} takes {m['img_size']} px x {m['in_chans']} channel(s) with "

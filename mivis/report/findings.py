@@ -18,6 +18,7 @@ import numpy as np
 
 from ..evaluation.agreement import ratio
 from ..evaluation.bootstrap import bootstrap_mean, paired_difference
+from ..models import same_architecture
 from ..runs import Workspace
 from ..sweep import load_summary
 from . import svg
@@ -237,7 +238,7 @@ def paper_side_by_side(rows: list[dict]) -> str:
     for arch_name, defense, acc, att, delta in PAPER_TABLE:
         arch = arch_name.lower().replace("-", "")
         label = _paper_defense(arch, defense)
-        ours = [r for r in rows if r["arch"] == arch and r["defense"] == label and not r["init"]]
+        ours = [r for r in rows if same_architecture(r["arch"], arch) and r["defense"] == label and not r["init"]]
         paper = f"| {arch_name} | {defense} | {acc} | {att} | {delta} |"
         if not ours:
             lines.append(paper + " not run | - | - | - | - |")
