@@ -151,3 +151,14 @@ def test_skip_gradient_equals_a_hand_computed_shortcut_path(fam):
     assert torch.allclose(skip, x_skip.grad, atol=1e-6, rtol=1e-4), (fam, (skip - x_skip.grad).abs().max())
     assert torch.allclose(probe.g_x - skip, x_res.grad, atol=1e-6, rtol=1e-4)
     assert skip.abs().sum() > 0 and (probe.g_x - skip).abs().sum() > 0
+
+
+def test_families_without_an_additive_skip_rule_get_stage_norms_and_no_skip_share():
+    """DenseNet's concatenations have no skip/residual split: every stage still gets its gradient norm (the first
+    dense layer takes a list, [block input]) and a skip share of None."""
+    from mivis.models import build_classifier
+    torch.manual_seed(0)
+    m = build_classifier("densenet121", 5, 3, 32).eval()
+    r = _flow(m)
+    assert r["family"] == "densenet" and len(r["stages"]) == 4
+    assert all(s["grad_norm"] > 0 and s["skip_share"] is None and s["skip_blocks"] == 0 for s in r["stages"])

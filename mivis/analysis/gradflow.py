@@ -113,8 +113,11 @@ def gradient_flow(model: nn.Module, loss_of: Callable[[], torch.Tensor],
 
     def grab(i):
         def pre(module, args):
-            if args[0].requires_grad:
-                args[0].register_hook(lambda g, i=i: stage_inputs.__setitem__(i, g.detach()))
+            x = args[0]
+            if isinstance(x, (list, tuple)):  # a DenseNet block's first layer takes [block input]
+                x = x[0] if len(x) == 1 else None
+            if isinstance(x, torch.Tensor) and x.requires_grad:
+                x.register_hook(lambda g, i=i: stage_inputs.__setitem__(i, g.detach()))
         return pre
     for i, st in enumerate(sts):
         first = st.blocks[0][1] if st.blocks else st.output
