@@ -6,9 +6,12 @@
 From scratch it trains, with fixed seeds, a ResNet-18 target, the same with the last stage's skips
 removed (RoLSS) and a VGG-11 evaluation model on the ORL default split at 32 px, imports the shipped
 GMI prior, attacks both targets with GMI, measures Fisher information per layer, and exports:
-demo.json (metrics with intervals, per-identity verdicts and likelihoods, histogram data, Fisher
-information) plus one PNG per real face and per reconstruction. Re-running it on the same machine
-type rebuilds the same files (seeded training and attacks; PNGs and JSON carry no timestamps).
+demo.json (metrics with intervals; the paired difference full - RoLSS in top-1 attack accuracy over the
+same identities with its interval, evaluation.compare_runs; per shown identity the reconstruction under
+each model with its verdict and likelihood, and for a wrong verdict the real face of the identity the
+judge picked; histogram data; Fisher information) plus one PNG per real face, per reconstruction and per
+judged identity. Re-running it on the same machine type rebuilds the same files (seeded training and
+attacks; PNGs and JSON carry no timestamps and no run ids, which carry their creation time).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 DATA = {"dataset": "orl", "image_size": 32}
 N_PAIRS = 10
+ARCH_WORDS = {"vgg11": "VGG-11", "resnet18": "ResNet-18"}
 
 
 def _png(arr, path: Path) -> None:
@@ -89,6 +93,7 @@ def judged_faces_only(out: Path) -> None:
 
 def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: Path) -> Path:
     from mivis.data import load_split, to_uint8
+    from mivis.evaluation import compare_runs
     from mivis.weights import load_tensors
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
@@ -130,14 +135,20 @@ def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: 
     def acc(rec):
         return {"value": rec.metrics["natural_acc"], "lo": None, "hi": None}
     ma, mb = ev_a["metrics"], ev_b["metrics"]
+    # the paired difference full - RoLSS in top-1 attack accuracy over the same identities (same judge)
+    d = compare_runs(ws, a.id, b.id)
+    paired = {"metric": d["metric"], "a": "full", "b": "RoLSS", "n": int(d["n"]), "resolved": bool(d["resolved"]),
+              "same_starting_latents": bool(d["same_starting_latents"]),
+              **{k: round(float(d[k]), 4) for k in ("value", "lo", "hi")}}
     chance = 1 / ta.config["model"]["num_classes"]
+    judge = ARCH_WORDS.get(ev_a["judge"]["arch"], ev_a["judge"]["arch"])
     spec = {
         "title": f"GMI against a ResNet-18 trained on {len(names)} ORL identities "
                  f"({ta.config['model']['img_size']} px): full model vs RoLSS",
         "caption": (f"The attacker never saw these people: its prior was trained on {len(split.public_names)} other "
                     f"identities. {a.config['attack']['params']['restarts']} restarts x "
                     f"{a.config['attack']['params']['iterations']} iterations per identity; judged by an independent "
-                    f"{ev_a['judge']['arch']} evaluation model. Chance is {chance:.0%} top-1. Intervals: "
+                    f"{judge} evaluation model. Chance is {chance:.0%} top-1. Intervals: "
                     f"{ev_a.get('interval', '95% bootstrap over identities')}."),
         "metrics": [
             {"label": "Natural acc. (full)", "value": acc(ta)},
@@ -145,14 +156,20 @@ def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: 
             {"label": "Natural acc. (RoLSS)", "value": acc(tb)},
             {"label": "Attack acc. top-1 (RoLSS)", "value": mb["attack_acc_top1"]},
             {"label": "Attack acc. top-5 (full)", "value": ma["attack_acc_top5"]},
+            {"label": "Attack acc. top-5 (RoLSS)", "value": mb["attack_acc_top5"]},
         ],
+        "paired": paired,
         "pairs": pairs,
         "histograms": [
             {"label": "full", "likelihood": [round(r["p_target"], 4) for r in ev_a["per_reconstruction"]],
              "correct": [bool(r["eval_top1"]) for r in ev_a["per_reconstruction"]]},
             {"label": "RoLSS", "likelihood": [round(r["p_target"], 4) for r in ev_b["per_reconstruction"]],
              "correct": [bool(r["eval_top1"]) for r in ev_b["per_reconstruction"]]}],
-        "runs": {"full_attack": a.id, "defended_attack": b.id, "layers": layers},
+        # run ids carry their creation time: the settings that made the runs are recorded instead
+        "settings": {"epochs": ta.config["train"]["epochs"], "seed": ta.config["train"]["seed"],
+                     "restarts": a.config["attack"]["params"]["restarts"],
+                     "iterations": a.config["attack"]["params"]["iterations"],
+                     "attack_seed": a.config["attack"]["params"]["seed"]},
         "notes": "Built by scripts/make_demo.py from real runs. Reconstructions shown: each identity's restart "
                  "with the highest target likelihood, under each model.",
         "credit": "ORL faces: AT&T Laboratories Cambridge",

@@ -9,6 +9,27 @@ import streamlit as st
 from .charts import MODEL_NAMES, fisher_bars, likelihood_histogram, metrics_table
 from .faces import face_pairs
 from .session import ORL_CREDIT
+from .words import paired_words
+
+SHORT_MODEL = {"full": "the full model", "RoLSS": "RoLSS"}
+
+
+def _model(who: str) -> str:
+    return SHORT_MODEL.get(who, who)
+
+
+def _paths(p: dict, folder: Path) -> dict:
+    """A pair from demo.json with its file names made paths in `folder` (the defended model's too)."""
+    q = {**p, "real": folder / p["real"], "recon": folder / p["recon"]}
+    if p.get("predicted_real"):
+        q["predicted_real"] = folder / p["predicted_real"]
+    if p.get("defended"):
+        dd = dict(p["defended"])
+        dd["recon"] = folder / dd["recon"]
+        if dd.get("predicted_real"):
+            dd["predicted_real"] = folder / dd["predicted_real"]
+        q["defended"] = dd
+    return q
 
 
 def demo_result(folder: Path) -> bool:
@@ -29,35 +50,34 @@ def demo_result(folder: Path) -> bool:
         st.markdown(spec["caption"])
     if spec.get("metrics"):
         st.markdown(metrics_table(spec["metrics"]))
+    d = spec.get("paired")
+    if d and all(d.get(k) is not None for k in ("value", "lo", "hi", "n")):
+        same = " from the same starting latents" if d.get("same_starting_latents") else ""
+        st.markdown(paired_words(d, _model(d.get("a", "full")), _model(d.get("b", "RoLSS"))) +
+                    f" Paired: both models were attacked on the same identities{same} and judged by the same "
+                    "evaluation model, so the interval is the difference's own (95% bootstrap over identities).")
     if spec.get("pairs"):
-        pairs = []
-        for p in spec["pairs"]:
-            q = {**p, "real": folder / p["real"], "recon": folder / p["recon"]}
-            if p.get("predicted_real"):
-                q["predicted_real"] = folder / p["predicted_real"]
-            if p.get("defended"):
-                d = dict(p["defended"])
-                d["recon"] = folder / d["recon"]
-                if d.get("predicted_real"):
-                    d["predicted_real"] = folder / d["predicted_real"]
-                q["defended"] = d
-            pairs.append(q)
-        both = all(p.get("defended") for p in pairs)
-        if both:
-            st.markdown("**The same identities under each model.** Top: a real private face. Then the attack's "
-                        "reconstruction under the full model and under RoLSS, framed green with ✓ when the "
-                        "evaluation model recognises the identity, red with ✗ when it judges someone else "
-                        "(whose real face is shown below it). Confidence: the target's confidence in the "
-                        "attacked identity (p_T).")
-            face_pairs(pairs, rows=[("", "full model"), ("defended", "RoLSS")])
+        pairs = [_paths(p, folder) for p in spec["pairs"]]
+        if all(p.get("defended") for p in pairs):
+            st.markdown(f"**The same identities under each model.** Per identity: a real private face, then the "
+                        f"attack's reconstruction under the full model and under RoLSS (each the restart the target "
+                        f"was most confident in). A reconstruction is framed green with ✓ *right* when the "
+                        f"evaluation model recognises the identity, red with ✗ *wrong* when it judges someone else, "
+                        f"whose real face is shown under it. Confidence: the target's confidence in the attacked "
+                        f"identity (p_T).")
+            right = sum(bool(p.get("correct")) for p in pairs), sum(bool(p["defended"].get("correct")) for p in pairs)
+            st.markdown(f"Of these {len(pairs)} identities the evaluation model recognises **{right[0]} under the full "
+                        f"model** and **{right[1]} under RoLSS** (the numbers above count every identity and "
+                        f"restart).")
+            face_pairs(pairs, rows=[("", "Full model"), ("defended", "RoLSS")])
         else:
             st.markdown(f"**Reconstructions under the {MODEL_NAMES['full'].lower()} only** (this demo does not "
                         "ship the RoLSS run's reconstructions; RoLSS appears in the numbers above and in the "
-                        "histogram below). Top: a real private face. Below: the attack's reconstruction, framed "
-                        "green with ✓ when the evaluation model recognises the identity, red with ✗ when it "
-                        "judges someone else, whose real face is shown under it. Confidence: the target's "
-                        "confidence in the attacked identity (p_T).")
-            face_pairs(pairs)
+                        "histogram below). Per identity: a real private face, then the attack's reconstruction, "
+                        "framed green with ✓ *right* when the evaluation model recognises the identity, red with "
+                        "✗ *wrong* when it judges someone else, whose real face is shown under it. Confidence: the "
+                        "target's confidence in the attacked identity (p_T).")
+            face_pairs(pairs, rows=[("", "Full model")])
     if spec.get("histograms"):
         likelihood_histogram(spec["histograms"], key="demo_hist")
         st.caption("Both models make most reconstructions with high confidence; a defense works when more of "

@@ -73,38 +73,54 @@ def _face_image(src, size: int, correct: bool | None = None, frame: bool = False
     return framed(arr, correct, size) if frame else crisp(arr, size)
 
 
-def face_pairs(pairs: list[dict], per_row: int = 5, size: int = 88, rows: list[tuple[str, str]] | None = None) -> None:
-    """Per identity (a column): the real private face, then its reconstruction under each model in a frame
-    coloured by the evaluation model's verdict AND labelled with a symbol and a word (✓ right /
-    ✗ wrong: judged s7), and for a wrong verdict the real face of the identity the judge picked.
+def face_pairs(pairs: list[dict], per_row: int = 5, size: int = 72, rows: list[tuple[str, str]] | None = None) -> None:
+    """One bordered card per identity, its faces side by side: the real private face, then its
+    reconstruction under each model, labelled with the model's name, in a frame coloured by the evaluation
+    model's verdict AND captioned with a symbol and words (✓ right / ✗ wrong: judged as s7), and under a
+    wrong verdict the real face of the identity the judge picked ("this is s7"). The cards wrap to the
+    page's width (two a row at 1024 px, three at 1400 px). Faces go out as PNG (a JPEG blurs the
+    upscaled pixels).
 
     Each pair: {"identity", "real" (uint8 array or PNG path/bytes), "recon" (same), "correct" (bool or
     None), "likelihood" (float or None), "predicted" (label), "predicted_real" (image, optional),
     "<key>": {"recon", "correct", "likelihood", "predicted", "predicted_real"} for further models}.
-    rows: [(key, row label)] of the models to show, "" for the pair itself (default: [("", "")])."""
+    rows: [(key, model label)] of the models to show, "" for the pair itself (default: [("", "")]).
+    per_row: unused (the cards wrap by themselves); kept for callers."""
     from ..figures import verdict_text
-    rows = rows or [("", "")]
-    for start in range(0, len(pairs), per_row):
-        cols = st.columns(per_row)
-        for col, pr in zip(cols, pairs[start:start + per_row]):
-            with col:
-                st.markdown(f"**{pr.get('identity', '')}**")
-                if pr.get("real") is not None:
-                    st.image(_face_image(pr["real"], size), width="content", caption="real face")
-                for key, row_label in rows:
-                    v = pr.get(key) if key else pr
-                    if not v or v.get("recon") is None:
-                        continue
-                    verdict = v.get("correct")
-                    st.image(_face_image(v["recon"], size, verdict, frame=True), width="content")
-                    lk = v.get("likelihood")
-                    txt = (f"{row_label}  \n" if row_label else "") + verdict_text(verdict, v.get("predicted"))
-                    if lk is not None:
-                        txt += f"  \nconfidence {lk:.1%}"
-                    st.caption(txt)
-                    if verdict is False and v.get("predicted_real") is not None:
-                        st.image(_face_image(v["predicted_real"], size // 2), width="content",
-                                 caption=f"this is {v.get('predicted')}")
+    models = rows or [("", "")]
+    # widths in px: two cards a row fit the main block at 1024 px (564 px inside its padding, 16 px between
+    # cards; a bordered card adds 34 px of padding and border), three at 1400 px
+    real_w, col_w = size - 4, size + 12
+    card_w = real_w + len(models) * col_w + 34
+    with st.container(horizontal=True, wrap=True, gap="small"):
+        for pr in pairs:
+            who = pr.get("identity", "")
+            with st.container(border=True, width=card_w, gap="xsmall"):
+                st.markdown(f"**Identity {who}**")
+                with st.container(horizontal=True, wrap=False, gap=None):
+                    with st.container(width=real_w, gap="xxsmall"):
+                        st.markdown("**Real face**")
+                        if pr.get("real") is not None:
+                            st.image(_face_image(pr["real"], size - 8), width="content", output_format="PNG",
+                                     alt=f"a real private training face of {who}")
+                    for key, label in models:
+                        v = pr.get(key) if key else pr
+                        if not v or v.get("recon") is None:
+                            continue
+                        verdict = v.get("correct")
+                        with st.container(width=col_w, gap="xxsmall"):
+                            st.markdown(f"**{label}**" if label else "Attack")
+                            words = verdict_text(verdict, v.get("predicted"))
+                            alt = f"the attack's reconstruction of {who}" + (f" under {label}" if label else "") \
+                                + (f": {words}" if words else "")
+                            st.image(_face_image(v["recon"], size, verdict, frame=True), width="content",
+                                     output_format="PNG", alt=alt)
+                            lk = v.get("likelihood")
+                            st.caption(words + (f"  \nconfidence {lk:.1%}" if lk is not None else ""))
+                            if verdict is False and v.get("predicted_real") is not None:
+                                st.image(_face_image(v["predicted_real"], size - 8), width="content",
+                                         output_format="PNG", caption=f"this is {v.get('predicted')}",
+                                         alt=f"a real face of {v.get('predicted')}, the identity the judge picked")
 
 
 def to_display(img) -> "np.ndarray":
