@@ -11,7 +11,7 @@ ui.ensure_router()
 
 from mivis.data import DATA_PARAMS  # noqa: E402
 from mivis.defenses import DEFENSES  # noqa: E402
-from mivis.models import ARCHITECTURES  # noqa: E402
+from mivis.models import ARCHITECTURES, same_architecture  # noqa: E402
 from mivis.params import Param, ParamError  # noqa: E402
 from mivis.train import ROLES, TRAIN_PARAMS  # noqa: E402
 
@@ -266,7 +266,8 @@ if ana is not None:
 
 # --- training ------------------------------------------------------------------------------------------
 st.subheader("Train")
-public_runs = [r for r in ui.workspace().list(kind="public", status="done") if r.config["model"]["arch"] == arch]
+public_runs = [r for r in ui.workspace().list(kind="public", status="done")  # any spelling of the same architecture
+               if same_architecture(r.config["model"]["arch"], arch)]
 init_choices = ("",) + tuple(r.id for r in public_runs)
 labels = {r.id: ui.run_label(r) for r in public_runs}
 with st.container(border=True):

@@ -12,6 +12,7 @@ from mivis.attacks import ATTACKS, estimate_seconds  # noqa: E402
 from mivis.attacks.context import check_prior  # noqa: E402
 from mivis.attacks.presets import PRESETS, apply_preset  # noqa: E402
 from mivis.evaluation import check_judge  # noqa: E402
+from mivis.models import same_architecture  # noqa: E402
 from mivis.params import Param, ParamError  # noqa: E402
 from mivis.runs import RunError  # noqa: E402
 from mivis.priors import PRIORS, PRESETS as PRIOR_PRESETS, import_prior, shipped_priors  # noqa: E402
@@ -171,7 +172,7 @@ if judges:
 else:
     eval_id, blocked = None, True
     tarch = target.config["model"]["arch"]
-    earch = "vgg11" if tarch != "vgg11" else "resnet18"
+    earch = "vgg11" if not same_architecture(tarch, "vgg11") else "resnet18"  # timm:vgg11_bn is vgg11 too
     why = (" The evaluation models in the workspace do not fit: " + "; ".join(dict.fromkeys(refused))[:600] + "."
            if refused else "")
     ec[0].warning(f"No evaluation model can judge this target: it must be another architecture trained on the same "
@@ -243,20 +244,21 @@ def resolve_prior() -> str | None:
 
 
 blocked |= knobs.invalid
-b = st.columns([1.4, 1.2, 4])
-est = b[0].button("Estimate run time", key=f"{PAGE}:estimate", icon=":material/timer:", disabled=blocked)
-go = b[1].button("Launch attack", key=f"{PAGE}:launch", type="primary", icon=":material/play_arrow:",
-                 disabled=blocked, help="fix the settings marked above first" if blocked else "queue the attack")
+bar = st.container(horizontal=True)  # buttons as wide as their words (fixed columns cut them off at 1024 px)
+est = bar.button("Estimate run time", key=f"{PAGE}:estimate", icon=":material/timer:", disabled=blocked)
+go = bar.button("Launch attack", key=f"{PAGE}:launch", type="primary", icon=":material/play_arrow:",
+                disabled=blocked, help="fix the settings marked above first" if blocked else "queue the attack")
+note = st.container()  # the estimate, an error, or the job's banner: under the buttons
 if est:
     try:
         with st.spinner("timing a few steps on the real batch"):
             s, threads = estimate(attack, target.id, resolve_prior(), json.dumps(values, sort_keys=True))
         busy = ui.job_manager().active()
-        b[2].info(f"Estimated optimisation time: **{s:.0f} s**, from steps timed just now on this machine "
+        note.info(f"Estimated optimisation time: **{s:.0f} s**, from steps timed just now on this machine "
                   f"({threads}), plus loading and evaluation."
                   + (f" {len(busy)} job(s) are ahead in the queue." if busy else ""), icon=":material/timer:")
     except Exception as e:
-        ui.error(e, box=b[2])
+        ui.error(e, box=note)
 if go:
     try:
         pid = resolve_prior()
@@ -332,7 +334,7 @@ def done(rec):
 
 job = ui.current_job(PAGE, kinds=JOB_KINDS, box=box)
 if job is not None:
-    ui.job_banner(job, "at the top of this page", box=b[2] if not est else st)
+    ui.job_banner(job, "at the top of this page", box=note if not est else st)
     with job_box:
         ui.job_panel(PAGE, job, live=live, done=done)
         st.divider()
