@@ -117,13 +117,21 @@ class Knobs:
 
     def widgets(self, params: Iterable[Param], *, prefix: str = "", container=None,
                 exclude: Iterable[str] = (), columns: int = 1) -> dict[str, Any]:
-        """One widget per param; returns {name: value}."""
+        """One widget per param; returns {name: value}. With columns > 1 the switches (bool params) follow the
+        grid in one row of their own, each as wide as its label (a grid column cuts a switch's label off with
+        an ellipsis at 1024 px: "Channel…")."""
         out = {}
         params = [p for p in params if p.name not in set(exclude)]
-        cols = (container or st).columns(columns) if columns > 1 else None
-        for i, p in enumerate(params):
+        flags = [p for p in params if p.type is bool] if columns > 1 else []
+        grid = [p for p in params if p not in flags]
+        cols = (container or st).columns(columns) if columns > 1 and grid else None
+        for i, p in enumerate(grid):
             c = cols[i % columns] if cols else container
             out[p.name] = self.widget(p, name=prefix + p.name, container=c)
+        if flags:
+            row = (container or st).container(horizontal=True, gap="medium")
+            for p in flags:
+                out[p.name] = self.widget(p, name=prefix + p.name, container=row)
         return out
 
 
