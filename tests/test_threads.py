@@ -44,7 +44,7 @@ def test_busy_cores_take_threads_away(monkeypatch):
     """With every usable core spun by other processes, one thread is left; with them gone, more."""
     monkeypatch.delenv(threads.ENV, raising=False)
     cores = threads.usable_cores()
-    stop = time.time() + 3.0
+    stop = time.time() + 4.0
     procs = [mp.get_context("spawn").Process(target=_spin, args=(stop,)) for _ in range(cores)]
     for p in procs:
         p.start()
@@ -57,6 +57,18 @@ def test_busy_cores_take_threads_away(monkeypatch):
     assert busy.source == "measured"
     assert busy.others_busy > 0.6 * cores, busy
     assert busy.threads == 1
+
+
+def test_a_burst_in_one_sample_does_not_take_a_core(monkeypatch):
+    """The load is the least of the samples: a click's repaint in one of them leaves the cores to the job,
+    a load seen in every sample takes them."""
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    for seen, want in (([1.9, 0.1, 0.2], 2), ([1.9, 1.2, 1.5], 1), ([0.0, 0.0, 1.0], 2)):
+        it = iter(seen)
+        monkeypatch.setattr(threads, "_others_busy", lambda s, online: next(it))
+        load = threads.measure_load(0.01, samples=3)
+        assert (load.threads, load.others_busy) == (want, min(seen)), (seen, load)
 
 
 def test_fit_threads_sets_torch(monkeypatch):
