@@ -217,15 +217,29 @@ def _check_key(ws: Workspace, key: str) -> str:
     return key
 
 
+def _stored(key: str) -> str:
+    """The key votes are stored under: a run id, or for the demo its content's hash ("demo@1a2b..."), so votes
+    on an earlier build of assets/demo/ (other faces under the same item numbers) are never counted with these."""
+    if key != DEMO:
+        return key
+    import hashlib
+    try:
+        digest = hashlib.sha256((demo_folder_default() / "demo.json").read_bytes()).hexdigest()[:12]
+    except OSError:
+        return key
+    return f"{DEMO}@{digest}"
+
+
 def current_round(ws: Workspace, key: str) -> int:
     with _connect(ws) as con:
-        row = con.execute("SELECT round FROM vote_rounds WHERE run = ?", (key,)).fetchone()
+        row = con.execute("SELECT round FROM vote_rounds WHERE run = ?", (_stored(key),)).fetchone()
     return int(row["round"]) if row else 0
 
 
 def reset_round(ws: Workspace, key: str) -> int:
     """Start a new round for this ballot (a teacher's reset); earlier votes are kept but no longer counted."""
     _check_key(ws, key)
+    key = _stored(key)
     with _connect(ws) as con:
         con.execute("BEGIN IMMEDIATE")
         row = con.execute("SELECT round FROM vote_rounds WHERE run = ?", (key,)).fetchone()
@@ -254,11 +268,11 @@ def cast_vote(ws: Workspace, ballot: Ballot, item: int, session: str, k: int, ch
         con.execute("BEGIN IMMEDIATE")  # one writer at a time: the check and the insert are atomic
         try:
             dup = con.execute("SELECT 1 FROM votes WHERE run = ? AND round = ? AND item = ? AND session = ?",
-                              (ballot.key, rnd, item, session)).fetchone()
+                              (_stored(ballot.key), rnd, item, session)).fetchone()
             if dup is None:
                 con.execute("INSERT INTO votes (run, round, item, session, k, seed, identity, choice, correct, "
                             "created) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                            (ballot.key, rnd, item, session, k, rnd, truth, int(choice), int(correct), time.time()))
+                            (_stored(ballot.key), rnd, item, session, k, rnd, truth, int(choice), int(correct), time.time()))
         finally:
             con.execute("COMMIT")
     if dup is not None:
@@ -270,14 +284,14 @@ def votes(ws: Workspace, key: str, round: int | None = None) -> list[dict]:
     rnd = current_round(ws, key) if round is None else round
     with _connect(ws) as con:
         rows = con.execute("SELECT item, session, k, seed, identity, choice, correct, created FROM votes "
-                           "WHERE run = ? AND round = ? ORDER BY id", (key, rnd)).fetchall()
+                           "WHERE run = ? AND round = ? ORDER BY id", (_stored(key), rnd)).fetchall()
     return [dict(r) for r in rows]
 
 
 def voted_items(ws: Workspace, key: str, session: str) -> set[int]:
     with _connect(ws) as con:
         rows = con.execute("SELECT item FROM votes WHERE run = ? AND round = ? AND session = ?",
-                           (key, current_round(ws, key), session)).fetchall()
+                           (_stored(key), current_round(ws, key), session)).fetchall()
     return {int(r["item"]) for r in rows}
 
 

@@ -202,3 +202,22 @@ def test_malformed_evaluation_rows_are_one_message(ws):
     rec.file("evaluation.json").write_text(json.dumps(ev))
     with pytest.raises(ParamError, match="malformed per-reconstruction rows"):
         V.judges(ws, rid)
+
+
+@needs_demo
+def test_votes_on_an_earlier_demo_build_are_not_counted(tmp_path, monkeypatch):
+    """A rebuilt assets/demo/ shows other faces under the same item numbers: its votes start afresh."""
+    import shutil
+    old = tmp_path / "demo"
+    shutil.copytree(DEMO, old)
+    monkeypatch.setenv("MIVIS_DEMO", str(old))
+    ws = Workspace(tmp_path / "ws")
+    b = V.load_ballot(ws, V.DEMO)
+    V.cast_vote(ws, b, 0, "s0", 5, b.identity[0])
+    assert V.tally(ws, V.DEMO)["votes"] == 1 and V.voted_items(ws, V.DEMO, "s0") == {0}
+    spec = (old / "demo.json").read_text()
+    (old / "demo.json").write_text(spec.replace('"title"', '"rebuilt": true, "title"', 1))  # another build
+    assert V.tally(ws, V.DEMO)["votes"] == 0 and V.voted_items(ws, V.DEMO, "s0") == set()
+    V.cast_vote(ws, V.load_ballot(ws, V.DEMO), 0, "s0", 5, b.identity[0])  # the same session may vote again
+    (old / "demo.json").write_text(spec)  # back to the first build: its vote is still there
+    assert V.tally(ws, V.DEMO)["votes"] == 1
