@@ -159,7 +159,7 @@ def test_home_shows_both_models_numbers_and_who_the_judge_picked(ws):
     assert "only" in md or "same identities" in md  # says which model the faces come from
     assert "✗ wrong: judged as s7" in caps and "✓ right" in caps
     image_captions = "\n".join(i.caption for e in app.get("image") for i in e.proto.imgs)
-    assert "this is s7" in image_captions and "real face" in image_captions  # who "wrong: s7" is
+    assert "this is s7" in image_captions and "**Real face**" in md  # who "wrong: s7" is, beside the real face
 
 
 # --- Layers: two targets side by side share their axes -------------------------------------------------------
