@@ -12,11 +12,23 @@ def register(sub) -> None:
     p.add_argument("--out", default="docs/findings.md", help="markdown file to write (figures go beside it)")
     p.add_argument("--title", default="What mivis finds on the embedded ORL data")
     p.add_argument("--notes", default="", help="a paragraph placed under the title (e.g. the device)")
+    p.add_argument("--compare-with", default="", metavar="OLD_JSON",
+                   help="an earlier report's findings.json of the same grids: append which verdicts held and which "
+                        "changed")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..params import ParamError
     from ..report import build_report
+    if args.compare_with and not Path(args.compare_with).is_file():
+        raise ParamError(f"--compare-with: no report file {args.compare_with}")
     out = build_report(workspace(args), args.sweeps, Path(args.out), args.title, args.notes)
+    if args.compare_with:
+        from ..report.versions import compare_files
+        new_json = out.parent / (out.stem + ".json")
+        with open(out, "a") as f:
+            f.write(f"\n## Against the earlier report ({args.compare_with})\n\n"
+                    + compare_files(Path(args.compare_with), new_json) + "\n")
     print(f"wrote {out}")
     return 0
