@@ -147,8 +147,9 @@ def export(ws, full_attack: str, defended_attack: str, layers: str | None, out: 
                  f"({ta.config['model']['img_size']} px): full model vs RoLSS",
         "caption": (f"The attacker never saw these people: its prior was trained on {len(split.public_names)} other "
                     f"identities. {a.config['attack']['params']['restarts']} restarts x "
-                    f"{a.config['attack']['params']['iterations']} iterations per identity; judged by an independent "
-                    f"{judge} evaluation model. Chance is {chance:.0%} top-1. Intervals: "
+                    f"{a.config['attack']['params']['iterations']} iterations per identity; judged by a {judge} "
+                    f"evaluation model (another architecture, trained on the same private images; Be the judge asks "
+                    f"people, who never saw them). Chance is {chance:.0%} top-1. Intervals: "
                     f"{ev_a.get('interval', '95% bootstrap over identities')}."),
         "metrics": [
             {"label": "Natural acc. (full)", "value": acc(ta)},
