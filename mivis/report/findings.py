@@ -446,7 +446,9 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
     return out
 
 
-STUDY_REPORTS = {"CPU study": "docs/findings.json", "GPU study": "docs/gpu/findings.json"}
+# the method version each report's attacks ran with (docs/differences.md): v2 follows the papers' code
+STUDY_REPORTS = {"CPU rerun, method v2 (regimes)": "docs/v2/findings.json", "CPU study (method v1)": "docs/findings.json",
+                 "GPU study (method v1)": "docs/gpu/findings.json"}
 
 
 def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> list[dict]:
