@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .findings import _defense_cell
+
 
 def _key(r: dict) -> tuple:
     return r["image_size"], r["arch"], r["attack"], r["defense"], r.get("init", "")
@@ -52,8 +54,8 @@ def compare_table(rows: list[dict]) -> str:
           "paired drop pp v2 | verdict v1 | verdict v2 | |", "|" + "---|" * 12]
     for c in rows:
         r = c["cell"]
-        md.append(f"| {r['image_size']} | {r['arch']} | {r['attack']} | {r['defense']}"
-                  f"{' (public init)' if r.get('init') else ''} | {c['seeds_old']} / {c['seeds_new']} | "
+        md.append(f"| {r['image_size']} | {r['arch']} | {r['attack']} | {_defense_cell(r)} | "
+                  f"{c['seeds_old']} / {c['seeds_new']} | "
                   f"{100 * c['top1_old']:.1f} | {100 * c['top1_new']:.1f} | {c['drop_old']} | {c['drop_new']} | "
                   f"{c['verdict_old']} | {c['verdict_new']} | **{c['status']}** |")
     return "\n".join(md)
