@@ -17,7 +17,8 @@ from torch import nn
 from .augment import LEVELS, augment_to
 from .data import FaceSplit, Subset, batches, load_split, sequential
 from .device import autocast, prepare, resolve_device, to_device
-from .models import (ARCHITECTURES, ArchChoices, Classifier, count_params, model_config, model_from_config,
+from .models import (ARCHITECTURES, ArchChoices, Classifier, count_params, model_config, model_for_loading,
+                     model_from_config,
                      same_architecture)
 from .params import Param, ParamError, ParamSet
 from .progress import NULL, Reporter
@@ -319,7 +320,7 @@ def load_classifier(ws: Workspace, run_id: str, device: str | torch.device = "cp
         raise ParamError(f"run {run_id} is a {rec.kind} run, not a classifier")
     if rec.status != "done":
         raise ParamError(f"run {run_id} is {rec.status}; only finished runs can be loaded")
-    model = model_from_config(rec.config["model"], phase="final")
+    model = model_for_loading(rec.config["model"])
     load_into(model, rec.file("weights.safetensors"), expect={"arch": rec.config["model"]["arch"]})
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     return prepare(model, dev).eval(), rec

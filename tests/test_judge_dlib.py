@@ -157,3 +157,24 @@ def test_galleries_are_kept_on_disk_and_shipped_for_the_default_splits(orl, tmp_
         assert shipped.shape == (len(split.train), 128)
         now = dlib_judge.embed(split.train.x[:4])
         assert np.allclose(shipped[:4], now, atol=1e-5), "rebuild with scripts/ship_dlib_galleries.py"
+
+
+def test_worker_processes_give_the_same_embeddings_and_a_dead_worker_is_replaced(orl):
+    """Large batches are split over worker processes (dlib computes on one core, holding the GIL): the same
+    numbers as this process, and a worker that died is started again rather than failing the judging."""
+    import numpy as np
+    x = orl.train.x[:12]
+    here = dlib_judge.embed(x, workers=1)
+    assert here.shape == (12, 128)
+    try:
+        split = dlib_judge.embed(x, workers=3)
+        assert np.array_equal(split, here)
+        assert len(dlib_judge.WORKERS.procs) >= 3
+        for p in dlib_judge.WORKERS.procs:
+            p.kill()
+            p.wait()
+        assert np.array_equal(dlib_judge.embed(x, workers=2), here)
+        assert all(p.poll() is None for p in dlib_judge.WORKERS.procs)  # fresh workers answered
+    finally:
+        dlib_judge.WORKERS.stop()
+    assert dlib_judge.WORKERS.procs == []

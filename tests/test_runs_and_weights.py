@@ -145,3 +145,21 @@ def test_valid_files_whose_header_length_looks_like_a_pickle_opcode_still_load(t
     path.write_bytes(struct.pack("<Q", header_len) + text.encode() + raw[8 + n:])
     from mivis.weights import load_tensors
     assert torch.equal(load_tensors(path)[0]["w"], torch.arange(4.0))
+
+
+def test_a_model_built_for_loading_skips_initialisation_but_loads_the_same_model():
+    """VGG's random initialisation of a head it then drops costs seconds: a model about to be loaded is built on
+    the meta device instead, and after loading computes exactly what the normally built model computes;
+    a model with non-persistent buffers (not in the weights file) is built normally."""
+    from mivis.models import model_config, model_for_loading, model_from_config
+    cfg = model_config("vgg11", 5, 1, 32)
+    torch.manual_seed(0)
+    ref = model_from_config(cfg).eval()
+    fast = model_for_loading(cfg)
+    assert all(t.device.type == "cpu" for t in [*fast.parameters(), *fast.buffers()])
+    fast.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(3, 1, 32, 32)
+    assert torch.equal(fast.eval()(x), ref(x))
+    normed = {**cfg, "input_norm": {"in_chans": 1, "mean": [0.4], "std": [0.2]}}
+    built = model_for_loading(normed)
+    assert float(built.body.mivis_in_scale) == pytest.approx(2.5)  # computed at build, not left uninitialised

@@ -98,8 +98,7 @@ def plan_attack(attack: str, target_run: str, prior_run: str | None, identities:
 
 def build_attack(plan: AttackPlan, workspace: Workspace, reporter: Reporter = NULL) -> Attack:
     ctx = build_context(workspace, plan.target, plan.prior, plan.params["device"], reporter)
-    if ctx.device.type == "cuda" and not plan.params["channels_last"]:
-        set_memory_format(ctx, torch.contiguous_format)
+    set_memory_format(ctx, torch.channels_last if plan.params["channels_last"] else torch.contiguous_format)
     cls = ATTACKS.get(plan.attack).obj
     check_prior_kind(cls, ctx.prior)
     attack = cls(plan.params, ctx)

@@ -48,8 +48,9 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
         from ..evaluation.dlib_judge import available
         dlib = available()
     if dlib:
-        from ..evaluation.dlib_judge import check_available
+        from ..evaluation.dlib_judge import WORKERS, check_available, worker_count
         check_available()
+        WORKERS.start(worker_count(len(plan.identities) * plan.params["restarts"]))  # load dlib meanwhile
     from .base import METHOD_VERSIONS
     config = {"attack": {"name": attack, "params": plan.params, "method_version": METHOD_VERSIONS.get(attack, 1)},
               "target_run": plan.target.id,

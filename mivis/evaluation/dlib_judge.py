@@ -10,8 +10,11 @@ matched to the nearest private training image of any identity.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.util
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -19,8 +22,8 @@ import numpy as np
 import torch
 
 from ..params import ParamError
+from .dlib_worker import SIZE, embed_chips, load_models, receive, send
 
-SIZE = 150
 INSTALL = "pip install -r requirements-judge.txt"
 _LOCK = threading.Lock()
 NAME = "dlib"  # its key in an evaluation's extra_judges and per-reconstruction rows (top1@dlib)
@@ -46,34 +49,92 @@ def check_available() -> None:
 
 @functools.lru_cache(maxsize=1)
 def _models():
-    """The 5-point landmark model and the embedding network, read once per process (about 30 MB)."""
-    import dlib
-    d = _models_dir()
-    return (dlib.shape_predictor(str(d / "shape_predictor_5_face_landmarks.dat")),
-            dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat")))
+    """The models for judging in this process, read once per process (about 30 MB)."""
+    return load_models(_models_dir())
 
 
-BATCH = 32  # images per call: dlib's batch call is ~1.5x faster than one image at a time, same numbers
 SHIPPED_GALLERIES = Path(__file__).resolve().parents[2] / "assets" / "dlib"
+MIN_PER_WORKER = 16  # fewer images than this per worker: the pipe round trip is not worth it
 
 
-def embed(x: torch.Tensor) -> np.ndarray:
-    import dlib
+def chips(x: torch.Tensor) -> np.ndarray:
+    """Images in [-1, 1] -> RGB uint8 chips (N, 150, 150, 3), upscaled bicubically as dlib expects."""
     from PIL import Image
     from ..data import to_uint8
+    out = np.zeros((len(x), SIZE, SIZE, 3), np.uint8)
+    for i, img in enumerate(to_uint8(x)):
+        pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).convert("RGB")
+        out[i] = np.asarray(pil.resize((SIZE, SIZE), Image.BICUBIC))
+    return out
+
+
+class _Workers:
+    """Worker processes (dlib_worker.py run as a script), started on first need and kept for the process's
+    life: dlib computes on one core, so a batch split over k workers takes ~1/k of the time on k free
+    cores, and this process's GIL stays free for the app meanwhile."""
+
+    def __init__(self):
+        self.procs: list[subprocess.Popen] = []
+        self.lock = threading.Lock()
+
+    def start(self, n: int) -> None:
+        """Have at least n workers running (they load dlib's models while the caller goes on)."""
+        with self.lock:
+            self.procs = [p for p in self.procs if p.poll() is None]
+            while len(self.procs) < n:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("dlib_worker.py")), str(_models_dir())],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+
+    def embed(self, parts: list[np.ndarray]) -> np.ndarray:
+        self.start(len(parts))
+        with self.lock:
+            procs = self.procs[:len(parts)]
+            try:
+                for p, part in zip(procs, parts):  # each worker reads all of its part before it computes
+                    send(p.stdin, part)
+                out = [receive(p.stdout) for p in procs]
+                if any(o.shape != (len(part), 128) or o.dtype != np.float32 for o, part in zip(out, parts)):
+                    raise ValueError("a dlib worker returned embeddings of the wrong shape")
+            except (OSError, ValueError, EOFError):
+                self._stop_locked()  # whatever went wrong, the next batch starts fresh workers
+                raise
+        return np.concatenate(out)
+
+    def _stop_locked(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        self.procs = []
+
+    def stop(self) -> None:
+        with self.lock:
+            self._stop_locked()
+
+
+WORKERS = _Workers()
+atexit.register(WORKERS.stop)
+
+
+def worker_count(n_images: int) -> int:
+    """Workers for a batch: one per thread the current job may use (torch's thread count, chosen for the
+    free cores by mivis.threads), none (this process) for a small batch or a single core."""
+    return max(1, min(torch.get_num_threads(), n_images // MIN_PER_WORKER))
+
+
+def embed(x: torch.Tensor, workers: int | None = None) -> np.ndarray:
+    """128-d dlib embeddings of images in [-1, 1]; `workers` > 1 splits them over worker processes
+    (same numbers as one process; a failed worker falls back to this process)."""
     check_available()
-    sp, rec = _models()
-    out = []
-    for i in range(0, len(x), BATCH):
-        arrs = []
-        for img in to_uint8(x[i:i + BATCH]):
-            pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).convert("RGB").resize(
-                (SIZE, SIZE), Image.BICUBIC)
-            arrs.append(np.ascontiguousarray(np.asarray(pil)))
-        with _LOCK:  # the app's job workers share one copy of the models
-            faces = [dlib.full_object_detections([sp(a, dlib.rectangle(0, 0, SIZE - 1, SIZE - 1))]) for a in arrs]
-            out += [np.asarray(d[0], np.float32) for d in rec.compute_face_descriptor(arrs, faces)]
-    return np.stack(out)
+    c = chips(x)
+    n = worker_count(len(c)) if workers is None else max(1, min(workers, len(c)))
+    if n > 1:
+        try:
+            return WORKERS.embed(np.array_split(c, n))
+        except (OSError, ValueError, EOFError):
+            pass
+    with _LOCK:  # the app's job workers share one copy of the models
+        return embed_chips(_models(), c)
 
 
 _GALLERY: dict[str, np.ndarray] = {}  # gallery file name -> embeddings (this process)
