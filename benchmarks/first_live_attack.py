@@ -100,6 +100,7 @@ def browser_path(ws: Path) -> dict:
 
 def main() -> None:
     from first_attack import shipped
+    from machine import cpu_model
     from mivis.evaluation.dlib_judge import available
     from mivis.threads import measure_load
     dlib = available()  # the app's attack judges with dlib when it is installed; the CLI baseline does the same
@@ -112,9 +113,10 @@ def main() -> None:
     ratio = ui["first_attack_done_s"] / cli["first_attack_s"]
     print(f"first live attack {ui['first_attack_done_s']:.1f} s after `streamlit run app.py`; "
           f"the same work from the CLI {cli['first_attack_s']:.1f} s; ratio {ratio:.2f}x")
-    print(f"other programs' load at the start: {before.others_busy:.2f} core(s) of {before.cores}; dlib judge: {dlib}")
+    print(f"other programs' load at the start: {before.others_busy:.2f} core(s) of {before.cores} ({cpu_model()}); "
+          f"dlib judge: {dlib}")
     out = {"benchmark": "first_live_attack", "dlib": dlib, "cores": before.cores,
-           "other_load_at_start_cores": round(before.others_busy, 2), "machine": platform.platform(),
+           "other_load_at_start_cores": round(before.others_busy, 2), "cpu": cpu_model(), "machine": platform.platform(),
            "python": platform.python_version(), "browser": ui, "cli": cli, "ratio_browser_over_cli": round(ratio, 3)}
     res = ROOT / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)

@@ -74,14 +74,15 @@ def _others_busy(sample_s: float, online: int) -> float | None:
     return max(0.0, (d_busy - (own_b - own_a)) / d_total * online)
 
 
-def measure_load(sample_s: float = 0.2, samples: int = 3) -> Load:
+def measure_load(sample_s: float = 0.2, samples: int = 5) -> Load:
     """How busy the machine is without us, and the thread count that fits the free cores.
 
     The load is the least of `samples` back-to-back samples: work that lasts (another program computing)
     shows in all of them, a burst does not. The burst that matters is the one a click makes: the browser
     repaints and the page reruns just as the job it launched starts, and a single 0.3 s sample then took a
     core away for the whole job (a classroom attack watched in a browser: 2 threads 40 s, 1 thread ~60 s;
-    benchmarks/first_live_attack.py)."""
+    benchmarks/first_live_attack.py). The repaint after a Launch click was seen to last over a second in
+    0.2 s samples (1.6, 1.8, 1.0, 1.7, 0.65 cores): five samples span it."""
     cores = usable_cores()
     fixed = os.environ.get(ENV, "").strip()
     if fixed:
@@ -96,12 +97,13 @@ def measure_load(sample_s: float = 0.2, samples: int = 3) -> Load:
     if any(v is None for v in seen):
         return Load(cores, 0.0, cores, "unmeasured")
     others = min(seen)
-    # a core counts as free when less than ~70% of it is taken by others
-    threads = max(1, min(cores, int(cores - others + 0.3)))
+    # a core counts as free when less than 70% of it is taken by others: a browser repainting a live view
+    # takes ~0.5 core, and the job's two threads still beat one there (benchmarks/first_live_attack.py)
+    threads = max(1, min(cores, cores - int(others + 0.3)))
     return Load(cores, others, threads, "measured")
 
 
-def fit_threads(sample_s: float = 0.2, samples: int = 3) -> Load:
+def fit_threads(sample_s: float = 0.2, samples: int = 5) -> Load:
     """Measure the load and set torch's intra-op thread count to the free cores; returns the choice."""
     import torch
     load = measure_load(sample_s, samples)

@@ -64,7 +64,8 @@ def test_a_burst_in_one_sample_does_not_take_a_core(monkeypatch):
     a load seen in every sample takes them."""
     monkeypatch.delenv(threads.ENV, raising=False)
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
-    for seen, want in (([1.9, 0.1, 0.2], 2), ([1.9, 1.2, 1.5], 1), ([0.0, 0.0, 1.0], 2)):
+    for seen, want in (([1.9, 0.1, 0.2], 2), ([1.9, 1.2, 1.5], 1), ([0.0, 0.0, 1.0], 2),
+                       ([0.5, 0.6, 0.5], 2), ([0.8, 0.9, 0.75], 1)):  # free: under 70% of a core taken
         it = iter(seen)
         monkeypatch.setattr(threads, "_others_busy", lambda s, online: next(it))
         load = threads.measure_load(0.01, samples=3)

@@ -41,7 +41,7 @@ COMMON_PARAMS = ParamSet([
     Param("compile", str, "off", "torch.compile the attack step ('reduce-overhead' adds CUDA graphs)",
           choices=COMPILE_MODES),
     Param("channels_last", bool, True, "channels_last memory format for the target and the prior's networks "
-          "(off: NCHW). The classroom GMI step ran 1.46x faster with it on a 2-core AMD EPYC VM "
+          "(off: NCHW). The classroom GMI step ran 1.30-1.46x faster with it on a 2-core AMD EPYC VM "
           "(benchmarks/attack_memory_format.py); on CUDA single-channel convs can be faster without"),
 ])
 
