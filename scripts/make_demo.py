@@ -10,8 +10,10 @@ demo.json (metrics with intervals; the paired difference full - RoLSS in top-1 a
 same identities with its interval, evaluation.compare_runs; per shown identity the reconstruction under
 each model with its verdict and likelihood, and for a wrong verdict the real face of the identity the
 judge picked; histogram data; Fisher information) plus one PNG per real face, per reconstruction and per
-judged identity. Re-running it on the same machine type rebuilds the same files (seeded training and
-attacks; PNGs and JSON carry no timestamps and no run ids, which carry their creation time).
+judged identity. Re-running it on the same machine type with the same code rebuilds the same files (seeded
+training and attacks; PNGs and JSON carry no timestamps and no run ids, which carry their creation time).
+The shipped assets/demo/ was built before attacks ran in channels_last on the CPU (commit 8e9b5e0): a
+rebuild now gives close, not byte-identical, reconstructions.
 """
 from __future__ import annotations
 

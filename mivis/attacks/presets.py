@@ -1,7 +1,8 @@
 """Named parameter sets for attacks. A preset fills parameters the caller did not give.
 
-classroom: sized for a laptop CPU: all private identities of the ORL default (32 px) in well under
-           a minute on 2 cores. Not the papers' 1500 iterations: 100. With the paper's GMI step (method
+classroom: sized for a laptop CPU: all private identities of the ORL default (32 px) x 5 restarts; from
+           the CLI 33-37 s end to end on a quiet 2-core AMD EPYC VM (README, Speed). Not the papers' 1500
+           iterations: 100. With the paper's GMI step (method
            version 2) the shipped ORL target gave 56% top-1 over all restarts, 70% best restart per
            identity at 100 iterations (the old summed step: 62% / 75%); the work per iteration is the same.
 paper:     the papers' protocol sizes (5 restarts, the attack's own iteration count).
