@@ -55,16 +55,19 @@ def _models():
 
 SHIPPED_GALLERIES = Path(__file__).resolve().parents[2] / "assets" / "dlib"
 MIN_PER_WORKER = 16  # fewer images than this per worker: the pipe round trip is not worth it
+BLOCK = 512  # images turned into chips (150 x 150 x 3 bytes each) and embedded at a time
 
 
-def chips(x: torch.Tensor) -> np.ndarray:
-    """Images in [-1, 1] -> RGB uint8 chips (N, 150, 150, 3), upscaled bicubically as dlib expects."""
+def chips(x) -> np.ndarray:
+    """Images in [-1, 1] (a tensor, or a data set's lazily read images) -> RGB uint8 chips (N, 150, 150, 3),
+    upscaled bicubically as dlib expects."""
     from PIL import Image
     from ..data import to_uint8
     out = np.zeros((len(x), SIZE, SIZE, 3), np.uint8)
-    for i, img in enumerate(to_uint8(x)):
-        pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).convert("RGB")
-        out[i] = np.asarray(pil.resize((SIZE, SIZE), Image.BICUBIC))
+    for start in range(0, len(x), BLOCK):
+        for i, img in enumerate(to_uint8(x[start:start + BLOCK]), start):
+            pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).convert("RGB")
+            out[i] = np.asarray(pil.resize((SIZE, SIZE), Image.BICUBIC))
     return out
 
 
@@ -122,19 +125,24 @@ def worker_count(n_images: int) -> int:
     return max(1, min(torch.get_num_threads(), n_images // MIN_PER_WORKER))
 
 
-def embed(x: torch.Tensor, workers: int | None = None) -> np.ndarray:
-    """128-d dlib embeddings of images in [-1, 1]; `workers` > 1 splits them over worker processes
-    (same numbers as one process; a failed worker falls back to this process)."""
+def embed(x, workers: int | None = None) -> np.ndarray:
+    """128-d dlib embeddings of images in [-1, 1] (a tensor or a data set's lazily read images), BLOCK at a
+    time (a large gallery's chips are never all in memory); `workers` > 1 splits each block over worker
+    processes (same numbers as one process; a failed worker falls back to this process)."""
     check_available()
-    c = chips(x)
-    n = worker_count(len(c)) if workers is None else max(1, min(workers, len(c)))
-    if n > 1:
-        try:
-            return WORKERS.embed(np.array_split(c, n))
-        except (OSError, ValueError, EOFError):
-            pass
-    with _LOCK:  # the app's job workers share one copy of the models
-        return embed_chips(_models(), c)
+    out = []
+    for start in range(0, len(x), BLOCK):
+        c = chips(x[start:start + BLOCK])
+        n = worker_count(len(c)) if workers is None else max(1, min(workers, len(c)))
+        if n > 1:
+            try:
+                out.append(WORKERS.embed(np.array_split(c, n)))
+                continue
+            except (OSError, ValueError, EOFError):
+                pass
+        with _LOCK:  # the app's job workers share one copy of the models
+            out.append(embed_chips(_models(), c))
+    return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
 
 
 _GALLERY: dict[str, np.ndarray] = {}  # gallery file name -> embeddings (this process)
