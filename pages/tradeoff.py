@@ -78,8 +78,8 @@ with right:
                "Koh et al., ECCV 2024, arXiv 2409.01696.")
     measured = measured_effects(ui.ROOT)
     if measured:
-        st.markdown("**Measured here on the embedded ORL data** (mivis's studies: docs/v2/findings.md, "
-                    "docs/findings.md and docs/gpu/findings.md; method v2 follows the papers' code, v1 predates "
+        st.markdown("**Measured here on the embedded ORL data** (mivis's studies: docs/v2/r18-skips/findings.md, "
+                    "docs/v2/findings.md, docs/findings.md and docs/gpu/findings.md; method v2 follows the papers' code, v1 predates "
                     "docs/differences.md): the paired drop in top-1 attack accuracy vs the same architecture "
                     "without defense, in percentage points (positive: the defense leaks less). *Not resolved* "
                     "means the interval contains 0: the data cannot tell the defense from no defense, whatever "
