@@ -447,9 +447,9 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
 
 
 # the method version each report's attacks ran with (docs/differences.md): v2 follows the papers' code
-STUDY_REPORTS = {"CPU rerun, method v2 (ResNet-18 skips)": "docs/v2/r18-skips/findings.json",
-                 "CPU rerun, method v2 (regimes)": "docs/v2/findings.json", "CPU study (method v1)": "docs/findings.json",
-                 "GPU study (method v1)": "docs/gpu/findings.json"}
+STUDY_REPORTS = {"v2 CPU: ResNet-18 skips": "docs/v2/r18-skips/findings.json",
+                 "v2 CPU: regimes": "docs/v2/findings.json", "v1 CPU study": "docs/findings.json",
+                 "v1 GPU study": "docs/gpu/findings.json"}  # tab labels: v2 = the attacks follow the papers' code
 
 
 def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> list[dict]:
