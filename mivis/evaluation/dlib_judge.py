@@ -58,16 +58,14 @@ MIN_PER_WORKER = 16  # fewer images than this per worker: the pipe round trip is
 BLOCK = 512  # images turned into chips (150 x 150 x 3 bytes each) and embedded at a time
 
 
-def chips(x) -> np.ndarray:
-    """Images in [-1, 1] (a tensor, or a data set's lazily read images) -> RGB uint8 chips (N, 150, 150, 3),
-    upscaled bicubically as dlib expects."""
+def chips(x: torch.Tensor) -> np.ndarray:
+    """Images in [-1, 1] -> RGB uint8 chips (N, 150, 150, 3), upscaled bicubically as dlib expects."""
     from PIL import Image
     from ..data import to_uint8
     out = np.zeros((len(x), SIZE, SIZE, 3), np.uint8)
-    for start in range(0, len(x), BLOCK):
-        for i, img in enumerate(to_uint8(x[start:start + BLOCK]), start):
-            pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).convert("RGB")
-            out[i] = np.asarray(pil.resize((SIZE, SIZE), Image.BICUBIC))
+    for i, img in enumerate(to_uint8(x)):
+        pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).convert("RGB")
+        out[i] = np.asarray(pil.resize((SIZE, SIZE), Image.BICUBIC))
     return out
 
 
@@ -132,7 +130,7 @@ def embed(x, workers: int | None = None) -> np.ndarray:
     check_available()
     out = []
     for start in range(0, len(x), BLOCK):
-        c = chips(x[start:start + BLOCK])
+        c = chips(x[start:start + BLOCK])  # slicing a lazily read data set reads that block as a tensor
         n = worker_count(len(c)) if workers is None else max(1, min(workers, len(c)))
         if n > 1:
             try:
