@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ._common import print_json, table, workspace
 
@@ -53,6 +54,12 @@ def register(sub) -> None:
                    "requirements-judge.txt); alone, E's stored verdicts are kept and only dlib judges")
     q.add_argument("--force", action="store_true", help="with --dlib alone: judge runs that already have dlib too")
     q.set_defaults(func=rejudge)
+    q = s.add_parser("survival", help="which effects a study report resolves under E hold in its method-v2 "
+                     "reruns, under E and under dlib; written into the report (a section below its title)")
+    q.add_argument("report", help="the earlier report's markdown (its findings.json lies beside it)")
+    q.add_argument("reruns", nargs="+", metavar="RERUN_JSON", help="the reruns' findings.json files, in the "
+                   "order to search them")
+    q.set_defaults(func=survival)
     q = s.add_parser("verify-dlib", help="the dlib judge on held-out private images (1-NN against the training "
                      "images) next to an evaluation model's natural accuracy")
     q.add_argument("--eval", dest="eval_run", default=None, help="an evaluation model run: its data split is used "
@@ -206,4 +213,17 @@ def train_judge(args) -> int:
                                workspace=workspace(args), reporter=console_reporter())
     print(f"run {rec.id}: lighting-normalised {rec.config['model']['arch']} judge, natural accuracy "
           f"{rec.metrics['natural_acc']:.1%} on equalised held-out images")
+    return 0
+
+
+def survival(args) -> int:
+    from ..params import ParamError
+    from ..report.versions import write_survival
+    report = Path(args.report)
+    old = report.with_suffix(".json")
+    for p in (report, old, *map(Path, args.reruns)):
+        if not p.is_file():
+            raise ParamError(f"survival: no report file {p}")
+    reruns = {str(Path(p).parent): Path(p) for p in args.reruns}
+    print(write_survival(report, old, reruns))
     return 0

@@ -68,3 +68,82 @@ def compare_files(old: Path, new: Path) -> str:
     head = (f"{len(rows)} cells in both reports; of the {held + len(changed)} comparisons with no defense, "
             f"{held} verdicts held and {len(changed)} changed.")
     return head + "\n\n" + compare_table(rows)
+
+
+# --- do an earlier report's resolved effects survive a rerun and the independent judge? ----------------------
+SURVIVAL_START = "<!-- mivis: effects under the independent judge (start) -->"
+SURVIVAL_END = "<!-- mivis: effects under the independent judge (end) -->"
+
+
+def _judged(vs: dict | None, field: str) -> tuple[str, str]:
+    """(paired drop with interval, verdict) of one judge's drop in a `vs_none` entry."""
+    d = (vs or {}).get(field)
+    if not d:
+        return "-", "no verdicts" if vs else "-"
+    v = "not resolved" if not d["resolved"] else ("leaks less" if d["value"] > 0 else "leaks MORE")
+    return f"{100 * d['value']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]", v
+
+
+def survival_rows(old: list[dict], reruns: dict[str, list[dict]]) -> list[dict]:
+    """One row per effect resolved under E in `old`: its drop there, and in the first rerun holding the same
+    cell, the drop and verdict under E and under dlib (None when no rerun has the cell)."""
+    index = {}
+    for label, rows in reruns.items():
+        for r in rows:
+            index.setdefault(_key(r), (label, r))
+    out = []
+    for o in old:
+        if verdict(o) not in ("leaks less", "leaks MORE"):
+            continue
+        label, r = index.get(_key(o), (None, None))
+        e = _judged(r.get("vs_none"), "drop") if r else ("-", "-")
+        dl = _judged(r.get("vs_none"), "drop_dlib") if r else ("-", "-")
+        out.append({"cell": o, "verdict_old": verdict(o), "drop_old": _drop(o), "rerun": label,
+                    "drop_e": e[0], "verdict_e": e[1] if r is None or not r.get("did_not_learn") else "did not learn",
+                    "drop_dlib": dl[0], "verdict_dlib": dl[1]})
+    return out
+
+
+def survival_section(old_path: Path, reruns: dict[str, Path]) -> str:
+    """Markdown: which of the earlier report's resolved effects hold when rerun, under E and under dlib."""
+    rows = survival_rows(json.loads(Path(old_path).read_text()),
+                         {label: json.loads(Path(p).read_text()) for label, p in reruns.items()})
+    rerun = [c for c in rows if c["rerun"]]
+    same = [c for c in rerun if c["verdict_e"] == c["verdict_old"]]
+    dlib = [c for c in rerun if c["verdict_dlib"] == c["verdict_old"]]
+    judged = [c for c in rerun if c["verdict_dlib"] not in ("-", "no verdicts")]
+    md = [f"Of the {len(rows)} effects this report resolves under the evaluation model E, {len(rerun)} were rerun "
+          f"with method version 2 ({', '.join(f'`{p}`' for p in reruns.values())}): {len(same)} of them are "
+          f"resolved again in the same direction under E, and {len(dlib)} of the {len(judged)} with dlib's verdicts "
+          f"are resolved in that direction under dlib's face embedding, the judge that never saw the private "
+          f"images. A rerun pairs the same seeds, identities and starting latents, so each drop is a paired "
+          f"difference with its 95% bootstrap interval over identities (positive = the defense leaks less)."
+          + ("" if len(rerun) == len(rows) else
+             f" {len(rows) - len(rerun)} effects have no rerun yet (marked 'not rerun')."), "",
+          "| size | arch | attack | defense | drop pp here (v1, E) | verdict here | rerun | drop pp v2 under E | "
+          "verdict v2 under E | drop pp v2 under dlib | verdict v2 under dlib |", "|" + "---|" * 11]
+    for c in rows:
+        r = c["cell"]
+        md.append(f"| {r['image_size']} | {r['arch']} | {r['attack']} | {_defense_cell(r)} | {c['drop_old']} | "
+                  f"{c['verdict_old']} | {c['rerun'] or 'not rerun'} | {c['drop_e']} | {c['verdict_e']} | "
+                  f"{c['drop_dlib']} | {c['verdict_dlib']} |")
+    return "\n".join(md)
+
+
+def write_survival(md_path: Path, old_json: Path, reruns: dict[str, Path]) -> str:
+    """Put (or replace) the survival section at the top of a generated report, below its title; the rest
+    of the file is left as it was."""
+    md_path = Path(md_path)
+    text = md_path.read_text()
+    block = (f"{SURVIVAL_START}\n## Do these effects survive the rerun and the independent judge?\n\n"
+             f"{survival_section(old_json, reruns)}\n{SURVIVAL_END}\n")
+    if SURVIVAL_START in text and SURVIVAL_END in text:
+        a, b = text.index(SURVIVAL_START), text.index(SURVIVAL_END) + len(SURVIVAL_END)
+        text = text[:a] + block.rstrip("\n") + text[b:]
+    else:
+        head, sep, rest = text.partition("\n\n")  # after the title line
+        text = head + sep + block + "\n" + rest
+    tmp = md_path.with_suffix(md_path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(md_path)
+    return block
