@@ -48,7 +48,7 @@ def test_architecture_presets_apply_in_the_run_of_the_click(app):
     assert app.toggle(key="architecture:skip4").value is True and "skip4" not in app.query_params
 
 
-def test_tradeoff_measured_table_is_five_columns_of_words(app):
+def test_tradeoff_measured_table_is_columns_of_words_with_dlib_where_judged(app):
     from mivis import ui
     from mivis.report.findings import measured_effects
     rows = measured_effects(ui.ROOT)
@@ -59,8 +59,12 @@ def test_tradeoff_measured_table_is_five_columns_of_words(app):
     studies = sorted({r["study"] for r in rows})
     assert len(tables) == len(studies)  # one tab per study, no "study" column
     assert sum(t.count("\n") - 1 for t in tables) == len(rows)
-    for t in tables:
-        assert all(line.count("|") == 6 for line in t.splitlines())  # five columns on every row
+    for t in tables:  # five columns on every row, six where the study was judged by dlib too
+        width = 7 if "Under dlib" in t.splitlines()[0] else 6
+        assert all(line.count("|") == width for line in t.splitlines())
+    judged = {r["study"] for r in rows if r["dlib"]}
+    assert sum("Under dlib" in t for t in tables) == len(judged) >= 2  # the method-v2 studies judge with dlib
+    assert "+2.0 [-1.7, +6.7] not resolved" in "\n".join(tables)  # ResNet-18 RoLSS under GMI (v2) under dlib
     page = "\n".join(tables)
     assert "skips[" not in page and "tldmi[" not in page and "gmi[" not in page  # words, not the grid's names
     assert "last stage's skips removed (RoLSS)" in page and "GMI, 50 iterations" in page

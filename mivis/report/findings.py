@@ -452,6 +452,14 @@ STUDY_REPORTS = {"v2 CPU: ResNet-18 skips": "docs/v2/r18-skips/findings.json",
                  "v1 GPU study": "docs/gpu/findings.json"}  # tab labels: v2 = the attacks follow the papers' code
 
 
+def _dlib_cell(d: dict | None) -> str | None:
+    """The same paired drop judged by dlib, in the words of the E column; None when the study has no dlib verdicts."""
+    if not d:
+        return None
+    words = ("leaks less" if d["value"] > 0 else "leaks MORE") if d["resolved"] else "not resolved"
+    return f"{100 * d['value']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] {words}"
+
+
 def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> list[dict]:
     """The committed studies' paired drops vs no defense, one row per (study, arch, attack, size,
     defense), for showing next to the papers' numbers what this data does and does not resolve."""
@@ -474,5 +482,6 @@ def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> lis
                         "drop pp": round(100 * d["value"], 1),
                         "95% CI pp": f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]",
                         "attack": r["attack"], "px": r["image_size"], "seeds": len(vs["seeds"]),
-                        "AttAcc %": round(100 * r["top1"]["value"], 1), "study": study})
+                        "AttAcc %": round(100 * r["top1"]["value"], 1), "study": study,
+                        "dlib": _dlib_cell(vs.get("drop_dlib"))})
     return out
