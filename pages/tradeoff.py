@@ -81,17 +81,24 @@ with right:
                "Koh et al., ECCV 2024, arXiv 2409.01696.")
     measured = measured_effects(ui.ROOT)
     if measured:
-        st.markdown("**Measured here on the embedded ORL data** (mivis's studies: docs/v2/r18-skips/findings.md, "
-                    "docs/v2/findings.md, docs/findings.md and docs/gpu/findings.md; method v2 follows the papers' code, v1 predates "
-                    "docs/differences.md): the paired drop in top-1 attack accuracy vs the same architecture "
+        st.markdown("**Measured here on the embedded ORL data** (mivis's studies: docs/v2/ holds the CPU grids rerun "
+                    "with method v2, which follows the papers' code; docs/findings.md and docs/gpu/findings.md are "
+                    "method v1, which predates docs/differences.md): the paired drop in top-1 attack accuracy vs the same architecture "
                     "without defense, in percentage points (positive: the defense leaks less). *Not resolved* "
                     "means the interval contains 0: the data cannot tell the defense from no defense, whatever "
                     "the paper found. *Under dlib*: the same paired drop judged by dlib's face embedding, which "
                     "never saw the private images.")
         studies = list(dict.fromkeys(r["study"] for r in measured))
-        for tab, study in zip(st.tabs([f"{s} ({sum(r['study'] == s for r in measured)})" for s in studies]), studies):
+        # one tab per method version and machine ("v2 CPU: regimes" -> tab "v2 CPU", section "regimes"): a tab per
+        # study would not fit in one row at 1024 px
+        tabs = list(dict.fromkeys(s.partition(":")[0] for s in studies))
+        for tab, name in zip(st.tabs([f"{t} ({sum(r['study'].partition(':')[0] == t for r in measured)})"
+                                      for t in tabs]), tabs):
             with tab, st.container(height=460):  # a table whose words wrap: readable at 1024 px without scrolling sideways
-                st.markdown(measured_table([r for r in measured if r["study"] == study]))
+                for study in (s for s in studies if s.partition(":")[0] == name):
+                    if ":" in study:
+                        st.markdown(f"**{study.partition(':')[2].strip()}**")
+                    st.markdown(measured_table([r for r in measured if r["study"] == study]))
 
 with left:
     if not points:

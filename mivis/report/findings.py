@@ -447,9 +447,13 @@ def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What
 
 
 # the method version each report's attacks ran with (docs/differences.md): v2 follows the papers' code
-STUDY_REPORTS = {"v2 CPU: ResNet-18 skips": "docs/v2/r18-skips/findings.json",
-                 "v2 CPU: regimes": "docs/v2/findings.json", "v1 CPU study": "docs/findings.json",
-                 "v1 GPU study": "docs/gpu/findings.json"}  # tab labels: v2 = the attacks follow the papers' code
+# Trade-off page: "TAB: SECTION" labels, one tab per method version and machine; a missing file is skipped
+STUDY_REPORTS = {"v2 CPU: ResNet-18, each stage's skips, SSF, TTS": "docs/v2/r18-skips/findings.json",
+                 "v2 CPU: ResNet-34 stages": "docs/v2/r34-stages/findings.json",
+                 "v2 CPU: TL-DMI, CALoR, BiDO": "docs/v2/tl-calor-bido/findings.json",
+                 "v2 CPU: ResNet-50, DenseNet-121, layers": "docs/v2/wide-layers/findings.json",
+                 "v2 CPU: regimes (PPA, 64 px, public init, fewer iterations)": "docs/v2/findings.json",
+                 "v1 CPU": "docs/findings.json", "v1 GPU": "docs/gpu/findings.json"}
 
 
 def _dlib_cell(d: dict | None) -> str | None:
