@@ -64,7 +64,7 @@ def test_tradeoff_measured_table_is_columns_of_words_with_dlib_where_judged(app)
         assert all(line.count("|") == width for line in t.splitlines())
     judged = {r["study"] for r in rows if r["dlib"]}
     assert sum("Under dlib" in t for t in tables) == len(judged) >= 2  # the method-v2 studies judge with dlib
-    assert "+2.0 [-1.7, +6.7] not resolved" in "\n".join(tables)  # ResNet-18 RoLSS under GMI (v2) under dlib
+    assert "**+2.0** [-1.7, +6.7] not resolved" in "\n".join(tables)  # ResNet-18 RoLSS under GMI (v2) under dlib
     page = "\n".join(tables)
     assert "skips[" not in page and "tldmi[" not in page and "gmi[" not in page  # words, not the grid's names
     assert "last stage's skips removed (RoLSS)" in page and "GMI, 50 iterations" in page
