@@ -67,7 +67,7 @@ def test_survival_section_goes_below_the_title_and_is_replaced_not_repeated(tmp_
     write_survival(report, tmp_path / "old.json", {"a": tmp_path / "a.json"})
     once = report.read_text()
     assert once.startswith("# Title\n\n" + SURVIVAL_START) and once.endswith("## Results\n\n| table |\n")
-    assert "3 effects this report resolves" in once and "1 were rerun" in once and "2 effects have no rerun" in once
+    assert "3 effects this report (from before method version 2) resolves" in once and "1 were rerun" in once and "2 effects have no rerun" in once
     (tmp_path / "b.json").write_text(json.dumps(second))
     write_survival(report, tmp_path / "old.json", {"a": tmp_path / "a.json", "b": tmp_path / "b.json"})
     twice = report.read_text()

@@ -112,7 +112,8 @@ def survival_section(old_path: Path, reruns: dict[str, Path]) -> str:
     same = [c for c in rerun if c["verdict_e"] == c["verdict_old"]]
     dlib = [c for c in rerun if c["verdict_dlib"] == c["verdict_old"]]
     judged = [c for c in rerun if c["verdict_dlib"] not in ("-", "no verdicts")]
-    md = [f"Of the {len(rows)} effects this report resolves under the evaluation model E, {len(rerun)} were rerun "
+    md = [f"Of the {len(rows)} effects this report (from before method version 2) resolves under the evaluation "
+          f"model E, {len(rerun)} were rerun "
           f"with method version 2 ({', '.join(f'`{p}`' for p in reruns.values())}): {len(same)} of them are "
           f"resolved again in the same direction under E, and {len(dlib)} of the {len(judged)} with dlib's verdicts "
           f"are resolved in that direction under dlib's face embedding, the judge that never saw the private "
