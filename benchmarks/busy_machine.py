@@ -18,6 +18,7 @@ since a machine that is not otherwise quiet changes every number.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -61,26 +62,32 @@ def spin(stop_at: float) -> None:
         pass
 
 
-def run_child(mode: str, epochs: int, load: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MIVIS_THREADS", "OMP_WAIT_POLICY")}
-    if mode != "mivis":
-        env["OMP_WAIT_POLICY"] = "ACTIVE"  # libgomp's default behaviour when unset: spin before sleeping
-    procs = []
-    if load:
-        stop = time.time() + 3600
-        procs = [mp.get_context("spawn").Process(target=spin, args=(stop,), daemon=True) for _ in range(load)]
-        for p in procs:
-            p.start()
-        time.sleep(1.0)
+@contextlib.contextmanager
+def spinning(load: int):
+    """`load` background processes, each spinning one core, for the duration of the block."""
+    stop = time.time() + 3600
+    procs = [mp.get_context("spawn").Process(target=spin, args=(stop,), daemon=True) for _ in range(load)]
+    for p in procs:
+        p.start()
+    if procs:
+        time.sleep(1.0)  # let them start before anything is measured
     try:
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), mode=mode, epochs=epochs)],
-                             env=env, capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - t0
+        yield
     finally:
         for p in procs:
             p.terminate()
             p.join()
+
+
+def run_child(mode: str, epochs: int, load: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MIVIS_THREADS", "OMP_WAIT_POLICY")}
+    if mode != "mivis":
+        env["OMP_WAIT_POLICY"] = "ACTIVE"  # libgomp's default behaviour when unset: spin before sleeping
+    with spinning(load):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), mode=mode, epochs=epochs)],
+                             env=env, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - t0
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["wall_seconds"] = wall
     return res

@@ -10,6 +10,7 @@ CLI commands (`classroom setup`, `attack --preset classroom`) in fresh processes
 The ratio is what the app adds on top of the computation (page runs, polling, rendering).
 
   python benchmarks/first_live_attack.py          # needs requirements-test.txt (playwright) and chromium
+  python benchmarks/first_live_attack.py --load 1 # ... beside one process spinning a core (a busy laptop)
 
 Writes JSON to benchmarks/results/ with the machine and the other programs' load at the start.
 """
@@ -99,13 +100,19 @@ def browser_path(ws: Path) -> dict:
 
 
 def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--load", type=int, default=0, help="background processes, each spinning one core, during "
+                    "both the browser path and the CLI baseline")
+    a = ap.parse_args()
+    from busy_machine import spinning
     from first_attack import shipped
     from machine import cpu_model
     from mivis.evaluation.dlib_judge import available
     from mivis.threads import measure_load
     dlib = available()  # the app's attack judges with dlib when it is installed; the CLI baseline does the same
     before = measure_load(1.0)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, spinning(a.load):
         ui = browser_path(Path(tmp) / "ui-ws")
         print("browser: " + ", ".join(f"{k} {v:.1f} s" for k, v in ui.items()), flush=True)
         cli = shipped(Path(tmp) / "cli-ws", dlib)
@@ -114,13 +121,13 @@ def main() -> None:
     print(f"first live attack {ui['first_attack_done_s']:.1f} s after `streamlit run app.py`; "
           f"the same work from the CLI {cli['first_attack_s']:.1f} s; ratio {ratio:.2f}x")
     print(f"other programs' load at the start: {before.others_busy:.2f} core(s) of {before.cores} ({cpu_model()}); "
-          f"dlib judge: {dlib}")
-    out = {"benchmark": "first_live_attack", "dlib": dlib, "cores": before.cores,
+          f"{a.load} spinning process(es) added; dlib judge: {dlib}")
+    out = {"benchmark": "first_live_attack", "dlib": dlib, "cores": before.cores, "spinning_processes": a.load,
            "other_load_at_start_cores": round(before.others_busy, 2), "cpu": cpu_model(), "machine": platform.platform(),
            "python": platform.python_version(), "browser": ui, "cli": cli, "ratio_browser_over_cli": round(ratio, 3)}
     res = ROOT / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)
-    path = res / f"first_live_attack-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = res / f"first_live_attack{f'-load{a.load}' if a.load else ''}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(out, indent=2))
     print(f"wrote {path.relative_to(ROOT)}")
 
