@@ -33,10 +33,12 @@ PRIOR_OF = {"whitebox": None, "gmi": "gmi", "kedmi": "kedmi", "lomma": "gmi", "p
 # a 40-step budget whose effect is far above the threshold: the paper's GMI/LOMMA step averages the loss over
 # 100 / 60 latents (1/100 of a latent's own gradient) and needs ~1500 steps; ref_batch 1 gives each latent the
 # GMI code's step at batch 1. KEDMI / PLG-MI / PPA (Adam) get larger learning rates; LOMMA a cheap student.
+# KEDMI is judged on one Gaussian per identity, 6 values instead of 18, and at 40 steps one identity barely
+# moved on a 2-core AMD EPYC VM (mean rise 0.22 +- 0.12 SE); at 120 steps its rise was 0.50 +- 0.10 there.
 FAST = {"gmi": {"ref_batch": 1},
         "lomma": {"students": "mobilenetv2", "student_epochs": 1, "ref_batch": 1},
         "ppa": {"pool": 8, "candidates": 3, "lr": 0.2},
-        "kedmi": {"lr": 0.2}, "plgmi": {"views": 1, "lr": 0.5}}
+        "kedmi": {"lr": 0.2, "iterations": 120}, "plgmi": {"views": 1, "lr": 0.5}}
 IDS, RESTARTS, ITERS = list(range(6)), 3, 40
 
 
@@ -44,13 +46,13 @@ IDS, RESTARTS, ITERS = list(range(6)), 3, 40
 def test_every_attack_raises_target_likelihood(world, name):
     """Each latent's p_T(y|x) at the last step minus at the first (paired). The threshold comes from the
     noise of that mean over latents: its lower 95% bound (mean - 2 SE) must clear 0.05 and the mean 0.15
-    (on the reference 2-core machine the means are 0.3-0.7: several times the threshold)."""
+    (on 2-core VMs the means are 0.4-0.8, the lower bounds 0.24-0.65: several times the threshold)."""
     assert set(PRIOR_OF) == set(ATTACKS.names())
     prior = world["priors"][PRIOR_OF[name]] if PRIOR_OF[name] else None
-    res = invert(name, world["target"].id, prior, IDS, RESTARTS,
-                 {"iterations": ITERS, "device": "cpu", **FAST.get(name, {})}, workspace=world["ws"])
+    settings = {"iterations": ITERS, "device": "cpu", **FAST.get(name, {})}
+    res = invert(name, world["target"].id, prior, IDS, RESTARTS, settings, workspace=world["ws"])
     n_rec = len(IDS) * RESTARTS
-    assert len(res.trace.means["p_target"]) == ITERS and res.x.shape == (n_rec, 1, 32, 32)
+    assert len(res.trace.means["p_target"]) == settings["iterations"] and res.x.shape == (n_rec, 1, 32, 32)
     assert sorted(res.y.tolist()) == sorted(IDS * RESTARTS)
     assert sorted(set(res.restart.tolist())) == list(range(RESTARTS))
     ps = res.trace.p_samples  # (checkpoints, latents): the first and the last step are checkpoints
