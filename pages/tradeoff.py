@@ -64,7 +64,8 @@ def _bold_first(cell: str) -> str:
 
 
 def measured_table(rows: list[dict]) -> str:
-    """The studies' rows as a markdown table of five short columns (a 10-column dataframe was cut at 1024 px)."""
+    """The studies' rows as a markdown table of five short columns, six with dlib's drop (a 10-column dataframe
+    was cut at 1024 px)."""
     dlib = any(r.get("dlib") for r in rows)  # the study judged its reconstructions with dlib too
     out = ["| Target | Attack | Defense | Drop, pp [95% CI] | Verdict |" + (" Under dlib, pp |" if dlib else ""),
            "|---|---|---|---|---|" + ("---|" if dlib else "")]
