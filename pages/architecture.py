@@ -176,9 +176,12 @@ elif "skips" in DEFENSES:
             st.session_state[knobs.key(f"ssf{i + 1}")] = ssf_default if (kind == "ssf" and i == tog[-1]) else 1.0
 
     p = st.columns([1, 1, 1, 3])
-    p[0].button("Full (all skips)", on_click=preset, args=("full",), key=f"{PAGE}:p_full")
-    p[1].button("RoLSS: remove last stage", on_click=preset, args=("rolss",), key=f"{PAGE}:p_rolss")
-    p[2].button(f"SSF: last stage x{ssf_default:g}", on_click=preset, args=("ssf",), key=f"{PAGE}:p_ssf")
+    # short labels (longer ones were cut to "Full (all…" at 1024 px); the tooltip says what each sets
+    p[0].button("Full", on_click=preset, args=("full",), key=f"{PAGE}:p_full", help="every stage keeps its skips")
+    p[1].button("RoLSS", on_click=preset, args=("rolss",), key=f"{PAGE}:p_rolss",
+                help="remove the last stage's skips (the RoLSS paper's text)")
+    p[2].button(f"SSF x{ssf_default:g}", on_click=preset, args=("ssf",), key=f"{PAGE}:p_ssf",
+                help=f"scale the last stage's skips by {ssf_default:g} (SSF)")
     p[3].caption("s = 1 keeps a stage's skips, 0 removes them (RoLSS), between scales them (SSF). "
                  f"Skip kind: **{desc['skip_kind']}**. Only stages whose blocks really carry a skip have a toggle.")
     cols = st.columns(len(stages))
@@ -272,8 +275,8 @@ init_choices = ("",) + tuple(r.id for r in public_runs)
 labels = {r.id: ui.run_label(r) for r in public_runs}
 with st.container(border=True):
     train = knobs.widgets([p for p in TRAIN_PARAMS if p.name not in ("arch", "init_run", "init_weights", "device")],
-                          columns=4)
-    g = st.columns(4)
+                          columns=3)  # four a row cut "2.00e-04" to "2.00e-" at 1024 px
+    g = st.columns(2) + st.columns(2)
     train["device"] = knobs.widget(TRAIN_PARAMS["device"], container=g[0])
     init = knobs.widget(Param("init_run", str, "", TRAIN_PARAMS["init_run"].help, choices=init_choices,
                               optional=True),

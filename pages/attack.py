@@ -319,8 +319,8 @@ def done(rec):
           if isinstance((m.get("extra_judges") or {}).get("dlib"), dict) else []),
         {"label": "Attack accuracy top-5", "value": m.get("attack_acc_top5")},
         {"label": "Target likelihood p_T", "value": m.get("target_likelihood"), "pct": False},
-        {"label": "Time", "value": f"{m.get('attack_seconds', 0):.0f} s + {m.get('evaluate_seconds', 0):.0f} s eval",
-         "pct": False}])
+        {"label": "Time: attack + judging", "value": f"{m.get('attack_seconds', 0):.0f} s + "
+                                                      f"{m.get('evaluate_seconds', 0):.0f} s", "pct": False}])
     png = run.file("reconstructions.png")
     if png.exists():
         tgt = ws.get(run.config["target_run"]) if ws.exists(run.config.get("target_run", "")) else None

@@ -114,7 +114,8 @@ def live_tally() -> None:
         {"label": "Human top-1", "value": t["accuracy"] or {"value": None},
          "help": "share of votes naming the attacked person; 95% bootstrap over identities"},
         {"label": "Chance", "value": t["chance"] if t["votes"] else 1 / k,
-         "help": "a blind guess among the k faces: mean 1/k over the votes (before any vote: 1/k of this page)"}])
+         "help": "a blind guess among the k faces: mean 1/k over the votes (before any vote: 1/k of this page)"}],
+        per_row=1)  # a narrow column: two cards side by side read "Human t…" and "20.…" at 1024 px
     st.markdown(f"votes: **{t['votes']}** · voters: **{t['voters']}** · reconstructions judged: {t['items']} of "
                 f"{len(b)}" + (f" · 'none of them': {100 * t['none_share']:.0f}%" if t["votes"] else ""))
     try:

@@ -89,11 +89,13 @@ judge = st.radio("Judge", judges_here, horizontal=True, key=f"{PAGE}:judge",
                       "the paired comparison.")
 VERDICT = {"E": "eval_top1", "dlib": "top1@dlib"}[judge]
 ui.metric_row([
-    {"label": f"Attack accuracy, top-1 (judge {judge})", "value": m.get("attack_acc_top1") if judge == "E" else dlib_m,
-     "help": ev.get("interval")},
-    {"label": "Attack accuracy, top-5", "value": m.get("attack_acc_top5")},
+    {"label": f"Top-1 judged by {judge}", "value": m.get("attack_acc_top1") if judge == "E" else dlib_m,
+     "help": f"attack accuracy, top-1: the share of reconstructions the judge ({judge}) names as the attacked "
+             f"person; {ev.get('interval')}"},
+    {"label": "Top-5 judged by E", "value": m.get("attack_acc_top5"),
+     "help": "attack accuracy, top-5: the attacked person among the evaluation model's five likeliest"},
     {"label": "Target's confidence (p_T)", "value": m.get("target_likelihood"), "pct": False},
-    {"label": "Target success (target's own top-1)", "value": m.get("target_success"),
+    {"label": "Target's own top-1", "value": m.get("target_success"),
      "help": "reconstructions the TARGET itself classifies as the attacked identity"},
     {"label": "KNN distance", "value": m.get("knn_dist"), "pct": False,
      "help": "squared L2 in the judge's features to the nearest private training image of the identity"},
@@ -113,15 +115,20 @@ def judges_panel() -> None:
     from mivis.evaluation.agreement import e_false_positive
     with ui.guard():
         j = V.judges(ws, run.id, ev, n_boot=1000)
-        names = {"E": f"E ({ev['judge']['arch']}, trained on the private images)",
-                 "dlib": "dlib face embedding (never trained on them)", "humans": "humans (Be the judge, this round)"}
+        # short cells: at 1024 px longer names pushed the last columns out of the box
+        names = {"E": f"E: {ev['judge']['arch']}, saw the private images", "dlib": "dlib: never saw them",
+                 "humans": "humans (Be the judge, this round)"}
         st.dataframe([{"judge": names.get(n, n), "top-1 [95% CI]": ui.metric_text(a), "identities": a["n"],
                        "per": a["unit"]} for n, a in j["accuracy"].items()], hide_index=True)
-        if j["pairs"]:
-            st.dataframe([{"judges": f"{p['a']} vs {p['b']}", "per": p["unit"], "n": p["n"],
-                           "agree [95% CI]": ui.metric_text(p["agree"]), "both right": p["both_correct"],
-                           f"only {p['a']}": p["only_a"], f"only {p['b']}": p["only_b"], "both wrong": p["both_wrong"]}
-                          for p in j["pairs"]], hide_index=True)
+        if j["pairs"]:  # one column per pair of judges: eight columns side by side were cut at 1024 px
+            pairs = {f"{p['a']} vs {p['b']}": p for p in j["pairs"]}
+            rows = (("judged together", lambda p: f"{p['n']} ({p['unit']}s)"),
+                    ("agree [95% CI]", lambda p: ui.metric_text(p["agree"])),
+                    ("both right", lambda p: str(p["both_correct"])),
+                    ("only the first right", lambda p: str(p["only_a"])),
+                    ("only the second right", lambda p: str(p["only_b"])),
+                    ("both wrong", lambda p: str(p["both_wrong"])))
+            st.dataframe([{"": label, **{k: f(p) for k, p in pairs.items()}} for label, f in rows], hide_index=True)
         for other, fp in e_false_positive(j).items():
             if fp.get("value") is not None:
                 st.markdown(f"**E's false-positive share against {other}: {ui.metric_text(fp)}** of the "

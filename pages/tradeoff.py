@@ -149,7 +149,8 @@ with left:
     for i, d in enumerate(defenses):
         g = [p for p in pts if p["defense"] == d]
         fig.add_trace(go.Scatter(
-            x=[100 * p["acc"] for p in g], y=[100 * p["att"] for p in g], mode="markers", name=d,
+            x=[100 * p["acc"] for p in g], y=[100 * p["att"] for p in g], mode="markers",
+            name="no defense" if d == "none" else d,
             marker=dict(size=12, color=palette[i % len(palette)], line=dict(width=1, color="white"),
                         symbol=["circle" if p["acc"] >= MIN_LEARNED_ACC else "x" for p in g]),
             error_y=dict(type="data", symmetric=False,
@@ -175,7 +176,9 @@ with left:
     event = ui.plot(fig, key=f"{PAGE}:plane", on_select="rerun", height=480)
     unlearned = len(pts) - len(learned)
     st.caption("Click a point to open its run in Results. Error bars: 95% bootstrap over identities. "
-               f"Pareto front: {len(front)} of {len(pts)} runs."
+               f"Pareto front: {len(front)} of {len(pts)} runs"
+               + (" (runs with the same two accuracies lie on one point)" if len({(p["acc"], p["att"]) for p in pts})
+                  < len(pts) else "") + "."
                + (f" {unlearned} run(s) attack a target that did not learn (natural accuracy below "
                   f"{100 * MIN_LEARNED_ACC:.0f}%), drawn as x and left off the front: their low attack accuracy "
                   "is no privacy finding." if unlearned else ""))

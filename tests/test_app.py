@@ -227,7 +227,7 @@ def test_attack_page_without_judge_offers_to_train_one(world, monkeypatch):
 def test_results_page_histograms_comparison_attribution_and_upload(world):
     at = AppTest.from_file(APP, default_timeout=120)
     open_page(at, "results", run=world["attack_full"])
-    assert any(m.label.startswith("Attack accuracy, top-1") for m in at.metric)
+    assert any(m.label.startswith("Top-1 judged by") for m in at.metric)
     assert len(at.get("image")) >= 3  # one row of faces per attacked identity
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {t["type"] for t in spec["data"]} == {"bar"}  # side-by-side bars over log-odds bins
@@ -273,7 +273,7 @@ def test_tradeoff_page(world):
     open_page(at, "tradeoff")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = {t["name"] for t in spec["data"]}
-    assert {"none", "RoLSS"} <= names
+    assert {"no defense", "RoLSS"} <= names
     # targets that did not learn are drawn as x (no privacy finding), the others as circles
     for t in spec["data"]:
         if t.get("mode") == "markers":
@@ -342,7 +342,7 @@ def test_tradeoff_filters_by_architecture(world):
     at = AppTest.from_file(APP, default_timeout=120)
     open_page(at, "tradeoff")
     names = lambda: {t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}  # noqa: E731
-    assert {"none", "RoLSS"} <= names()
+    assert {"no defense", "RoLSS"} <= names()
     at.selectbox(key="tradeoff:arch").set_value("resnet34").run()
     assert_clean(at)
-    assert "RoLSS" in names() and "none" not in names()
+    assert "RoLSS" in names() and "no defense" not in names()

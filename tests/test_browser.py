@@ -250,7 +250,7 @@ def test_layers_and_tradeoff_pages(server, browser, world):
     points.first.click(force=True)  # a click on a point opens its run
     expect(page).to_have_url(re.compile(r"/results\?run=attack-"), timeout=30_000)
     idle(page)
-    expect(page.get_by_text("Attack accuracy, top-1").first).to_be_visible()
+    expect(page.get_by_text("Top-1 judged by").first).to_be_visible()
     ctx.close()
 
 

@@ -54,9 +54,13 @@ def attack_curves(events: list[dict], *, key: str | None = None) -> None:
     fig.add_trace(go.Scatter(x=xs, y=[e.get("loss") for e in events], name="loss", mode="lines"))
     fig.add_trace(go.Scatter(x=xs, y=[e.get("p_target") for e in events], name="target likelihood p_T(y|x)",
                              mode="lines"), secondary_y=True)
-    fig.update_xaxes(title="iteration" + (" (chunks one after another)" if len(chunks) > 1 else ""))
+    # few upright ticks and round likelihood ticks: in the live view's narrow column plotly's defaults turned the
+    # iteration labels vertical and aligned the right axis's ticks to the loss's grid (0.03, 0.392, 0.754)
+    fig.update_xaxes(title="iteration" + (" (chunks one after another)" if len(chunks) > 1 else ""), nticks=5,
+                     tickangle=0)
     fig.update_yaxes(title="loss", secondary_y=False)
-    fig.update_yaxes(title="p_T", range=[0, 1.02], secondary_y=True)
+    fig.update_yaxes(title="likelihood p_T", range=[0, 1.02], tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False,
+                     secondary_y=True)
     fig.update_layout(legend=dict(orientation="h", y=-0.3), title="Attack progress")
     plot(fig, key=key, height=320)
 

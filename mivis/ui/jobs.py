@@ -140,7 +140,7 @@ def job_panel(page: str, rec: JobRecord, live: Callable[[JobRecord], None] | Non
     @st.fragment(run_every=POLL_SECONDS if was_active else None)
     def panel():
         now = m.get(rec.id)
-        cols = st.columns([5, 1])
+        cols = st.columns([3, 1])  # [5, 1] cut the Cancel button to "Can…" at 1024 px
         with cols[0]:
             job_status(now)
         with cols[1]:
