@@ -152,7 +152,7 @@ def fisher_figure(layers: list[str], series: dict[str, list[float]], *, title: s
     shares = {n: fisher_shares(series[n]) for n in names}
     two = ratio and len(names) == 2
     fig = make_subplots(rows=2 if two else 1, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        row_heights=[0.65, 0.35] if two else [1.0])
+                        row_heights=[0.6, 0.4] if two else [1.0])
     for i, n in enumerate(names):
         ys = [v if v > 0 else None for v in shares[n]]
         fig.add_trace(go.Bar(x=layers, y=ys, name=f"{n} (share of its own total)", marker_color=PALETTE[i % 6],
@@ -165,10 +165,11 @@ def fisher_figure(layers: list[str], series: dict[str, list[float]], *, title: s
                                  line=dict(color="#444444"), hovertemplate="%{x}: %{y:.2f}x<extra></extra>"),
                       row=2, col=1)
         fig.add_hline(y=1, line=dict(color="#999999", dash="dot"), row=2, col=1)
-        fig.update_yaxes(title_text="MI ÷ class.", type="log", row=2, col=1,
+        fig.update_yaxes(title_text="MI ÷ class.", type="log", row=2, col=1, title_standoff=4,
                          range=[math.log10(ratio_range[0]), math.log10(ratio_range[1])] if ratio_range else None)
-    fig.update_yaxes(title_text="share of the loss's Fisher info" + (" (log)" if log else ""),
-                     type="log" if log else "linear", row=1, col=1)
+    # a short title (a long one ran into the ratio axis's) and powers of ten, not SI prefixes ("100µ")
+    fig.update_yaxes(title_text="share" + (" (log)" if log else ""), type="log" if log else "linear",
+                     exponentformat="power", row=1, col=1)
     if y_range is not None:
         fig.update_yaxes(range=[math.log10(y_range[0]), math.log10(y_range[1])] if log else list(y_range),
                          row=1, col=1)
