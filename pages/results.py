@@ -255,7 +255,7 @@ with tab_attr:
                 with st.spinner("captum: attributing the attacked class"):
                     a = attribution(*want, str(ws.path))
                 cols = st.columns(4)
-                what = want[2].replace("_", " ")
+                what = METHOD_LABELS.get(want[2], want[2].replace("_", " "))
                 cols[0].image(ui.crisp(ui.to_display(a["reconstruction"]), 192), caption="reconstruction")
                 cols[1].image(ui.overlay(a["reconstruction"], a["map_reconstruction"], 192), caption=f"{what} on it")
                 cols[2].image(ui.crisp(ui.to_display(a["real"]), 192), caption="real private face")

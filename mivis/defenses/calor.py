@@ -38,7 +38,7 @@ def inverse_focal(logits: torch.Tensor, y: torch.Tensor, alpha: float, gamma: fl
 class CALoR(Defense):
     def check(self) -> None:
         if "mid" in self.model_cfg.get("defenses", {}):
-            raise ParamError("calor and mid both replace the classification head; choose one of them")
+            raise ParamError("CALoR and MID both replace the classification head; choose one of them")
 
     def modify_model(self, model: nn.Module, phase: str) -> nn.Module:
         d = model.num_features

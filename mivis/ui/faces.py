@@ -38,7 +38,7 @@ def png_row_pages(path, row_height: int, *, per_page: int = 10, key: str, pad: i
         w, h = im.size
         n_rows = max(1, round((h - pad) / row_height))
         pages = max(1, -(-n_rows // per_page))
-        page = st.number_input(f"Rows {per_page} at a time: page (of {pages})", 1, pages, 1, key=key) \
+        page = st.number_input(f"Page (of {pages}, {per_page} rows each)", 1, pages, 1, key=key) \
             if pages > 1 else 1
         top = (page - 1) * per_page * row_height
         bottom = min(h, top + per_page * row_height + pad)
