@@ -15,7 +15,7 @@ from mivis.evaluation.agreement import E, HUMANS, e_false_positive  # noqa: E402
 from mivis.params import Param  # noqa: E402
 
 PAGE = "judge"
-LETTERS = "ABCDEFGHIJ"
+LABELS = [str(i) for i in range(1, 11)]  # numbers, not letters: "face E" read as the evaluation model E
 st.title("Be the judge")
 st.markdown("An evaluation model **E** decides whether an attack worked, but E learned from the same private "
             "photos as the attacked model, so a reconstruction can fool both without looking like the person. "
@@ -66,9 +66,9 @@ with ask:
     last = st.session_state.get(f"{PAGE}:last")
     if last and last["key"] == key and last["round"] == rnd:
         if last["correct"]:
-            st.success(f"Right: it was face {last['letter']}.", icon=":material/check_circle:")
-        elif last["letter"]:
-            st.warning(f"Not quite: it was face {last['letter']}.", icon=":material/cancel:")
+            st.success(f"Right: it was face {last['face']}.", icon=":material/check_circle:")
+        elif last["face"]:
+            st.warning(f"Not quite: it was face {last['face']}.", icon=":material/cancel:")
     if not todo:
         st.info(f"You have judged all {len(b)} reconstructions of round {rnd}. The tally on the right keeps "
                 "updating while others vote.", icon=":material/how_to_vote:")
@@ -90,11 +90,11 @@ with ask:
                 st.session_state[f"{PAGE}:error"] = ui.one_line(e)
                 return
             st.session_state[f"{PAGE}:last"] = {"key": key, "round": r["round"], "correct": r["correct"],
-                                                "letter": LETTERS[shown.index(r["truth"])]}
+                                                "face": LABELS[shown.index(r["truth"])]}
 
         for i, (col, c) in enumerate(zip(cols, shown)):
-            col.image(ui.crisp(b.gallery[c], 96), caption=f"face {LETTERS[i]}")
-            col.button(LETTERS[i], key=f"{PAGE}:v:{key}:{rnd}:{item}:{i}", on_click=vote, args=(c,),
+            col.image(ui.crisp(b.gallery[c], 96), caption=f"face {LABELS[i]}")
+            col.button(LABELS[i], key=f"{PAGE}:v:{key}:{rnd}:{item}:{i}", on_click=vote, args=(c,),
                        width="stretch")
         st.button("None of them", key=f"{PAGE}:v:{key}:{rnd}:{item}:none", on_click=vote, args=(V.NONE,),
                   icon=":material/block:")
