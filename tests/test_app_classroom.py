@@ -74,3 +74,13 @@ def test_judge_refusal_names_the_real_mismatch(app, ws):
     open_page(app, "attack")
     warning = "\n".join(w.value for w in app.warning)
     assert "No evaluation model can judge" in warning and "64 px" in warning and "32 px" in warning
+
+
+def test_mid_beta_is_typed_not_dragged(app):
+    """MID's beta (paper 0.003) sits in the first 0.03% of its 0-10 range: a slider could not set it."""
+    open_page(app, "architecture", dataset="synthetic", n_private="6", test_per_identity="2")
+    app.toggle(key="architecture:use_mid").set_value(True).run()
+    assert_clean(app)
+    beta = [n for n in app.number_input if "beta" in n.label.lower()]
+    assert len(beta) == 1 and beta[0].value == 0.003
+    assert not [s for s in app.slider if "beta" in s.label.lower()]

@@ -168,6 +168,8 @@ def _use_slider(p: Param) -> bool:
         return False
     if p.type is int:
         return p.step is not None or (p.max - p.min) <= 64
+    if p.default is not None and p.max > p.min and 0 < (p.default - p.min) / (p.max - p.min) < 0.01:
+        return False  # a value in the slider's first 1% (MID's beta 0.003 of 0-10) cannot be set by dragging
     return p.step is not None
 
 
