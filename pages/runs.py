@@ -202,13 +202,6 @@ if run_id and not vs_id:
     delete_box(by_id[run_id])
 elif run_id and vs_id:
     a, b = by_id[run_id], by_id[vs_id]
-    def _metric_name(k: str) -> str:
-        """'extra_judges.dlib.attack_acc_top1' -> 'Attack accuracy, top-1, by dlib'; plain keys in words."""
-        parts = k.split(".")
-        if len(parts) == 3 and parts[0] == "extra_judges":
-            return f"{ui.metric_words(parts[2])}, by {parts[1]}"
-        return ui.metric_words(k) if len(parts) == 1 else " · ".join(p.replace("_", " ") for p in parts)
-
     st.subheader("Comparison")
     # the columns carry the runs' names (never "A" and "B"): left run first, as in the columns below
     na, nb = ui.run_short(a, 20), ui.run_short(b, 20)  # 28 characters pushed the second run off at 1024 px
@@ -230,7 +223,7 @@ elif run_id and vs_id:
             continue
         base = k.rsplit(".", 1)[-1]
         pct = ui.metric_is_fraction(base)
-        rows.append({"metric": _metric_name(k),
+        rows.append({"metric": ui.metric_words(k),
                      na: ui.metric_text(va, pct) if va is not None else "-",
                      nb: ui.metric_text(vb, pct) if vb is not None else "-"})
     if rows:

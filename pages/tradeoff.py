@@ -58,11 +58,6 @@ if points:  # runs are comparable only with the same attack settings and image s
     for p, label in zip(points, attack_labels(ws, [p["record"] for p in points])):
         p["attack"] = f"{label}, {p['px']} px"
 
-def _bold_first(cell: str) -> str:
-    head, _, rest = cell.partition(" ")
-    return f"**{head}** {rest}".rstrip() if rest else cell
-
-
 def measured_table(rows: list[dict]) -> str:
     """The studies' rows as a markdown table of five short columns, six with dlib's drop (a 10-column dataframe
     was cut at 1024 px)."""
@@ -73,7 +68,8 @@ def measured_table(rows: list[dict]) -> str:
         out.append(f"| {r['arch']}, {r['px']} px | {ui.attack_words(r['attack'])} | "
                    f"{ui.study_defense_words(r['defense'])} | **{r['drop pp']:+.1f}** {r['95% CI pp']} | "
                    f"{r['verdict']} ({r['seeds']} seed{'s' if r['seeds'] != 1 else ''}) |"
-                   + (f" {_bold_first(r.get('dlib') or '-')} |" if dlib else ""))
+                   + ((f" **{r['dlib']['drop pp']:+.1f}** {r['dlib']['95% CI pp']} {r['dlib']['verdict']} |"
+                       if r["dlib"] else " - |") if dlib else ""))
     return "\n".join(out)
 
 

@@ -170,6 +170,23 @@ def _pct(m: dict | None) -> str:
     return f"{100 * m['value']:.1f} [{100 * m['lo']:.1f}, {100 * m['hi']:.1f}]"
 
 
+def drop_ci(d: dict) -> str:
+    """A paired drop's interval as '[+15.0, +31.3]' (percentage points)."""
+    return f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
+
+
+def drop_interval(d: dict) -> str:
+    """A paired drop as '+23.3 [+15.0, +31.3]' (percentage points)."""
+    return f"{100 * d['value']:+.1f} {drop_ci(d)}"
+
+
+def drop_direction(d: dict) -> str:
+    """'leaks less' / 'leaks MORE' for a resolved paired drop, else 'not resolved'."""
+    if not d["resolved"]:
+        return "not resolved"
+    return "leaks less" if d["value"] > 0 else "leaks MORE"
+
+
 def _verdict(c: dict | None, row: dict | None = None, judge: str = "drop") -> str:
     if not c or not c.get(judge):
         return "-"
@@ -456,14 +473,6 @@ STUDY_REPORTS = {"v2 CPU: ResNet-18, each stage's skips, SSF, TTS": "docs/v2/r18
                  "v1 CPU": "docs/findings.json", "v1 GPU": "docs/gpu/findings.json"}
 
 
-def _dlib_cell(d: dict | None) -> str | None:
-    """The same paired drop judged by dlib, in the words of the E column; None when the study has no dlib verdicts."""
-    if not d:
-        return None
-    words = ("leaks less" if d["value"] > 0 else "leaks MORE") if d["resolved"] else "not resolved"
-    return f"{100 * d['value']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] {words}"
-
-
 def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> list[dict]:
     """The committed studies' paired drops vs no defense, one row per (study, arch, attack, size,
     defense), for showing next to the papers' numbers what this data does and does not resolve."""
@@ -476,7 +485,7 @@ def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> lis
             vs = r.get("vs_none")
             if not vs:
                 continue
-            d = vs["drop"]
+            d, dd = vs["drop"], vs.get("drop_dlib")  # dd: the same paired drop judged by dlib, if it judged
             broken = r.get("did_not_learn")
             # the verdict next to the defense: the page's column is narrow
             out.append({"arch": r["arch"], "defense": _defense_cell(r),
@@ -484,8 +493,9 @@ def measured_effects(root: Path, reports: dict[str, str] = STUDY_REPORTS) -> lis
                         ("resolved: leaks less" if d["value"] > 0 else "resolved: leaks MORE")
                         if d["resolved"] else "not resolved",
                         "drop pp": round(100 * d["value"], 1),
-                        "95% CI pp": f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]",
+                        "95% CI pp": drop_ci(d),
                         "attack": r["attack"], "px": r["image_size"], "seeds": len(vs["seeds"]),
                         "AttAcc %": round(100 * r["top1"]["value"], 1), "study": study,
-                        "dlib": _dlib_cell(vs.get("drop_dlib"))})
+                        "dlib": dd and {"drop pp": round(100 * dd["value"], 1), "95% CI pp": drop_ci(dd),
+                                        "verdict": drop_direction(dd)}})
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .findings import _defense_cell
+from .findings import _defense_cell, drop_direction, drop_interval
 
 
 def _key(r: dict) -> tuple:
@@ -17,20 +17,12 @@ def verdict(r: dict) -> str:
     if r.get("did_not_learn"):
         return "did not learn"
     vs = r.get("vs_none")
-    if not vs:
-        return "-"
-    d = vs["drop"]
-    if not d["resolved"]:
-        return "not resolved"
-    return "leaks less" if d["value"] > 0 else "leaks MORE"
+    return drop_direction(vs["drop"]) if vs else "-"
 
 
 def _drop(r: dict) -> str:
     vs = r.get("vs_none")
-    if not vs:
-        return "-"
-    d = vs["drop"]
-    return f"{100 * d['value']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
+    return drop_interval(vs["drop"]) if vs else "-"
 
 
 def compare_rows(old: list[dict], new: list[dict]) -> list[dict]:
@@ -80,8 +72,7 @@ def _judged(vs: dict | None, field: str) -> tuple[str, str]:
     d = (vs or {}).get(field)
     if not d:
         return "-", "no verdicts" if vs else "-"
-    v = "not resolved" if not d["resolved"] else ("leaks less" if d["value"] > 0 else "leaks MORE")
-    return f"{100 * d['value']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]", v
+    return drop_interval(d), drop_direction(d)
 
 
 def survival_rows(old: list[dict], reruns: dict[str, list[dict]]) -> list[dict]:
@@ -93,12 +84,13 @@ def survival_rows(old: list[dict], reruns: dict[str, list[dict]]) -> list[dict]:
             index.setdefault(_key(r), (label, r))
     out = []
     for o in old:
-        if verdict(o) not in ("leaks less", "leaks MORE"):
+        v = verdict(o)
+        if v not in ("leaks less", "leaks MORE"):
             continue
         label, r = index.get(_key(o), (None, None))
         e = _judged(r.get("vs_none"), "drop") if r else ("-", "-")
         dl = _judged(r.get("vs_none"), "drop_dlib") if r else ("-", "-")
-        out.append({"cell": o, "verdict_old": verdict(o), "drop_old": _drop(o), "rerun": label,
+        out.append({"cell": o, "verdict_old": v, "drop_old": _drop(o), "rerun": label,
                     "drop_e": e[0], "verdict_e": e[1] if r is None or not r.get("did_not_learn") else "did not learn",
                     "drop_dlib": dl[0], "verdict_dlib": dl[1]})
     return out

@@ -71,7 +71,13 @@ FRACTION_METRICS = {"attack_acc_top1", "attack_acc_top5", "attack_acc_top1_selec
 
 
 def metric_words(key: str) -> str:
-    """A metric's name in plain words ('target_success' -> 'Target success (target's own top-1)')."""
+    """A metric's name in plain words ('target_success' -> 'Target success (target's own top-1)'); a nested
+    key too ('extra_judges.dlib.attack_acc_top1' -> 'Attack accuracy, top-1, by dlib')."""
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "extra_judges":
+        return f"{metric_words(parts[2])}, by {parts[1]}"
+    if len(parts) > 1:
+        return " · ".join(p.replace("_", " ") for p in parts)
     return METRIC_WORDS.get(key, key.replace("_", " ").capitalize())
 
 
