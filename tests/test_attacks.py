@@ -29,7 +29,8 @@ def world(tmp_path_factory):
     return {"ws": ws, "target": target, "eval": judge, "priors": priors}
 
 
-PRIOR_OF = {"whitebox": None, "gmi": "gmi", "kedmi": "kedmi", "lomma": "gmi", "plgmi": "plgmi", "ppa": "gmi"}
+PRIOR_OF = {"whitebox": None, "gmi": "gmi", "kedmi": "kedmi", "lomma": "gmi", "plgmi": "plgmi", "ppa": "gmi",
+            "ifgmi": "gmi"}
 # a 40-step budget whose effect is far above the threshold: the paper's GMI/LOMMA step averages the loss over
 # 100 / 60 latents (1/100 of a latent's own gradient) and needs ~1500 steps; ref_batch 1 gives each latent the
 # GMI code's step at batch 1. KEDMI / PLG-MI / PPA (Adam) get larger learning rates; LOMMA a cheap student.
@@ -37,7 +38,7 @@ PRIOR_OF = {"whitebox": None, "gmi": "gmi", "kedmi": "kedmi", "lomma": "gmi", "p
 # moved on a 2-core AMD EPYC VM (mean rise 0.22 +- 0.12 SE); at 120 steps its rise was 0.50 +- 0.10 there.
 FAST = {"gmi": {"ref_batch": 1},
         "lomma": {"students": "mobilenetv2", "student_epochs": 1, "ref_batch": 1},
-        "ppa": {"pool": 8, "candidates": 3, "lr": 0.2},
+        "ppa": {"pool": 8, "candidates": 3, "lr": 0.2}, "ifgmi": {"pool": 8, "lr": 0.2},
         "kedmi": {"lr": 0.2, "iterations": 120}, "plgmi": {"views": 1, "lr": 0.5}}
 IDS, RESTARTS, ITERS = list(range(6)), 3, 40
 

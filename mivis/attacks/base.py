@@ -120,6 +120,14 @@ class Attack:
     def noise(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         return {}
 
+    def stage_starts(self) -> list[int]:
+        """Iterations at which a staged attack (IF-GMI) begins its next stage; none for one-stage attacks."""
+        return []
+
+    def begin_stage(self, stage: int, lat: dict, y: torch.Tensor) -> dict:
+        """The latents searched from stage `stage` on (no grad; the engine makes them leaves)."""
+        return lat
+
     def forward(self, lat: dict, y: torch.Tensor, noise: dict) -> Forward:
         raise NotImplementedError
 

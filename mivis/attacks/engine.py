@@ -123,8 +123,15 @@ class Engine:
         p_ck = torch.zeros(len(checkpoints), len(y), device=dev)
         report_every = max(1, iterations // 100)
         graphs = self.compile_mode == "reduce-overhead"
+        stages = {s: k for k, s in enumerate(a.stage_starts(), 1)}
         for it in range(iterations):
             self.reporter.check()
+            if it in stages:  # a staged attack (IF-GMI) searches new tensors from here, with a fresh optimiser
+                with torch.no_grad():
+                    lat = a.begin_stage(stages[it], {k: v.detach() for k, v in lat.items()}, y)
+                lat = {k: v.requires_grad_(True) for k, v in lat.items()}
+                params = list(lat.values())
+                opt = LatentOptimizer(a.optimizer(), params)
             noise = a.noise(len(y), gen)
             if graphs:
                 torch.compiler.cudagraph_mark_step_begin()

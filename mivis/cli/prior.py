@@ -60,7 +60,9 @@ def train(args) -> int:
     if args.json:
         print_json({"id": rec.id, "metrics": rec.metrics, "config": rec.config})
     else:
-        print(f"run {rec.id}: {args.type} prior, {rec.metrics['iterations']} iterations in "
+        work = (f"{rec.metrics['components']} components ({rec.metrics['explained_variance']:.1%} of the public "
+                f"images' variance)" if args.type == "pca" else f"{rec.metrics['iterations']} iterations")
+        print(f"run {rec.id}: {args.type} prior, {work} in "
               f"{rec.metrics['train_seconds']:.0f} s on {rec.metrics['device']}; samples: {rec.dir / 'samples.png'}"
               + (f"; exported to {args.export}" if args.export else ""))
     return 0

@@ -1,10 +1,11 @@
 """The prior registry, its parameter declarations, and the loaded-prior container.
 
-Three prior types, all trained on the public identities only:
+Four prior types, all trained on the public identities only:
   gmi    general GAN prior (GMI): unconditional G, realness-only D.
   kedmi  inversion-specific GAN (KEDMI): D also learns the target's soft labels on public data.
   plgmi  pseudo-label conditional GAN (PLG-MI): public images pseudo-labelled by the target
          (top-k per class) train a class-conditional G and a projection D.
+  pca    principal components of the public faces (pca.py): a linear Gaussian prior, no training loop.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from ..params import Param, ParamSet
 from ..registry import Registry
 from .nets import RESOLUTIONS, Discriminator, Generator
+from .pca import PCA_PARAMS, build_pca_nets, pca_net_config
 
 PRIORS = Registry("prior")
 
@@ -83,9 +85,12 @@ def check_policy(policy: str) -> str:
     return ",".join(parts)
 
 
-def net_config(ptype: str, p: dict, img_size: int, channels: int, num_classes: int = 0) -> dict:
+def net_config(ptype: str, p: dict, img_size: int, channels: int, num_classes: int = 0,
+               n_public: int = 0) -> dict:
     """Everything needed to rebuild G and D from scratch (stored with the weights)."""
     from ..params import ParamError
+    if ptype == "pca":
+        return pca_net_config(p, n_public, img_size, channels)
     if img_size not in RESOLUTIONS:
         raise ParamError(f"image_size: GAN priors support {', '.join(map(str, RESOLUTIONS))} px, not {img_size}")
     head = {"gmi": "none", "kedmi": "classes", "plgmi": "projection"}[ptype]
@@ -96,6 +101,8 @@ def net_config(ptype: str, p: dict, img_size: int, channels: int, num_classes: i
 
 
 def build_nets(cfg: dict) -> tuple[Generator, Discriminator]:
+    if cfg["type"] == "pca":
+        return build_pca_nets(cfg)
     g = Generator(cfg["z_dim"], cfg["img_size"], cfg["channels"], cfg["g_width"],
                   cfg["num_classes"] if cfg["conditional"] else 0)
     d = Discriminator(cfg["img_size"], cfg["channels"], cfg["d_width"], cfg["num_classes"], cfg["d_head"],
@@ -147,6 +154,9 @@ def register_prior_types() -> None:
                     help="inversion-specific GAN (KEDMI): D also learns the target's soft labels")
     PRIORS.register("plgmi", "plgmi", params=GAN_PARAMS + PLGMI_PARAMS, needs_target=True,
                     help="pseudo-label conditional GAN (PLG-MI): public images labelled by the target")
+    PRIORS.register("pca", "pca", params=PCA_PARAMS, needs_target=False,
+                    help="principal components of the public faces (probabilistic PCA): fitted in seconds, "
+                         "expresses more private faces than a small GAN, blurrier")
 
 
 register_prior_types()

@@ -68,14 +68,29 @@ class Generator(nn.Module):
     def _bn(self, i: int, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return torch.relu(self.norms[i](h, y) if self.num_classes else self.norms[i](h))  # Identity once folded
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def blocks(self) -> int:
+        """Feature blocks: 0 = fc (the s0 x s0 map), 1..n = upsample + conv; their outputs can be searched."""
+        return len(self.convs) + 1
+
+    def head(self, z: torch.Tensor, block: int, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The output (after BN and ReLU) of feature block `block` for latents z."""
         if self.num_classes and y is None:
             raise ValueError("this generator is conditional: pass class labels y")
         h = self.fc(z).view(z.shape[0], self.c0, self.s0, self.s0)
         h = self._bn(0, h, y)
-        for i, conv in enumerate(self.convs):
+        for i, conv in enumerate(self.convs[:block]):
             h = self._bn(i + 1, conv(self.up(h)), y)
+        return h
+
+    def tail(self, h: torch.Tensor, block: int, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images from the output of feature block `block` (the rest of the generator)."""
+        for i in range(block, len(self.convs)):
+            h = self._bn(i + 1, self.convs[i](self.up(h)), y)
         return torch.tanh(self.out(h))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.tail(self.head(z, 0, y), 0, y)
 
 
 class Discriminator(nn.Module):

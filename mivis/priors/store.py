@@ -47,6 +47,8 @@ def check_net_config(net) -> str | None:
     t = net.get("type")
     if not isinstance(t, str) or t not in PRIORS:
         return f"type {str(t)[:40]!r} is not a prior type ({', '.join(PRIORS.names())})"
+    if t == "pca":
+        return _check_pca_config(net)
     heads = {"gmi": "none", "kedmi": "classes", "plgmi": "projection"}
     want = {"z_dim": int, "img_size": int, "channels": int, "g_width": int, "d_width": int, "num_classes": int,
             "conditional": bool, "d_head": str, "spectral_norm": bool, "loss": str}
@@ -74,6 +76,23 @@ def check_net_config(net) -> str | None:
         return f"d_head {net['d_head']!r} / conditional {net['conditional']} do not match a {t} prior"
     if heads[t] != "none" and net["num_classes"] < 1:
         return f"a {t} prior needs num_classes >= 1"
+    return None
+
+
+def _check_pca_config(net: dict) -> str | None:
+    from .pca import MAX_PIXELS
+    for k, typ in {"z_dim": int, "img_size": int, "channels": int, "flip": bool, "conditional": bool}.items():
+        v = net.get(k)
+        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+            return f"{k} is {str(v)[:40]!r}, not a{'n' if typ is int else ''} {typ.__name__}"
+    if net["channels"] not in (1, 3):
+        return f"channels {net['channels']} is not 1 or 3"
+    if not 8 <= net["img_size"] <= 256 or net["channels"] * net["img_size"] ** 2 > MAX_PIXELS:
+        return f"img_size {net['img_size']} is not in 8..256"
+    if not 1 <= net["z_dim"] <= net["channels"] * net["img_size"] ** 2:
+        return f"z_dim {net['z_dim']} is not in 1..{net['channels'] * net['img_size'] ** 2}"
+    if net["conditional"] or net.get("num_classes", 0):
+        return "a pca prior is unconditional"
     return None
 
 
@@ -116,7 +135,8 @@ def prepare_prior(ptype: str, params: dict | None, data_cfg: dict | None, target
             raise ParamError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
         given = {**PRESETS[preset], **given}
     p = entry.params.validate(given, context=f"prior {ptype}")
-    p["diffaug"] = check_policy(p["diffaug"])
+    if "diffaug" in p:
+        p["diffaug"] = check_policy(p["diffaug"])
     resolve_device(p["device"])
     target = None
     if entry.meta.get("needs_target"):
@@ -135,9 +155,9 @@ def prepare_prior(ptype: str, params: dict | None, data_cfg: dict | None, target
         raise ParamError(f"a {ptype} prior does not use a target model; leave target_run empty")
     split = load_split(data_cfg)
     c, h, _ = split.image_shape
-    net_config(ptype, p, h, c, split.num_classes)  # refuses unsupported resolutions
     if len(split.public) < 2:
         raise ParamError("the public set has fewer than 2 images; a prior cannot be trained")
+    net_config(ptype, p, h, c, split.num_classes, len(split.public))  # refuses unsupported resolutions
     return p, split, target
 
 
@@ -150,7 +170,7 @@ def train_prior(ptype: str, params: dict | None = None, data_cfg: dict | None = 
     ws = workspace or Workspace()
     p, split, target = prepare_prior(ptype, params, data_cfg, target_run, ws, preset)
     c, h, _ = split.image_shape
-    ncfg = net_config(ptype, p, h, c, split.num_classes)
+    ncfg = net_config(ptype, p, h, c, split.num_classes, len(split.public))
     config = {"type": ptype, "params": p, "data": split.config, "net": ncfg, "preset": preset,
               "target_run": target.id if target else None}
     run = ws.create("prior", config, parents=[target.id] if target else [], seed=p["seed"],
@@ -160,6 +180,9 @@ def train_prior(ptype: str, params: dict | None = None, data_cfg: dict | None = 
         device = resolve_device(p["device"])
         torch.manual_seed(p["seed"])
         G, D = build_nets(ncfg)
+        if ptype == "pca":
+            _fit_pca_run(run, G, D, p, ncfg, split, device, reporter)
+            return run.record()
         variant = build_variant(ptype, p, split, ws, target, device)
         g = torch.Generator().manual_seed(p["seed"] + 7)
         fixed_z = torch.randn(64, ncfg["z_dim"], generator=g)
@@ -188,6 +211,22 @@ def train_prior(ptype: str, params: dict | None = None, data_cfg: dict | None = 
     return run.record()
 
 
+def _fit_pca_run(run, G, D, p: dict, ncfg: dict, split, device, reporter: Reporter) -> None:
+    from ..grid import grid_png
+    from .pca import fit_pca
+    t0 = time.monotonic()
+    info = fit_pca(G, D, split.public.x, p["flip"], device, reporter)
+    meta = {"prior_type": "pca", "net": ncfg, "run": run.id}
+    run.save_weights(G.state_dict(), meta, name="generator.safetensors")
+    run.save_weights(D.state_dict(), meta, name="discriminator.safetensors")
+    run.write_json("prior.json", _prior_json(ncfg, split, None))
+    z = torch.randn(64, ncfg["z_dim"], generator=torch.Generator().manual_seed(p["seed"] + 7))
+    with torch.no_grad():
+        run.write_bytes("samples.png", grid_png(G(z), 8, scale=2 if ncfg["img_size"] <= 32 else 1))
+    run.finish({"train_seconds": round(time.monotonic() - t0, 2), "device": str(device), "iterations": 0,
+                **info, "g_params": 0, "d_params": 0})
+
+
 def _prior_json(ncfg: dict, split, target: RunRecord | None) -> dict:
     return {"format": "mivis-prior-1", "net": ncfg, "data": split.config, "public": split.public_names,
             "private_excluded": split.private_names, "data_fingerprint": split.fingerprint,
@@ -209,8 +248,10 @@ def load_prior(ws: Workspace, run_id: str, device: str | torch.device = "cpu") -
             raise DamagedRun(rec.id, f"{f} is missing")
         load_into(net, rec.file(f))
     D.eval()
-    bake_spectral_norm(D)
-    fold_batchnorm(G.eval())
+    if ncfg["type"] != "pca":
+        bake_spectral_norm(D)
+        fold_batchnorm(G.eval())
+    G.eval()
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     for m in (G, D):
         m.requires_grad_(False)
