@@ -140,7 +140,7 @@ if need != "none":
         pc[0].warning(f"No {kind} fits this target ({target.config['model']['img_size']} px). Train one below.",
                       icon=":material/warning:")
     with st.expander("Train a new prior", expanded=not options, icon=":material/model_training:"):
-        ptypes = ("plgmi",) if need == "conditional" else ("gmi", "kedmi")
+        ptypes = ("plgmi",) if need == "conditional" else ("gmi", "kedmi", "pca")
         ptype = knobs.widget(Param("prior_type", str, ptypes[0], "prior type", choices=ptypes), label="Prior type")
         ppreset = knobs.widget(Param("prior_preset", str, "cpu", "iterations and batch: smoke = seconds (blobs, "
                                      "tests only); cpu = sized for a 2-core CPU (the progress bar shows the time left); default = the GPU "

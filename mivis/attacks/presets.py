@@ -13,7 +13,8 @@ from __future__ import annotations
 from ..params import ParamError
 
 PRESETS = {
-    "classroom": {"restarts": 5, "iterations": 100, "_ppa": {"pool": 50, "candidates": 5}},
+    "classroom": {"restarts": 5, "iterations": 100, "_ppa": {"pool": 50, "candidates": 5},
+                  "_ifgmi": {"iterations": 80}},
     "paper": {"restarts": 5},
     "gpu": {"restarts": 5, "compile": "reduce-overhead"},
 }

@@ -130,7 +130,7 @@ def prepare_prior(ptype: str, params: dict | None, data_cfg: dict | None, target
     from ..train import load_classifier  # noqa: F401  (imported for the error types only)
     entry = PRIORS.get(ptype)
     given = dict(params or {})
-    if preset:
+    if preset and ptype != "pca":  # the presets size a GAN's training loop; a PCA fit has none
         if preset not in PRESETS:
             raise ParamError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
         given = {**PRESETS[preset], **given}
