@@ -20,8 +20,10 @@ from __future__ import annotations
 import torch
 
 from ..params import FLOAT_LIST, INT_LIST, Param, ParamError, ParamSet
+from ..progress import NULL
 from .base import Forward, register_attack
 from .ppa import PPA, crop_view
+from .surrogates import distill
 
 
 def project_l1_ball(v: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
@@ -69,10 +71,24 @@ class IFGMI(PPA):
         if len(steps) - 1 > blocks:
             raise ParamError(f"ifgmi: {len(steps)} stages, but this prior's generator has {blocks} feature "
                              f"blocks (at most {blocks + 1} stages)")
+        self.archs = [a.strip() for a in p["students"].split(",") if a.strip()]
+        if self.archs:
+            from ..models import ARCHITECTURES
+            for a in self.archs:
+                ARCHITECTURES.get(a)
+        self.students: list[torch.nn.Module] = []
         self.lengths = stage_lengths(p["iterations"], steps)
         self.radius = radius
         self.stage = 0
         self.anchor: torch.Tensor | None = None
+
+    def prepare(self) -> None:
+        """LOMMA's model augmentation (optional): students distilled from the target on the public images."""
+        ctx = self.ctx
+        self.students = [distill(ctx.workspace, ctx.target_record, self.T, ctx.split.public.x, a,
+                                 self.p["student_epochs"], self.p["seed"] + k, ctx.device,
+                                 ctx.reporter.child(student=a) if ctx.reporter else NULL)
+                         for k, a in enumerate(self.archs)]
 
     def candidates_per_identity(self, restarts: int) -> int:
         return super().candidates_per_identity(restarts) if self.p["final_selection"] else restarts
@@ -120,6 +136,8 @@ class IFGMI(PPA):
         v = crop_view(x, tuple(self.p["crop"]), flip=False, r=noise["view"]) if "view" in noise else x
         logits = self.T(v)
         idl = self.identity_loss(logits, y)
+        if self.students:  # the loss averaged over the target and its students (LOMMA's augmentation)
+            idl = (idl + sum(self.identity_loss(m(v), y) for m in self.students)) / (1 + len(self.students))
         return Forward(x, logits, idl, idl)
 
     def render(self, lat, y):
@@ -157,6 +175,10 @@ register_attack(IFGMI, ParamSet([
     Param("crop", FLOAT_LIST, [0.9, 1.0], "area fraction range of the random resized square crop the target "
           "sees (IF-GMI: 0.9-1.0)", min=0.01, max=1.0),
     Param("final_views", int, 100, "with final_selection: transforms averaged (PPA: 100)", min=1, max=1000),
+    Param("students", str, "", "LOMMA's model augmentation, not IF-GMI's: architectures of students distilled "
+          "from the target on the public images, comma-separated; the Poincare loss is averaged over the target "
+          "and them (empty = the target alone, as IF-GMI)"),
+    Param("student_epochs", int, 40, "distillation epochs per student (LOMMA's augmentation)", min=1, max=1000),
     Param("final_crop", FLOAT_LIST, [0.5, 0.9], "with final_selection: crop area range (PPA: 0.5-0.9)",
           min=0.01, max=1.0),
 ]), "IF-GMI: the latent, then the generator's intermediate features layer by layer inside l1 balls")
