@@ -69,8 +69,11 @@ class IFGMI(PPA):
             raise ParamError(f"ifgmi radius: one value per stage ({len(steps)}), not {len(radius)}")
         blocks = ctx.prior.G.blocks if ctx.prior is not None else len(steps)
         if len(steps) - 1 > blocks:
-            raise ParamError(f"ifgmi: {len(steps)} stages, but this prior's generator has {blocks} feature "
-                             f"blocks (at most {blocks + 1} stages)")
+            kind = ctx.prior.config.get("type", "this") if ctx.prior is not None else "this"
+            raise ParamError(f"ifgmi: {len(steps)} stages, but a {kind} prior's generator has {blocks} feature "
+                             f"block(s): at most {blocks + 1} stages; give stage_steps and radius "
+                             f"{blocks + 1} values each (e.g. stage_steps "
+                             f"{','.join(['70'] + ['10'] * blocks)}, radius {','.join(['0'] + ['0.1'] * blocks)})")
         self.archs = [a.strip() for a in p["students"].split(",") if a.strip()]
         if self.archs:
             from ..models import ARCHITECTURES
