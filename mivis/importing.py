@@ -286,6 +286,9 @@ def order_warning(metrics: dict) -> str | None:
 def export_timm(ws: Workspace, run_id: str, out: str | Path) -> Path:
     """A mivis classifier run as a safetensors file in timm's own layout (head -> timm's classifier)."""
     from .train import load_classifier
+    out = Path(out).expanduser()
+    if not out.name or out.is_dir():
+        raise ParamError(f"{out} is a folder; name the .safetensors file to write")
     model, rec = load_classifier(ws, run_id)
     mcfg = rec.config["model"]
     if mcfg.get("defenses"):
@@ -296,6 +299,8 @@ def export_timm(ws: Workspace, run_id: str, out: str | Path) -> Path:
     state = {}
     for k, v in model.state_dict().items():
         state[clf + k[4:] if k.startswith("head.") else k.removeprefix("body.")] = v
-    out = Path(out).expanduser()
-    save_weights(out, state, {"arch": ARCHITECTURES.get(mcfg["arch"]).meta["timm_name"], "exported_from": run_id})
+    try:
+        save_weights(out, state, {"arch": ARCHITECTURES.get(mcfg["arch"]).meta["timm_name"], "exported_from": run_id})
+    except OSError as e:  # e.g. a name too long, a read-only folder: one line
+        raise ParamError(f"cannot write {str(out)[:200]}: {e.strerror or e}") from None
     return out

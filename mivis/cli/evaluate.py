@@ -222,8 +222,10 @@ def survival(args) -> int:
     from ..params import ParamError
     from ..report.versions import write_survival
     report = Path(args.report)
+    if not report.is_file():
+        raise ParamError(f"survival: no report file {args.report!r}")
     old = report.with_suffix(".json")
-    for p in (report, old, *map(Path, args.reruns)):
+    for p in (old, *map(Path, args.reruns)):
         if not p.is_file():
             raise ParamError(f"survival: no report file {p}")
     reruns = {str(Path(p).parent): Path(p) for p in args.reruns}
