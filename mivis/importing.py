@@ -123,12 +123,27 @@ def read_class_order(text_or_path: str | None, allow_file: bool = True) -> list[
         return None
     p = Path(text_or_path).expanduser()
     if allow_file and "," not in text_or_path and p.is_file():
-        names = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+        names = [ln.strip() for ln in _class_order_text(p).splitlines() if ln.strip()]
     else:
         names = [c.strip() for c in text_or_path.split(",") if c.strip()]
     if not names:
         raise ParamError("class order: empty")
     return names
+
+
+def _class_order_text(p: Path) -> str:
+    """A class-order file's text; a binary, huge or unreadable file is one ParamError naming it."""
+    try:
+        if p.stat().st_size > 10 * 2**20:
+            raise ParamError(f"class order: {p} is larger than 10 MiB; a list of class names is needed")
+        text = p.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ParamError(f"class order: cannot read {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ParamError(f"class order: {p} is not a text file (one class name a line is needed)") from None
+    if "\x00" in text:
+        raise ParamError(f"class order: {p} is not a text file (one class name a line is needed)")
+    return text
 
 
 @torch.no_grad()
@@ -271,6 +286,9 @@ def order_warning(metrics: dict) -> str | None:
 def export_timm(ws: Workspace, run_id: str, out: str | Path) -> Path:
     """A mivis classifier run as a safetensors file in timm's own layout (head -> timm's classifier)."""
     from .train import load_classifier
+    out = Path(out).expanduser()
+    if not out.name or out.is_dir():
+        raise ParamError(f"{out} is a folder; name the .safetensors file to write")
     model, rec = load_classifier(ws, run_id)
     mcfg = rec.config["model"]
     if mcfg.get("defenses"):
@@ -281,6 +299,8 @@ def export_timm(ws: Workspace, run_id: str, out: str | Path) -> Path:
     state = {}
     for k, v in model.state_dict().items():
         state[clf + k[4:] if k.startswith("head.") else k.removeprefix("body.")] = v
-    out = Path(out).expanduser()
-    save_weights(out, state, {"arch": ARCHITECTURES.get(mcfg["arch"]).meta["timm_name"], "exported_from": run_id})
+    try:
+        save_weights(out, state, {"arch": ARCHITECTURES.get(mcfg["arch"]).meta["timm_name"], "exported_from": run_id})
+    except OSError as e:  # e.g. a name too long, a read-only folder: one line
+        raise ParamError(f"cannot write {str(out)[:200]}: {e.strerror or e}") from None
     return out

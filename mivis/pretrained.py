@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .models import ARCHITECTURES, Classifier
-from .weights import WeightsError, load_tensors
+from .weights import WeightsError, first_nonfinite, load_tensors
 
 _STRIP = ("module.", "model.", "body.")
 
@@ -132,6 +132,10 @@ def load_pretrained_body(model: Classifier, path: str | Path, arch: str) -> dict
             parts.append(f"{len(mismatched)} shapes differ (e.g. {mismatched[0]})")
         raise WeightsError(f"{path}: not a {arch} checkpoint this model can start from: "
                            + "; ".join(parts) + hint)
+    bad = first_nonfinite(take, {n for n, _ in body.named_parameters()})
+    if bad:  # refused here, before a run exists (not a FloatingPointError at epoch 1)
+        raise WeightsError(f"{path}: weights contain NaN or infinite values (e.g. {bad}); a model cannot start "
+                           "from them")
     body.load_state_dict(take, strict=False)
     return {"loaded": len(take), "head_dropped": len(dropped), "adapted": adapted,
             "unused_removed_by_surgery": len(removed_by_surgery)}

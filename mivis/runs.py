@@ -27,6 +27,7 @@ STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
 # (a tampered or hand-edited database) is shown as damaged and its id is never used as a path
 RUN_ID_RE = re.compile(r"[a-z][a-z0-9_]{0,31}-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 DB_NAME = "mivis.sqlite"
+CONFIG_DAMAGE = "its config in the registry"  # how `damage` names a config column that is not a JSON object
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -273,10 +274,12 @@ class Workspace:
     path that is not a folder, a mivis.sqlite that is not a database, and a registry that has
     vanished while its run folders are still there (never silently starts an empty one)."""
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, *, create: bool = True):
         self.path = Path(path or os.environ.get(ENV_VAR) or DEFAULT_WORKSPACE).expanduser().resolve()
         if self.path.exists() and not self.path.is_dir():
             raise RegistryError(f"workspace {self.path} is not a folder")
+        if not create and not (self.path / DB_NAME).is_file():  # a command that only reads creates nothing
+            raise RegistryError(f"no mivis workspace at {self.path} (it has no {DB_NAME}); nothing was created")
         self.runs_dir = self.path / "runs"
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -405,13 +408,19 @@ class Workspace:
             self._update(rid, status="interrupted", error="the process running it stopped", finished=time.time())
         return dead
 
-    def get(self, run_id: str) -> RunRecord:
+    def get(self, run_id: str, *, damaged: bool = False) -> RunRecord:
+        """The run's record. A row whose config column is damaged (`runs list` shows it as DAMAGED) cannot
+        rebuild anything: it is refused as a DamagedRun naming the damage, unless `damaged=True` (to show or
+        delete it). Other damaged columns read as empty values (listed in `damage`)."""
         self.reap()
         with self._connect() as con:
             row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            raise RunError(f"no run {run_id!r} in workspace {self.path}")
-        return self._record(row)
+            raise RunError(f"no run {str(run_id)[:80]!r} in workspace {self.path}")
+        rec = self._record(row)
+        if not damaged and any(d.startswith(CONFIG_DAMAGE) for d in rec.damage):
+            raise DamagedRun(rec.id, "; ".join(rec.damage) + " (`python -m mivis runs delete` removes it)")
+        return rec
 
     def exists(self, run_id: str) -> bool:
         with self._connect() as con:
@@ -463,7 +472,7 @@ class Workspace:
         or when a queued or running job needs it (naming the job). A run that finished runs were made
         from is deleted only with `cascade=True`, which deletes those runs (and theirs) too. A row
         whose id is not a valid run id loses its row only; no file is touched for it."""
-        rec = self.get(run_id)
+        rec = self.get(run_id, damaged=True)
         if not valid_run_id(rec.id):
             with self._connect() as con:
                 con.execute("DELETE FROM runs WHERE id = ?", (rec.id,))

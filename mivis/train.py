@@ -233,6 +233,7 @@ def prepare_training(role: str, train_cfg: dict | None, data_cfg: dict | None,
         init = workspace.get(cfg["init_run"])
         if init.kind not in CLASSIFIER_KINDS or init.status != "done":
             raise ParamError(f"init_run {init.id} is a {init.status} {init.kind} run; a finished classifier is needed")
+        classifier_config(init)
         if not same_architecture(init.config["model"]["arch"], cfg["arch"]):
             raise ParamError(f"init_run {init.id} is a {init.config['model']['arch']}, not a {cfg['arch']}")
     if cfg["init_weights"]:
@@ -312,6 +313,20 @@ def train_run(role: str, train_cfg: dict | None = None, data_cfg: dict | None = 
     return run.record()
 
 
+def classifier_config(rec: RunRecord) -> dict:
+    """A classifier run's model config, checked enough to rebuild the model and its data (a registry row
+    edited by hand: DamagedRun naming the run, not a KeyError later)."""
+    from .runs import DamagedRun
+    m = rec.config.get("model")
+    ints = ("num_classes", "in_chans", "img_size")
+    if not isinstance(m, dict) or not isinstance(m.get("arch"), str) \
+            or not all(isinstance(m.get(k), int) and not isinstance(m.get(k), bool) for k in ints) \
+            or not isinstance(rec.config.get("data"), dict):
+        raise DamagedRun(rec.id, "its config has no usable model (arch, num_classes, in_chans, img_size) or data "
+                                 "description, so it cannot be rebuilt")
+    return m
+
+
 def load_classifier(ws: Workspace, run_id: str, device: str | torch.device = "cpu") -> tuple[Classifier, RunRecord]:
     """Rebuild a finished classifier run and load its weights, checked against its config."""
     from .weights import load_into
@@ -320,7 +335,7 @@ def load_classifier(ws: Workspace, run_id: str, device: str | torch.device = "cp
         raise ParamError(f"run {run_id} is a {rec.kind} run, not a classifier")
     if rec.status != "done":
         raise ParamError(f"run {run_id} is {rec.status}; only finished runs can be loaded")
-    model = model_for_loading(rec.config["model"])
+    model = model_for_loading(classifier_config(rec))
     load_into(model, rec.file("weights.safetensors"), expect={"arch": rec.config["model"]["arch"]})
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     return prepare(model, dev).eval(), rec

@@ -24,7 +24,7 @@ import numpy as np
 
 from .evaluation.bootstrap import bootstrap_mean
 from .params import ParamError
-from .runs import RunError, Workspace
+from .runs import DamagedRun, RunError, Workspace
 
 DEMO = "demo"
 NONE = -1
@@ -154,6 +154,8 @@ def run_ballot(ws: Workspace, run_id: str) -> Ballot:
     from .data import load_split, to_uint8
     try:
         rec = ws.get(run_id)
+    except DamagedRun:
+        raise
     except RunError:
         raise ParamError(f"no attack run {run_id!r} in workspace {ws.path} (or use {DEMO!r} for the shipped "
                          "demo)") from None
@@ -209,6 +211,8 @@ def _check_key(ws: Workspace, key: str) -> str:
         return key
     try:
         rec = ws.get(key)
+    except DamagedRun:
+        raise
     except RunError:
         raise ParamError(f"no attack run {key!r} in workspace {ws.path} (or use {DEMO!r} for the shipped demo)") \
             from None

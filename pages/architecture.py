@@ -384,8 +384,6 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
                                 placeholder="blank: the data split's order (one name a line or comma-separated)")
     err_key = f"{PAGE}:import_error"
     if st.button("Import", key=f"{PAGE}:import", icon=":material/upload:", disabled=up is None):
-        import hashlib
-
         from mivis.importing import import_model, read_class_order
         from mivis.params import FLOAT_LIST
 
@@ -394,18 +392,15 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
         st.session_state.pop(err_key, None)
         try:
             with st.spinner("checking the file and measuring held-out accuracy"):
-                raw = up.getvalue()
-                folder = ui.workspace().path / "uploads"
-                folder.mkdir(parents=True, exist_ok=True)
-                path = folder / f"{hashlib.sha256(raw).hexdigest()[:16]}.safetensors"
-                path.write_bytes(raw)
-                rec = import_model(path, imp_arch.strip(), data, role=imp_role, num_classes=int(imp_classes),
-                                   img_size=int(imp_size), in_chans=int(imp_chans), mean=floats(mean_txt, "mean"),
-                                   std=floats(std_txt, "std"),
-                                   class_order=read_class_order(order_txt.replace("\n", ",").strip() or None,
-                                                                allow_file=False),
-                                   workspace=ui.workspace(),
-                                   name=f"{imp_role} {imp_arch.strip()} (imported {up.name})")
+                from mivis.uploads import kept_if_used
+                with kept_if_used(ui.workspace(), up.getvalue()) as path:  # a refused upload is removed again
+                    rec = import_model(path, imp_arch.strip(), data, role=imp_role, num_classes=int(imp_classes),
+                                       img_size=int(imp_size), in_chans=int(imp_chans),
+                                       mean=floats(mean_txt, "mean"), std=floats(std_txt, "std"),
+                                       class_order=read_class_order(order_txt.replace("\n", ",").strip() or None,
+                                                                    allow_file=False),
+                                       workspace=ui.workspace(),
+                                       name=f"{imp_role} {imp_arch.strip()} (imported {up.name})")
             st.session_state[f"{PAGE}:imported"] = rec.id
         except ui.user_error_types() as e:  # kept until the next attempt (a rerun must not wipe the refusal)
             st.session_state[err_key] = f"{up.name}: {ui.one_line(e)}"

@@ -33,6 +33,10 @@ def source_label(key: str) -> str:
     return ui.run_label(ws.get(key))
 
 
+was = st.session_state.get(knobs.key("run"))  # the run this session was judging, if it has been deleted since
+if was not in (None, *sources) and not ws.exists(str(was)):
+    st.warning(f"Run {ui.plain(str(was)[:80])} was deleted: its reconstructions can no longer be judged; the demo "
+               "is shown instead.", icon=":material/delete:")
 c1, c2 = st.columns([3, 1])
 key = knobs.widget(Param("run", str, V.DEMO, "the reconstructions to judge", choices=tuple(sources)),
                    label="Reconstructions", container=c1, sticky=True, format_func=source_label)
@@ -108,6 +112,10 @@ with ask:
 @st.fragment(run_every=2)
 def live_tally() -> None:
     """Re-reads the registry every 2 s: votes from other sessions appear without a click."""
+    if key != V.DEMO and not ws.exists(key):  # deleted while this page is open: one line, not an exception box
+        st.warning(f"Run `{key}` was deleted: its tally is gone with it; choose other reconstructions.",
+                   icon=":material/delete:")
+        return
     t = V.tally(ws, key, n_boot=1000)
     st.subheader(f"Class tally · round {t['round']}")
     ui.metric_row([

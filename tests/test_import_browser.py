@@ -63,6 +63,8 @@ def test_upload_imports_a_timm_model_as_a_target(browser, tmp_path):  # noqa: F8
         page.get_by_role("button", name="Import", exact=True).click()
         expect(page.get_by_text("mivis never unpickles files").first).to_be_visible(timeout=60_000)
         assert len(Workspace(ws_path).list(kind="target")) == 1
+        kept = list((ws_path / "uploads").iterdir())  # the refused pickle was removed again; the import kept
+        assert len(kept) == 1 and kept[0].read_bytes() == f.read_bytes(), kept
         ctx.close()
     finally:
         tail = stop_server(proc, log)

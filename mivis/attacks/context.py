@@ -20,6 +20,8 @@ def check_target(ws: Workspace, target_run: str) -> RunRecord:
                          f"attack a target run")
     if rec.status != "done":
         raise ParamError(f"target run {rec.id} is {rec.status}; only finished classifiers can be attacked")
+    from ..train import classifier_config
+    classifier_config(rec)  # a hand-edited config: DamagedRun now, not a KeyError later
     return rec
 
 

@@ -162,6 +162,11 @@ def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, e
     rec = ws.get(attack_run_id)
     if rec.kind != "attack" or rec.status != "done":
         raise ParamError(f"run {attack_run_id} is a {rec.status} {rec.kind} run; a finished attack run is needed")
+    cfg = rec.config
+    if not (isinstance(cfg.get("target_run"), str) and isinstance(cfg.get("eval_run"), str)
+            and isinstance(cfg.get("attack"), dict) and isinstance(cfg["attack"].get("params"), dict)):
+        from ..runs import DamagedRun
+        raise DamagedRun(rec.id, "its config names no target run, evaluation model or attack parameters")
     target = ws.get(rec.config["target_run"])
     primary, make_judges = _judges(ws, target, eval_run or rec.config["eval_run"], list(extra_judges), "cpu")
     if dlib is None:  # keep the independent judge's verdicts when it is installed

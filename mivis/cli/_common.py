@@ -30,8 +30,9 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._expand_help(literal)
 
 
-def workspace(args) -> Workspace:
-    return Workspace(getattr(args, "workspace", None))
+def workspace(args, create: bool = True) -> Workspace:
+    """The command's workspace; `create=False` (commands that only read it) refuses a missing one."""
+    return Workspace(getattr(args, "workspace", None), create=create)
 
 
 def console_reporter(quiet: bool = False) -> Reporter:

@@ -79,7 +79,7 @@ def show(args) -> int:
     from ..evaluation import load_evaluation
     from ..evaluation.agreement import e_false_positive
     from ..votes import judges
-    ws = workspace(args)
+    ws = workspace(args, create=False)
     rec, ev = load_evaluation(ws, args.run_id)
     agree = judges(ws, rec.id, ev)
     if args.json:
@@ -107,7 +107,7 @@ def compare(args) -> int:
     from ..evaluation import compare_runs
     from ..evaluation.compare import JUDGE_METRIC
     metric = JUDGE_METRIC[args.by] if args.by else args.metric
-    out = compare_runs(workspace(args), args.run_a, args.run_b, metric)
+    out = compare_runs(workspace(args, create=False), args.run_a, args.run_b, metric)
     if args.json:
         print_json(out)
     else:
@@ -120,7 +120,7 @@ def compare(args) -> int:
 def delta_cmd(args) -> int:
     from ..evaluation import delta
     from ..evaluation.compare import JUDGE_METRIC
-    out = delta(workspace(args), args.defended_run, args.reference_run, JUDGE_METRIC[args.by])
+    out = delta(workspace(args, create=False), args.defended_run, args.reference_run, JUDGE_METRIC[args.by])
     if args.json:
         print_json(out)
     elif out["value"] is None:
@@ -187,7 +187,9 @@ def verify_dlib(args) -> int:
     ws = workspace(args)
     e = None
     if args.eval_run:
+        from ..train import classifier_config
         rec = ws.get(args.eval_run)
+        classifier_config(rec)  # a hand-edited config: DamagedRun naming the run, not a KeyError
         data, e = rec.config["data"], rec.metrics.get("natural_acc")
     else:
         data = DATA_PARAMS.from_namespace(args)
@@ -220,8 +222,10 @@ def survival(args) -> int:
     from ..params import ParamError
     from ..report.versions import write_survival
     report = Path(args.report)
+    if not report.is_file():
+        raise ParamError(f"survival: no report file {args.report!r}")
     old = report.with_suffix(".json")
-    for p in (report, old, *map(Path, args.reruns)):
+    for p in (old, *map(Path, args.reruns)):
         if not p.is_file():
             raise ParamError(f"survival: no report file {p}")
     reruns = {str(Path(p).parent): Path(p) for p in args.reruns}

@@ -25,7 +25,7 @@ def _pct(m) -> str:
 
 def tally(args) -> int:
     from ..votes import tally as tally_votes
-    out = tally_votes(workspace(args), args.run_id)
+    out = tally_votes(workspace(args, create=False), args.run_id)
     if args.json:
         print_json(out)
         return 0
@@ -41,6 +41,6 @@ def tally(args) -> int:
 
 def reset(args) -> int:
     from ..votes import reset_round
-    rnd = reset_round(workspace(args), args.run_id)
+    rnd = reset_round(workspace(args, create=False), args.run_id)
     print(f"{args.run_id}: round {rnd} started; the earlier rounds' votes are kept but no longer counted")
     return 0

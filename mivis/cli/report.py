@@ -23,7 +23,13 @@ def run(args) -> int:
     from ..report import build_report
     if args.compare_with and not Path(args.compare_with).is_file():
         raise ParamError(f"--compare-with: no report file {args.compare_with}")
-    out = build_report(workspace(args), args.sweeps, Path(args.out), args.title, args.notes)
+    if args.compare_with:  # refused before the report is built, not after
+        from ..report.versions import read_findings
+        read_findings(Path(args.compare_with))
+    try:
+        out = build_report(workspace(args, create=False), args.sweeps, Path(args.out), args.title, args.notes)
+    except OSError as e:  # e.g. a read-only folder: one line, not a traceback
+        raise ParamError(f"cannot write the report {args.out}: {e.strerror or e}") from None
     if args.compare_with:
         from ..report.versions import compare_files
         new_json = out.parent / (out.stem + ".json")

@@ -51,7 +51,7 @@ def list_runs(args) -> int:
 
 
 def show(args) -> int:
-    r = workspace(args).get(args.run_id)
+    r = workspace(args, create=False).get(args.run_id, damaged=True)
     d = dict(r.__dict__)
     d["dir"] = str(r.dir)
     print_json(d)
@@ -60,7 +60,7 @@ def show(args) -> int:
 
 def delete(args) -> int:
     from ..runs import valid_run_id
-    ids = workspace(args).delete(args.run_id, cascade=args.cascade)
+    ids = workspace(args, create=False).delete(args.run_id, cascade=args.cascade)
     if not valid_run_id(args.run_id):
         print(f"removed the registry row {args.run_id!r} (not a valid run id: no file was touched)")
     else:

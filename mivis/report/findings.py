@@ -411,8 +411,25 @@ def independent_judge(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def check_out(out: Path) -> None:
+    """Refuse, before anything is computed, a report path that is a folder or whose figures/ or findings.json
+    beside it cannot be written (ParamError, one line)."""
+    from ..params import ParamError
+    out = Path(out)
+    if out.is_dir():
+        raise ParamError(f"--out {out} is a folder; name the markdown file to write (e.g. {out / 'findings.md'})")
+    if out.suffix.lower() == ".json":
+        raise ParamError(f"--out {out}: the report is markdown (e.g. findings.md); its findings.json is written "
+                         "beside it")
+    for p, want in ((out.parent, "a folder"), (out.parent / "figures", "a folder"),
+                    (out.parent / (out.stem + ".json"), "a file")):
+        if p.exists() and p.is_dir() != (want == "a folder"):
+            raise ParamError(f"--out {out}: {p} is in the way (it must be {want})")
+
+
 def build_report(ws: Workspace, sweeps: list[str], out: Path, title: str = "What mivis finds on the embedded ORL data",
                  notes: str = "") -> Path:
+    check_out(out)
     groups = collect(ws, sweeps)
     rows = summarise(ws, groups)
     fig_dir = out.parent / "figures"

@@ -53,8 +53,58 @@ def compare_table(rows: list[dict]) -> str:
     return "\n".join(md)
 
 
+def read_findings(path: Path) -> list[dict]:
+    """A report's findings.json (the rows `build_report` writes), refused in one line (ParamError naming the
+    file) when it is missing, not JSON, or not a list of report rows."""
+    from ..params import ParamError
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise ParamError(f"cannot read the report file {path}: {e.strerror or e}") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ParamError(f"{path} is not a report's findings.json (not JSON: {str(e).splitlines()[0][:100]})") \
+            from None
+    if not isinstance(rows, list):
+        raise ParamError(f"{path} is not a report's findings.json (a list of rows is needed, not "
+                         f"{type(rows).__name__})")
+    for i, r in enumerate(rows):
+        problem = _row_problem(r)
+        if problem:
+            raise ParamError(f"{path} is not a report's findings.json: row {i + 1} {problem}")
+    return rows
+
+
+def _row_problem(r) -> str | None:
+    if not isinstance(r, dict):
+        return f"is not an object ({type(r).__name__})"
+    missing = [k for k in ("image_size", "arch", "attack", "defense", "seeds", "top1") if k not in r]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not isinstance(r["seeds"], list) or not isinstance(r["top1"], dict) or not _number(r["top1"].get("value")):
+        return "has malformed seeds or top1"
+    vs = r.get("vs_none")
+    if vs is not None and not (isinstance(vs, dict) and _drop_ok(vs.get("drop"))
+                               and (vs.get("drop_dlib") is None or _drop_ok(vs["drop_dlib"]))):
+        return "has a malformed vs_none (a paired drop needs value, lo, hi and resolved)"
+    try:
+        hash(_key(r))
+    except TypeError:
+        return "has a malformed image_size, arch, attack, defense or init"
+    return None
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _drop_ok(d) -> bool:
+    return isinstance(d, dict) and all(_number(d.get(k)) for k in ("value", "lo", "hi")) \
+        and isinstance(d.get("resolved"), bool)
+
+
 def compare_files(old: Path, new: Path) -> str:
-    rows = compare_rows(json.loads(Path(old).read_text()), json.loads(Path(new).read_text()))
+    rows = compare_rows(read_findings(old), read_findings(new))
     held = sum(c["status"] == "held" for c in rows)
     changed = [c for c in rows if c["status"] == "changed"]
     head = (f"{len(rows)} cells in both reports; of the {held + len(changed)} comparisons with no defense, "
@@ -98,8 +148,7 @@ def survival_rows(old: list[dict], reruns: dict[str, list[dict]]) -> list[dict]:
 
 def survival_section(old_path: Path, reruns: dict[str, Path]) -> str:
     """Markdown: which of the earlier report's resolved effects hold when rerun, under E and under dlib."""
-    rows = survival_rows(json.loads(Path(old_path).read_text()),
-                         {label: json.loads(Path(p).read_text()) for label, p in reruns.items()})
+    rows = survival_rows(read_findings(old_path), {label: read_findings(p) for label, p in reruns.items()})
     rerun = [c for c in rows if c["rerun"]]
     same = [c for c in rerun if c["verdict_e"] == c["verdict_old"]]
     dlib = [c for c in rerun if c["verdict_dlib"] == c["verdict_old"]]
@@ -126,10 +175,17 @@ def survival_section(old_path: Path, reruns: dict[str, Path]) -> str:
 def write_survival(md_path: Path, old_json: Path, reruns: dict[str, Path]) -> str:
     """Put (or replace) the survival section at the top of a generated report, below its title; the rest
     of the file is left as it was."""
+    from ..params import ParamError
     md_path = Path(md_path)
-    text = md_path.read_text()
+    section = survival_section(old_json, reruns)  # every findings.json checked before the report is read
+    try:
+        text = md_path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ParamError(f"cannot read the report {md_path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ParamError(f"{md_path} is not a report's markdown (not UTF-8 text)") from None
     block = (f"{SURVIVAL_START}\n## Do these effects survive the rerun and the independent judge?\n\n"
-             f"{survival_section(old_json, reruns)}\n{SURVIVAL_END}\n")
+             f"{section}\n{SURVIVAL_END}\n")
     if SURVIVAL_START in text and SURVIVAL_END in text:
         a, b = text.index(SURVIVAL_START), text.index(SURVIVAL_END) + len(SURVIVAL_END)
         text = text[:a] + block.rstrip("\n") + text[b:]

@@ -32,6 +32,9 @@ def plan_sweep(grid: dict | str | Path, ws: Workspace | None = None) -> SweepPla
     only read when a grid names an existing run as its target."""
     if not isinstance(grid, dict):
         grid = load_grid(grid)
+    from ..names import file_name
+    name = file_name(grid.get("name", "sweep"),
+                     "grid name (`name = ...` in the grid, else the file's name; it names sweeps/<name>.json)")
     trials, steps = [], {}
     for t in expand(grid):
         st, info = trial_steps(t)
@@ -41,6 +44,7 @@ def plan_sweep(grid: dict | str | Path, ws: Workspace | None = None) -> SweepPla
     if any(t["info"].get("target_run") for t in trials):
         check_target_runs(trials, steps, ws or Workspace())
     _validate(steps)
+    check_named_inputs(steps, ws)
     depth: dict[str, int] = {}
 
     def d(k: str) -> int:
@@ -50,7 +54,7 @@ def plan_sweep(grid: dict | str | Path, ws: Workspace | None = None) -> SweepPla
     waves: dict[int, list[str]] = {}
     for k in steps:
         waves.setdefault(d(k), []).append(k)
-    return SweepPlan(grid.get("name", "sweep"), trials, steps, [waves[i] for i in sorted(waves)])
+    return SweepPlan(name, trials, steps, [waves[i] for i in sorted(waves)])
 
 
 def check_target_run(ws: Workspace, run_id: str, data: dict, split=None):
@@ -67,6 +71,8 @@ def check_target_run(ws: Workspace, run_id: str, data: dict, split=None):
                          "(trained with --role target or imported with `python -m mivis import-model`)")
     if rec.status != "done":
         raise ParamError(f"{where} is {rec.status}; only a finished target can be attacked")
+    from ..weights import check_run_weights
+    check_run_weights(ws, rec.id)  # loads on the CPU: a pickle, truncated, NaN or deleted file is refused now
     split = split or load_split(data)
     have = rec.config.get("data") or {}
     size = (rec.config.get("model") or {}).get("img_size", have.get("image_size"))
@@ -108,6 +114,40 @@ def check_target_runs(trials: list[dict], steps: dict[str, Step], ws: Workspace)
         steps[info["keys"]["target"]].meta.update(arch=model.get("arch"), data=data)
 
 
+def check_named_inputs(steps: dict[str, Step], ws: Workspace | None) -> None:
+    """Every run (`init_run`) and weights file (`init_weights`) a grid's training settings name: it exists,
+    loads and holds finite numbers, before the first step runs (one line naming it otherwise)."""
+    from ..models import same_architecture
+    from ..train import CLASSIFIER_KINDS
+    from ..weights import WeightsError, check_run_weights, first_nonfinite, load_tensors
+    for s in steps.values():
+        if s.kind != "train":
+            continue
+        train = s.spec["train"]
+        rid, path = train.get("init_run"), train.get("init_weights")
+        where = f"{s.label}: init_run {rid!r}"
+        if rid:
+            ws = ws or Workspace()
+            if not isinstance(rid, str) or not ws.exists(rid):
+                raise ParamError(f"{where}: no such run in the workspace {ws.path}")
+            rec = ws.get(rid)
+            if rec.kind not in CLASSIFIER_KINDS or rec.status != "done":
+                raise ParamError(f"{where} is a {rec.status} {rec.kind} run; a finished classifier is needed")
+            check_run_weights(ws, rid)
+            arch = (rec.config.get("model") or {}).get("arch")
+            if train.get("arch") and not same_architecture(arch, train["arch"]):
+                raise ParamError(f"{where} is a {arch}, not a {train['arch']}")
+        if path:
+            p = Path(str(path)).expanduser()
+            if not p.is_file():
+                raise ParamError(f"{s.label}: init_weights {p} does not exist or is not a file")
+            tensors = load_tensors(p)[0]
+            bad = first_nonfinite(tensors, {k for k in tensors if k.endswith(("weight", "bias"))})
+            if bad:
+                raise WeightsError(f"{p}: weights contain NaN or infinite values (e.g. {bad}); a model cannot "
+                                   "start from them")
+
+
 def _validate(steps: dict[str, Step]) -> None:
     """Parameter checks that need no trained run (refusals happen here, before compute)."""
     from ..attacks import ATTACKS
@@ -126,6 +166,14 @@ def _validate(steps: dict[str, Step]) -> None:
             instantiate(mcfg["defenses"], mcfg)
         elif s.kind == "attack":
             ATTACKS.get(s.spec["name"]).params.validate(s.spec["params"], context=s.label)
+        elif s.kind == "prior" and s.spec.get("shipped"):
+            from ..priors.store import ASSETS, FILES, shipped_priors
+            src = Path(s.spec["shipped"])
+            if not src.is_dir() and (ASSETS / s.spec["shipped"]).is_dir():
+                src = ASSETS / s.spec["shipped"]
+            if not all((src / f).is_file() for f in FILES):
+                raise ParamError(f"prior.shipped {s.spec['shipped'][:80]!r} is neither a shipped prior nor a prior "
+                                 f"folder; shipped priors: {', '.join(shipped_priors()) or 'none'}")
 
 
 def pending(plan: SweepPlan, ws: Workspace) -> tuple[dict[str, str], list[str]]:
@@ -234,12 +282,18 @@ def run_sweep(plan: SweepPlan, ws: Workspace | None = None, reporter: Reporter =
     return summary()
 
 
+def summary_path(ws: Workspace, name) -> Path:
+    """sweeps/<name>.json of the workspace: `name` one safe file name (names.file_name), the path inside it."""
+    from ..names import file_name, inside
+    folder = ws.path / "sweeps"
+    return inside(ws.path, folder / f"{file_name(name, 'sweep name')}.json", "sweep summary")
+
+
 def write_summary(ws: Workspace, summary: dict) -> Path:
     from ..weights import atomic_path
     import os
-    folder = ws.path / "sweeps"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{summary['name']}.json"
+    path = summary_path(ws, summary["name"])
+    path.parent.mkdir(exist_ok=True)
     tmp = atomic_path(path)
     tmp.write_text(json.dumps(summary, indent=1, default=str))
     os.replace(tmp, path)
@@ -247,7 +301,38 @@ def write_summary(ws: Workspace, summary: dict) -> Path:
 
 
 def load_summary(ws: Workspace, name: str) -> dict:
-    path = ws.path / "sweeps" / f"{name}.json"
+    """A sweep's summary, checked: a missing, corrupt or malformed file is one ParamError naming it."""
+    path = summary_path(ws, name)
     if not path.exists():
         raise ParamError(f"no sweep named {name!r} in {ws.path / 'sweeps'}; run it first")
-    return json.loads(path.read_text())
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise ParamError(f"cannot read the sweep summary {path}: {e.strerror or e}") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ParamError(f"the sweep summary {path} is damaged (not JSON: {str(e).splitlines()[0][:100]}); "
+                         "run the sweep again to rewrite it (its finished steps are reused)") from None
+    problem = _summary_problem(summary)
+    if problem:
+        raise ParamError(f"the sweep summary {path} is damaged ({problem}); run the sweep again to rewrite it "
+                         "(its finished steps are reused)")
+    return summary
+
+
+def _summary_problem(summary) -> str | None:
+    """What is wrong with a summary's shape (what `report` reads of it), or None."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("trials"), list):
+        return "no list of trials"
+    for i, t in enumerate(summary["trials"]):
+        if not isinstance(t, dict) or not isinstance(t.get("complete"), bool) or not isinstance(t.get("runs"), dict):
+            return f"trial {i + 1} is not a trial with runs"
+        if not all(r is None or isinstance(r, str) for r in t["runs"].values()):
+            return f"trial {i + 1} names runs that are not run ids"
+        if t["complete"]:
+            if not all(isinstance(t.get(k), str) for k in ("arch", "defense")) or not isinstance(
+                    t.get("image_size"), int) or not isinstance(t.get("seed"), (int, type(None))) \
+                    or not isinstance(t["runs"].get("attack"), str) or not isinstance(t["runs"].get("target"), str):
+                return f"trial {i + 1} lacks its arch, defense, image size, seed or attack and target runs"
+            if not isinstance(t.get("init"), (str, type(None))):
+                return f"trial {i + 1} has a malformed init"
+    return None

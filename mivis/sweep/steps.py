@@ -87,8 +87,14 @@ def _attack_steps(trial: dict, data: dict, tg: str, ev: str, pub: str | None, ad
     prior = trial.get("prior", {})
     pr = None
     if name != "whitebox":
+        if not isinstance(prior, dict):
+            raise ParamError(f"prior: {str(prior)[:60]!r} is not a table; set prior = {{ shipped = \"NAME\" }} or "
+                             "prior = { type = \"gmi\" } in the grid")
         if not prior:
             raise ParamError(f"attack {name} needs a prior: set prior.shipped or prior.type in the grid")
+        if "shipped" in prior and not (isinstance(prior["shipped"], str) and prior["shipped"].strip()):
+            raise ParamError(f"prior.shipped: {str(prior['shipped'])[:60]!r} is not a shipped prior's name or folder "
+                             "(e.g. \"orl32-gmi\"; `python -m mivis prior shipped` lists them)")
         if prior.get("shipped"):
             pr = add(Step("prior", {"shipped": prior["shipped"]}, label=f"prior {prior['shipped']}"))
         else:
