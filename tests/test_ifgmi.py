@@ -143,7 +143,7 @@ def test_ifgmi_refuses_more_stages_than_the_generator_has_blocks():
     prior = types.SimpleNamespace(G=G, D=None, z_dim=8, config={"type": "gmi"})
     ctx = AttackContext(T, None, prior, torch.device("cpu"), K, (1, 32, 32))
     params = ATTACKS.get("ifgmi").params
-    with pytest.raises(ParamError, match="feature blocks"):
+    with pytest.raises(ParamError, match="feature block"):
         IFGMI(params.validate({"stage_steps": [1] * 6, "radius": [0.1] * 6, "iterations": 6}), ctx)
     with pytest.raises(ParamError, match="one value per stage"):
         IFGMI(params.validate({"stage_steps": [5, 5], "radius": [0.1]}), ctx)
