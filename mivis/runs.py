@@ -6,6 +6,7 @@ folder and are written atomically. A run whose owning process died is shown as i
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -266,6 +267,19 @@ class RunRecord:
                 raise DamagedRun(self.id, f"{name} has inconsistent shapes (x {tuple(t['x'].shape)}, "
                                           f"y {tuple(t['y'].shape)})")
         return t
+
+
+@contextlib.contextmanager
+def refused_as_damage(rec: RunRecord):
+    """Loading a run's weights inside this block: a file or config it cannot load is a DamagedRun naming
+    the run (used by the layers that load each kind: train.check_classifier_weights, priors' check)."""
+    from .weights import WeightsError
+    try:
+        yield
+    except WeightsError as e:
+        raise DamagedRun(rec.id, str(e).replace(f"{rec.dir}/", "")) from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise DamagedRun(rec.id, f"its config cannot rebuild the model ({type(e).__name__}: {e})") from None
 
 
 class Workspace:

@@ -26,7 +26,7 @@ def _validate_train(params: dict, ws: Workspace) -> dict:
     # load the starting weights now, as train_run will: a bad file is refused at submit, not in the job
     if init is not None:
         from ..train import load_init_weights
-        from ..weights import check_run_weights
+        from ..checks import check_run_weights
         check_run_weights(ws, init.id)
         load_init_weights(model, ws, init)
     if cfg["init_weights"]:
@@ -65,7 +65,7 @@ def _validate_attack(params: dict, ws: Workspace) -> dict:
                        workspace=ws)
     eval_run = p.get("eval_run") or pick_eval_run(ws, plan.target)
     check_judge(ws, eval_run, plan.target)
-    from ..weights import check_run_weights
+    from ..checks import check_run_weights
     for rid in (plan.target.id, plan.prior.id if plan.prior else None, eval_run):
         if rid:
             check_run_weights(ws, rid)  # unloadable weights: refused at submit, no failed run left
@@ -100,7 +100,7 @@ def _validate_prior(params: dict, ws: Workspace) -> dict:
     prm, split, target = prepare_prior(ptype, p.get("params"), p.get("data"), p.get("target_run"), ws,
                                        p.get("preset"))
     if target is not None:
-        from ..weights import check_run_weights
+        from ..checks import check_run_weights
         check_run_weights(ws, target.id)
     return {"type": ptype, "params": prm, "data": None if target else split.config,
             "target_run": target.id if target else None, "preset": None, "name": str(p.get("name") or "")}
@@ -132,7 +132,7 @@ def _validate_layers(params: dict, ws: Workspace) -> dict:
             raise ParamError(f"run {a.id} is not a finished attack on target {target.id}")
         a.read_tensors("reconstructions.safetensors")
     from ..device import resolve_device
-    from ..weights import check_run_weights
+    from ..checks import check_run_weights
     check_run_weights(ws, target.id)
     lp = LAYERS_PARAMS.validate(p.get("params"), context="layers analysis")
     resolve_device(lp["device"])
