@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-DEFAULT_WORKSPACE = Path(__file__).resolve().parent.parent / "workspace"
-ENV_VAR = "MIVIS_WORKSPACE"
+from .paths import DEFAULT_WORKSPACE, ENV_VAR  # kept importable from here
+
 STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
 # every id `Workspace.create` makes: kind-YYYYMMDD-HHMMSS-xxxxxx; a registry row with any other id
 # (a tampered or hand-edited database) is shown as damaged and its id is never used as a path
