@@ -16,12 +16,12 @@ from .kinds import JOB_KINDS, JobContext, job_kind
 from .manager import JobManager, _EventSink, _TrackingWorkspace, _user_errors, detect_devices
 from .previews import _Preview
 from .records import (_LIVE, _LIVE_LOCK, _SCHEMA, ACTIVE, JOB_ID_RE, STATUSES, JobError, JobRecord, _clean,
-                      _jsonable, _manager_alive, jobs_needing, progress_fraction, runs_in)
+                      _jsonable, _manager_alive, progress_fraction, runs_in)
 from . import builtin  # noqa: E402,F401  (registers train, attack, prior, layers, classroom)
 from .builtin import (ATTACK_FIELDS, PRIOR_FIELDS, _attack_job, _classroom_job, _layers_job, _prior_job,
                       _train_job, _validate_attack, _validate_classroom, _validate_layers, _validate_prior,
                       _validate_train)
 
 __all__ = ["ACTIVE", "ATTACK_FIELDS", "JOB_ID_RE", "JOB_KINDS", "PRIOR_FIELDS", "STATUSES", "JobContext",
-           "JobError", "JobManager", "JobRecord", "detect_devices", "job_kind", "jobs_needing",
+           "JobError", "JobManager", "JobRecord", "detect_devices", "job_kind",
            "progress_fraction", "runs_in"]

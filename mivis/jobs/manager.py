@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 from ..params import ParamError
 from ..progress import Cancelled, Reporter
-from ..runs import RunError, Workspace, _owner_token
+from ..runs import RunError, Workspace, _owner_token, insert_leases, release_leases
 from ..threads import fit_threads
 from .kinds import JOB_KINDS, JobContext
-from .records import (_LIVE, _LIVE_LOCK, _SCHEMA, JOB_ID_RE, JobError, JobRecord, _clean, _jsonable,
+from .records import (_LIVE, _LIVE_LOCK, _SCHEMA, ACTIVE, JOB_ID_RE, JobError, JobRecord, _clean, _jsonable,
                       _manager_alive, runs_in)
 
 log = logging.getLogger("mivis.jobs")
@@ -184,6 +184,8 @@ class JobManager:
                                 "updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
                                 (job_id, kind, label or kind, params_json, session, "queued", self.owner,
                                  json.dumps(needs), now, now))
+                    # the runs it needs are in use from now until the job ends (the registry refuses their delete)
+                    insert_leases(con, needs, job_id, f"app job {label or kind} ({job_id})", _owner_token())
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -314,6 +316,8 @@ class JobManager:
         sets = ", ".join(f"{k} = ?" for k in cols)
         with self.ws._connect() as con:
             con.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*cols.values(), job_id))
+            if cols.get("status", "queued") not in ACTIVE:  # done, failed, cancelled, interrupted: runs are free
+                release_leases(con, job_id)
 
     # --- workers ----------------------------------------------------------------------------------
     def _ensure_workers(self) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runs import Workspace, _owner_alive, _owner_token
+from ..runs import _owner_alive, _owner_token
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
@@ -70,31 +70,6 @@ def runs_in(params: Any) -> list[str]:
             for x in v:
                 walk(x)
     walk(params)
-    return out
-
-
-def jobs_needing(ws: Workspace, run_ids: list[str], con) -> list[tuple[dict, str]]:
-    """(job row, run id) for every queued or running job of a live server that needs one of
-    `run_ids` (its recorded inputs). `con` is the caller's connection (inside its transaction)."""
-    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone() is None:
-        return []
-    cols = {r[1] for r in con.execute("PRAGMA table_info(jobs)").fetchall()}
-    sel = "id, kind, label, status, owner, params" + (", needs" if "needs" in cols else "")
-    out = []
-    wanted = set(run_ids)
-    for r in con.execute(f"SELECT {sel} FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").fetchall():
-        if not _manager_alive(r["owner"]):
-            continue  # its server died: reaped as interrupted on the next look
-        needs: list = []
-        for raw in ((r["needs"] if "needs" in cols else "[]"), r["params"]):
-            try:
-                needs += runs_in(json.loads(raw))
-            except (TypeError, ValueError):
-                pass
-        for rid in needs:
-            if rid in wanted:
-                out.append(({k: r[k] for k in ("id", "kind", "label", "status")}, rid))
-                break
     return out
 
 

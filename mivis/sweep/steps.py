@@ -208,7 +208,15 @@ def _data_words(cfg: dict) -> str:
 
 
 def execute(step: Step, ws: Workspace, runs: dict, reporter: Reporter = NULL) -> str:
-    """Run one step whose dependencies are in `runs` (key -> run id); returns the new run id."""
+    """Run one step whose dependencies are in `runs` (key -> run id); returns the new run id. The runs it
+    depends on are leased while it runs (in this process: the sweep's, or a Ray task's), so `runs delete`
+    refuses them; a missing one is reported by the step itself, as before."""
+    deps = [runs[k] for k in step.deps if k in runs] + ([step.spec["run"]] if step.kind == "existing" else [])
+    with ws.lease([d for d in deps if isinstance(d, str)], f"sweep step {step.label or step.kind}", missing_ok=True):
+        return _execute(step, ws, runs, reporter)
+
+
+def _execute(step: Step, ws: Workspace, runs: dict, reporter: Reporter) -> str:
     s = step.spec
     if step.kind == "existing":  # nothing to run: the named run must still be there
         return check_target_run(ws, s["run"], step.meta.get("data") or {}).id
