@@ -208,12 +208,25 @@ def model_config(arch: str, num_classes: int, in_chans: int, img_size: int,
             "defenses": dict(defenses or {})}
 
 
+# the structural defenses model_from_config applies: mivis.defenses registers its `instantiate` here when it is
+# imported (models never imports defenses, the floor above it; train and sizing import defenses)
+_DEFENSES: list = []
+
+
+def use_defenses(instantiate) -> None:
+    """Called by mivis.defenses on import: `instantiate(defenses_cfg, model_cfg) -> [Defense]`."""
+    _DEFENSES[:] = [instantiate]
+
+
 def model_from_config(cfg: dict, phase: str = "final") -> Classifier:
     """Rebuild a classifier exactly as trained: architecture, then every structural defense.
 
     An imported model (cfg["input_norm"]) is built with its own channel count and takes mivis
     images through its own normalisation (attach_input_norm)."""
-    from .defenses import instantiate
+    if cfg.get("defenses") and not _DEFENSES:
+        raise RuntimeError("model_from_config: mivis.defenses is not imported, so this model's defenses "
+                           f"({', '.join(cfg['defenses'])}) cannot be applied; import mivis.defenses first")
+    instantiate = _DEFENSES[0] if _DEFENSES else (lambda defenses, model_cfg: [])
     norm = cfg.get("input_norm")
     model = build_classifier(cfg["arch"], cfg["num_classes"], norm["in_chans"] if norm else cfg["in_chans"],
                              cfg["img_size"], cfg.get("arch_params"))

@@ -6,6 +6,7 @@ folder and are written atomically. A run whose owning process died is shown as i
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,13 +16,14 @@ import secrets
 import shutil
 import sqlite3
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-DEFAULT_WORKSPACE = Path(__file__).resolve().parent.parent / "workspace"
-ENV_VAR = "MIVIS_WORKSPACE"
+from .paths import DEFAULT_WORKSPACE, ENV_VAR  # kept importable from here
+
 STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
 # every id `Workspace.create` makes: kind-YYYYMMDD-HHMMSS-xxxxxx; a registry row with any other id
 # (a tampered or hand-edited database) is shown as damaged and its id is never used as a path
@@ -50,6 +52,16 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind);
 CREATE INDEX IF NOT EXISTS runs_hash ON runs(config_hash);
+CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL,
+    beat REAL NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX IF NOT EXISTS leases_key ON leases(key);
 """
 
 
@@ -269,6 +281,19 @@ class RunRecord:
         return t
 
 
+@contextlib.contextmanager
+def refused_as_damage(rec: RunRecord):
+    """Loading a run's weights inside this block: a file or config it cannot load is a DamagedRun naming
+    the run (used by the layers that load each kind: train.check_classifier_weights, priors' check)."""
+    from .weights import WeightsError
+    try:
+        yield
+    except WeightsError as e:
+        raise DamagedRun(rec.id, str(e).replace(f"{rec.dir}/", "")) from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise DamagedRun(rec.id, f"its config cannot rebuild the model ({type(e).__name__}: {e})") from None
+
+
 class Workspace:
     """The registry of one workspace folder. Opening it refuses, with a RegistryError, a workspace
     path that is not a folder, a mivis.sqlite that is not a database, and a registry that has
@@ -335,12 +360,23 @@ class Workspace:
             self.get(p)  # refuse dangling parents
         self.run_dir(run_id).mkdir(parents=True)
         with self._connect() as con:
-            con.execute(
-                "INSERT INTO runs (id, kind, name, status, config, config_hash, parents, seed, "
-                "data_fingerprint, versions, owner, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, kind, name, "running", json.dumps(config, default=str), config_hash(config),
-                 json.dumps(parents), seed, data_fingerprint, json.dumps(versions()), _owner_token(),
-                 now, now))
+            con.execute("BEGIN IMMEDIATE")  # its parents are leased by the new run while it runs (see `lease`)
+            try:
+                con.execute(
+                    "INSERT INTO runs (id, kind, name, status, config, config_hash, parents, seed, "
+                    "data_fingerprint, versions, owner, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (run_id, kind, name, "running", json.dumps(config, default=str), config_hash(config),
+                     json.dumps(parents), seed, data_fingerprint, json.dumps(versions()), _owner_token(),
+                     now, now))
+                for p in parents:  # a parent deleted since the check above
+                    if con.execute("SELECT 1 FROM runs WHERE id = ?", (p,)).fetchone() is None:
+                        raise RunError(f"no run {p!r} in workspace {self.path}")
+                insert_leases(con, parents, run_id, f"running {kind} run {run_id}", _owner_token())
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+                raise
         run = Run(self, run_id)
         run.write_json("config.json", {"kind": kind, "config": config, "parents": parents, "seed": seed,
                                        "data_fingerprint": data_fingerprint})
@@ -354,6 +390,8 @@ class Workspace:
         sets = ", ".join(f"{k} = ?" for k in cols)
         with self._connect() as con:
             con.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*cols.values(), run_id))
+            if cols.get("status", "running") != "running":  # finished, failed, cancelled: its parents are free
+                release_leases(con, run_id)
 
     # --- reading -----------------------------------------------------------------------------
     def _record(self, row: sqlite3.Row) -> RunRecord:
@@ -465,11 +503,21 @@ class Workspace:
             frontier = nxt
         return out
 
+    def lease(self, run_ids: Iterable[str], holder: str, **kw) -> Lease:
+        """Hold runs in use (see the module function `lease`)."""
+        return lease(self, run_ids, holder, **kw)
+
+    def in_use(self, run_id: str) -> list[str]:
+        """Who uses this run now (the holders of its live leases)."""
+        with self._connect() as con:
+            return [h for _, h in live_leases(con, [run_id])]
+
     def delete(self, run_id: str, *, cascade: bool = False) -> list[str]:
         """Delete a run's row and folder; returns the ids deleted.
 
         Refused (RunError, nothing deleted) when the run or a run to be deleted with it is running,
-        or when a queued or running job needs it (naming the job). A run that finished runs were made
+        or when a live lease says something uses it (a queued or running job, a command, a sweep step, a
+        running run made from it), naming the user. A run that finished runs were made
         from is deleted only with `cascade=True`, which deletes those runs (and theirs) too. A row
         whose id is not a valid run id loses its row only; no file is touched for it."""
         rec = self.get(run_id, damaged=True)
@@ -489,16 +537,15 @@ class Workspace:
             raise RunError(f"run {busy[0].id} is still running; cancel it first")
         ids = [r.id for r in doomed]
         dirs = [self.run_dir(i) for i in ids]
-        from .jobs import jobs_needing
         with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")  # no job can be submitted between the check and the delete
+            con.execute("BEGIN IMMEDIATE")  # no lease can be taken between the check and the delete
             try:
-                needing = jobs_needing(self, ids, con)
-                if needing:
-                    j, rid = needing[0]
-                    raise RunError(f"run {rid} is needed by {j['status']} job {j['label'] or j['kind']} "
-                                   f"({j['id']}); wait for it to finish or cancel it first")
+                using = live_leases(con, ids)
+                if using:
+                    rid, holder = using[0]
+                    raise RunError(f"run {rid} is in use by {holder}; wait for it to finish or cancel it first")
                 con.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+                con.executemany("DELETE FROM leases WHERE run_id = ?", [(i,) for i in ids])  # stale ones only
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -506,6 +553,139 @@ class Workspace:
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
         return ids
+
+
+# --- leases: which runs are in use, and by whom ------------------------------------------------------
+# Whoever uses runs (an app job from submit to its end, a CLI command while it runs, a sweep step, a Ray
+# task, a running run made from them) writes a lease row per run: a `key` naming the use (a job id, a run
+# id, a random token), words for the refusal (`holder`) and the owning process (`owner`: host:pid:start time
+# of the process, as for running runs). `delete` refuses a run with a live lease and removes stale ones.
+# Crash safety: a lease of this host is live while its process is (pid alive and started when the lease
+# says: a reused pid is told apart), checked at once, no waiting; a lease of another host (a Ray worker on
+# shared storage) cannot be checked that way, so each process refreshes `beat` on the leases it holds every
+# LEASE_BEAT_S seconds, and another host's lease is stale once its beat is LEASE_STALE_S seconds old.
+LEASE_BEAT_S = 30.0
+LEASE_STALE_S = 300.0
+_HELD: dict[Path, set[str]] = {}  # registry file -> keys of the leases this process holds there
+_HELD_LOCK = threading.Lock()
+_BEATER: list[threading.Thread] = []
+
+
+def _registry_file(con) -> Path | None:
+    path = getattr(con, "_path", None)
+    return Path(path) if path is not None else None
+
+
+def insert_leases(con, run_ids: Iterable[str], key: str, holder: str, owner: str | None = None) -> None:
+    """Lease `run_ids` under `key` on the caller's connection (inside its transaction)."""
+    now = time.time()
+    owner = owner or _owner_token()
+    ids = list(dict.fromkeys(run_ids))
+    con.executemany("INSERT OR REPLACE INTO leases (run_id, key, holder, owner, created, beat) VALUES (?,?,?,?,?,?)",
+                    [(rid, key, holder[:300], owner, now, now) for rid in ids])
+    db = _registry_file(con)
+    if ids and db is not None and owner.split("|")[0] == _owner_token():
+        with _HELD_LOCK:
+            _HELD.setdefault(db, set()).add(key)
+            if not _BEATER:
+                _BEATER.append(threading.Thread(target=_beat_forever, name="mivis-lease-beat", daemon=True))
+                _BEATER[0].start()
+
+
+def release_leases(con, key: str) -> None:
+    con.execute("DELETE FROM leases WHERE key = ?", (key,))
+    db = _registry_file(con)
+    with _HELD_LOCK:
+        if db in _HELD:
+            _HELD[db].discard(key)
+
+
+def _beat_forever() -> None:
+    while True:
+        time.sleep(LEASE_BEAT_S)
+        beat_once()
+
+
+def beat_once() -> None:
+    """Refresh `beat` on every lease this process holds (the lease thread calls it every LEASE_BEAT_S)."""
+    with _HELD_LOCK:
+        held = {db: sorted(keys) for db, keys in _HELD.items() if keys}
+    for db, keys in held.items():
+        try:  # mode=rw: a registry deleted meanwhile is never recreated (empty) by a heartbeat
+            con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=5, isolation_level=None)
+        except sqlite3.Error:
+            continue
+        try:
+            con.executemany("UPDATE leases SET beat = ? WHERE key = ?", [(time.time(), k) for k in keys])
+        except sqlite3.Error:
+            pass
+        finally:
+            con.close()
+
+
+def _lease_alive(owner: str | None, beat) -> bool:
+    proc = str(owner or "").split("|")[0]
+    host = proc.split(":", 1)[0]
+    if host and host != platform.node():
+        return isinstance(beat, (int, float)) and time.time() - beat < LEASE_STALE_S
+    return _owner_alive(proc)
+
+
+def live_leases(con, run_ids: Iterable[str]) -> list[tuple[str, str]]:
+    """(run id, holder) of every live lease on `run_ids`, oldest first; stale ones (see above) are removed.
+    `con` is the caller's connection (inside its transaction)."""
+    ids = list(dict.fromkeys(run_ids))
+    rows = []
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        rows += con.execute(f"SELECT rowid, run_id, holder, owner, beat, created FROM leases WHERE run_id IN "
+                            f"({','.join('?' * len(part))})", part).fetchall()
+    out = []
+    for r in sorted(rows, key=lambda r: (r["created"], r["rowid"])):
+        if _lease_alive(r["owner"], r["beat"]):
+            out.append((r["run_id"], r["holder"]))
+        else:
+            con.execute("DELETE FROM leases WHERE rowid = ?", (r["rowid"],))
+    return out
+
+
+class Lease:
+    """Runs held in use under one key until `release()` (or the end of a `with` block)."""
+
+    def __init__(self, ws: "Workspace", key: str, run_ids: list[str]):
+        self.ws, self.key, self.run_ids = ws, key, run_ids
+
+    def release(self) -> None:
+        with self.ws._connect() as con:
+            release_leases(con, self.key)
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lease(ws: "Workspace", run_ids: Iterable[str], holder: str, *, key: str | None = None,
+          missing_ok: bool = False) -> Lease:
+    """Hold `run_ids` in use by `holder` (words: "CLI attack", "sweep step ..."): `delete` refuses them until
+    the lease is released or its process is gone. A run that does not exist (any more) is a RunError, checked
+    in the same transaction as the lease, unless `missing_ok` (then it is skipped)."""
+    key = key or f"lease-{secrets.token_hex(6)}"
+    ids = [r for r in dict.fromkeys(run_ids) if r]
+    with ws._connect() as con:
+        con.execute("BEGIN IMMEDIATE")  # no delete between the check and the lease
+        try:
+            have = [r for r in ids if con.execute("SELECT 1 FROM runs WHERE id = ?", (r,)).fetchone() is not None]
+            gone = [r for r in ids if r not in have]
+            if gone and not missing_ok:
+                raise RunError(f"run {gone[0]} was deleted; choose another one")
+            insert_leases(con, have, key, holder)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return Lease(ws, key, have)
 
 
 class _Con:

@@ -18,6 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from . import defenses as _defenses  # noqa: F401  (registers the structural defenses that model_from_config applies)
 from .device import resolve_device
 
 PROBE_BATCH = 2

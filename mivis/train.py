@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import defenses as _defenses  # noqa: F401  (registers the structural defenses that model_from_config applies)
 from .augment import LEVELS, augment_to
 from .data import FaceSplit, Subset, batches, load_split, sequential
 from .device import autocast, prepare, resolve_device, to_device
@@ -339,3 +340,12 @@ def load_classifier(ws: Workspace, run_id: str, device: str | torch.device = "cp
     load_into(model, rec.file("weights.safetensors"), expect={"arch": rec.config["model"]["arch"]})
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     return prepare(model, dev).eval(), rec
+
+
+def check_classifier_weights(ws: Workspace, run_id: str) -> None:
+    """Load a finished classifier's weights once, on the CPU, so that an unloadable run is refused
+    (DamagedRun naming it) before a new run or job that needs it is created."""
+    from .runs import refused_as_damage
+    rec = ws.get(run_id)
+    with refused_as_damage(rec):
+        load_classifier(ws, rec.id, "cpu")

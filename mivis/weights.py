@@ -132,24 +132,6 @@ def load_into(model: torch.nn.Module, path: str | Path, expect: dict[str, str] |
     return meta
 
 
-def check_run_weights(ws, run_id: str) -> None:
-    """Load a finished classifier's or prior's weights once, on the CPU, so that an unloadable run
-    is refused (DamagedRun naming it) before a new run or job that needs it is created."""
-    from .runs import DamagedRun
-    rec = ws.get(run_id)
-    try:
-        if rec.kind == "prior":
-            from .priors import load_prior
-            load_prior(ws, rec.id, "cpu")
-        elif rec.kind in ("target", "eval", "public"):
-            from .train import load_classifier
-            load_classifier(ws, rec.id, "cpu")
-    except WeightsError as e:
-        raise DamagedRun(rec.id, str(e).replace(f"{rec.dir}/", "")) from None
-    except (KeyError, TypeError, AttributeError) as e:
-        raise DamagedRun(rec.id, f"its config cannot rebuild the model ({type(e).__name__}: {e})") from None
-
-
 def first_nonfinite(tensors: dict[str, torch.Tensor], params: set[str] | None = None) -> str | None:
     """The name of the first floating tensor holding NaN (or +-inf, for the names in `params`:
     a buffer such as an attention mask may hold -inf on purpose), else None."""

@@ -359,7 +359,7 @@ def test_device_cuda_without_a_gpu_leaves_no_failed_run(ws, tiny_data, tiny_trai
 
 def test_unloadable_weights_are_refused_as_a_damaged_run_before_anything_is_created(ws):
     from mivis.priors import import_prior
-    from mivis.weights import check_run_weights
+    from mivis.checks import check_run_weights
     prior = import_prior("orl32-gmi", ws)
     check_run_weights(ws, prior.id)
     (prior.dir / "generator.safetensors").write_bytes(b"\x80\x04junk pickle")

@@ -34,6 +34,7 @@ def test_resnet_body_loaded_head_dropped_stem_summed(tmp_path):
 
 
 def test_skip_surgery_leaves_removed_projection_unused(tmp_path):
+    import mivis.defenses  # noqa: F401  (the defenses register themselves with models: models never imports them)
     from mivis.models import model_config, model_from_config
     from mivis.pretrained import load_pretrained_body
     src = _timm_checkpoint(tmp_path / "r18.safetensors", "resnet18")

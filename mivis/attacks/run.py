@@ -40,7 +40,7 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
     from ..device import resolve_device
     # judge where the attack ran: on a GPU machine the CPU is shared by parallel jobs
     primary, make_judges = _judges(ws, plan.target, eval_run, list(extra_judges), resolve_device(plan.params["device"]))
-    from ..weights import check_run_weights
+    from ..checks import check_run_weights
     for rid in dict.fromkeys([plan.target.id, plan.prior.id if plan.prior else None, primary, *extra_judges]):
         if rid:
             check_run_weights(ws, rid)  # unloadable weights: refused before the attack run exists

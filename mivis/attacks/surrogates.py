@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from .. import defenses as _defenses  # noqa: F401  (registers the structural defenses that model_from_config applies)
 from ..augment import augment_to
 from ..data import batches, is_lazy, sequential
 from ..device import autocast, prepare, to_device

@@ -42,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         load = fit_threads()
         if load.source == "measured" and load.threads < load.cores:
             print(f"busy machine: {load.describe()}", file=sys.stderr)
+    held = None
     try:
+        if args.command in LONG_COMMANDS:  # the runs it names are in use while it runs: `runs delete` refuses them
+            from ._common import hold_named_runs
+            held = hold_named_runs(args)
         return args.func(args) or 0
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
@@ -50,3 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except (Cancelled, KeyboardInterrupt):
         print("\ncancelled", file=sys.stderr)
         return 130
+    finally:
+        if held is not None:
+            try:
+                held.release()
+            except RunError:  # the registry went away meanwhile: the lease is stale with this process anyway
+                pass

@@ -35,6 +35,28 @@ def workspace(args, create: bool = True) -> Workspace:
     return Workspace(getattr(args, "workspace", None), create=create)
 
 
+def hold_named_runs(args):
+    """A lease (runs.lease) on every existing run the command's arguments name, held while the command runs
+    (released by `main`; stale once this process is gone); None when it names none."""
+    import os
+
+    from ..runs import valid_run_id
+    ids: list[str] = []
+
+    def walk(v) -> None:
+        if isinstance(v, str) and valid_run_id(v):
+            ids.append(v)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+    for k, v in vars(args).items():
+        if k != "func":
+            walk(v)
+    if not ids:
+        return None
+    return workspace(args).lease(ids, f"the command `{args.command}` (pid {os.getpid()})", missing_ok=True)
+
+
 def console_reporter(quiet: bool = False) -> Reporter:
     """Prints progress at most twice a second; Ctrl-C sets the cancel flag (clean stop)."""
     cancel = threading.Event()

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..progress import NULL, Reporter
+from ._errors import DataError
 from ._lazy import data_workers
 
 FORMAT = 1  # part of the key: bump it when decoding or resizing changes
@@ -96,7 +97,6 @@ def scan(root: Path) -> tuple[list[str], list[list[str]], str]:
 def load_folder(root: str | Path, size: int, channels: int, reporter: Reporter = NULL,
                 workers: int | None = None) -> CachedFolder:
     """The folder's images as a cached uint8 memmap; decoded (in parallel) only when not cached yet."""
-    from ._split import DataError
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist or is not a folder")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..paths import DEFAULT_WORKSPACE, ENV_VAR
 from ..progress import NULL, Reporter
+from ._errors import DataError
 
 ENV_DATA_ROOTS = "MIVIS_DATA_ROOTS"
 DEFAULT_DATA_ROOT = "~/mivis-data"
@@ -24,7 +26,6 @@ def folder_identities(root: str | Path, size: int, channels: int, problems: list
 
     Unreadable files and empty identities are reported in `problems`, not fatal."""
     from ._cache import load_folder
-    from ._split import DataError
     root = allowed_path(root, "data_dir")
     cached = load_folder(root, size, channels, reporter)
     problems.extend(cached.problems)
@@ -36,7 +37,6 @@ def folder_identities(root: str | Path, size: int, channels: int, problems: list
 
 def data_roots() -> list[Path]:
     """The folders data may be read from: the workspace, then $MIVIS_DATA_ROOTS (default ~/mivis-data)."""
-    from ..runs import DEFAULT_WORKSPACE, ENV_VAR
     raw = os.environ.get(ENV_DATA_ROOTS)
     extra = [r for r in (raw.split(os.pathsep) if raw is not None else [DEFAULT_DATA_ROOT]) if r.strip()]
     ws = os.environ.get(ENV_VAR) or str(DEFAULT_WORKSPACE)
@@ -51,7 +51,6 @@ def data_roots() -> list[Path]:
 def allowed_path(path: str | Path, what: str) -> Path:
     """`path` resolved (symlinks followed), if inside an allowed data root; else DataError. Nothing
     about the path is looked up before the check, and the message is the same whether it exists."""
-    from ._split import DataError
     roots = data_roots()
     try:
         p = Path(str(path)).expanduser().resolve()
@@ -66,7 +65,6 @@ def allowed_path(path: str | Path, what: str) -> Path:
 
 def read_identity_list(path: str | Path) -> list[str]:
     """Identity names, one per line (blank lines and # comments skipped); a UTF-8 text file."""
-    from ._split import DataError
     p = allowed_path(path, "an identity list")
     try:
         if p.stat().st_size > MAX_LIST_BYTES:

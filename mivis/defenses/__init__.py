@@ -5,5 +5,8 @@ freezing, then the losses, and head replacements last so they see the final feat
 """
 from .base import DEFENSES, Defense, instantiate
 from . import skips, tts, tldmi, negls, bido, mid, calor  # noqa: E402,F401  (registration)
+from ..models import use_defenses
+
+use_defenses(instantiate)  # model_from_config applies the structural defenses through it
 
 __all__ = ["DEFENSES", "Defense", "instantiate"]

@@ -146,8 +146,8 @@ def prepare_prior(ptype: str, params: dict | None, data_cfg: dict | None, target
         if target.kind != "target" or target.status != "done":
             raise ParamError(f"target_run {target.id} is a {target.status} {target.kind} run; "
                              "a finished target classifier is needed")
-        from ..weights import check_run_weights
-        check_run_weights(ws, target.id)  # unloadable target weights: refused before a prior run exists
+        from ..train import check_classifier_weights
+        check_classifier_weights(ws, target.id)  # unloadable target weights: refused before a prior run exists
         if data_cfg and {**target.config["data"], **data_cfg} != target.config["data"]:
             raise ParamError(f"a {ptype} prior uses its target's data split; do not pass other data settings")
         data_cfg = target.config["data"]
@@ -231,6 +231,15 @@ def _prior_json(ncfg: dict, split, target: RunRecord | None) -> dict:
     return {"format": "mivis-prior-1", "net": ncfg, "data": split.config, "public": split.public_names,
             "private_excluded": split.private_names, "data_fingerprint": split.fingerprint,
             "target_run": target.id if target else None}
+
+
+def check_prior_weights(ws: Workspace, run_id: str) -> None:
+    """Load a finished prior's weights once, on the CPU, so that an unloadable run is refused
+    (DamagedRun naming it) before a new run or job that needs it is created."""
+    from ..runs import refused_as_damage
+    rec = ws.get(run_id)
+    with refused_as_damage(rec):
+        load_prior(ws, rec.id, "cpu")
 
 
 def load_prior(ws: Workspace, run_id: str, device: str | torch.device = "cpu") -> Prior:

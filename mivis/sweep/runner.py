@@ -16,7 +16,7 @@ from ..params import ParamError
 from ..progress import NULL, Cancelled, Reporter
 from ..runs import Workspace
 from .grid import expand, load_grid
-from .steps import Step, execute, find_existing, trial_steps
+from .steps import Step, check_target_run, execute, find_existing, trial_steps
 
 
 @dataclass
@@ -57,42 +57,6 @@ def plan_sweep(grid: dict | str | Path, ws: Workspace | None = None) -> SweepPla
     return SweepPlan(name, trials, steps, [waves[i] for i in sorted(waves)])
 
 
-def check_target_run(ws: Workspace, run_id: str, data: dict, split=None):
-    """The run a grid names as its target (`target = { run = ... }`), refused in one line unless it is a
-    finished target trained (or imported) on exactly the grid's data."""
-    from ..data import load_split
-    where = f"target.run {run_id!r}"
-    if not ws.exists(run_id):
-        raise ParamError(f"{where}: no such run in the workspace {ws.path} (`python -m mivis runs list` lists them)")
-    rec = ws.get(run_id)
-    if rec.kind != "target":
-        article = "an" if rec.kind[:1] in "aeiou" else "a"
-        raise ParamError(f"{where} is not a classifier target (it is {article} {rec.kind} run); name a target run "
-                         "(trained with --role target or imported with `python -m mivis import-model`)")
-    if rec.status != "done":
-        raise ParamError(f"{where} is {rec.status}; only a finished target can be attacked")
-    from ..weights import check_run_weights
-    check_run_weights(ws, rec.id)  # loads on the CPU: a pickle, truncated, NaN or deleted file is refused now
-    split = split or load_split(data)
-    have = rec.config.get("data") or {}
-    size = (rec.config.get("model") or {}).get("img_size", have.get("image_size"))
-    if size != split.image_shape[1]:
-        raise ParamError(f"{where} takes {size} px images but the grid's data are {split.image_shape[1]} px; "
-                         f"set data.image_size = {size} in the grid (with the run's data: {_data_words(have)})")
-    if rec.data_fingerprint != split.fingerprint:
-        diff = [f"{k} {have.get(k)!r} (grid: {split.config.get(k)!r})" for k in sorted(set(have) | set(split.config))
-                if have.get(k) != split.config.get(k)]
-        raise ParamError(f"{where} was trained on another data split than the grid's: "
-                         + ("; ".join(diff) if diff else "the same settings but other images (data fingerprint "
-                            f"{str(rec.data_fingerprint)[:12]} vs {split.fingerprint[:12]})")
-                         + "; give the grid the run's data")
-    return rec
-
-
-def _data_words(cfg: dict) -> str:
-    return ", ".join(f"{k} = {v!r}" for k, v in cfg.items() if v is not None)
-
-
 def check_target_runs(trials: list[dict], steps: dict[str, Step], ws: Workspace) -> None:
     """Check every run a trial names as its target against that trial's data; fill in the trial's
     architecture, defenses and seed from the run, and the step's facts for estimates."""
@@ -119,7 +83,8 @@ def check_named_inputs(steps: dict[str, Step], ws: Workspace | None) -> None:
     loads and holds finite numbers, before the first step runs (one line naming it otherwise)."""
     from ..models import same_architecture
     from ..train import CLASSIFIER_KINDS
-    from ..weights import WeightsError, check_run_weights, first_nonfinite, load_tensors
+    from ..checks import check_run_weights
+    from ..weights import WeightsError, first_nonfinite, load_tensors
     for s in steps.values():
         if s.kind != "train":
             continue

@@ -179,11 +179,54 @@ def find_existing(step: Step, ws: Workspace, runs: dict) -> str | None:
     return rec.id if rec else None
 
 
+def check_target_run(ws: Workspace, run_id: str, data: dict, split=None):
+    """The run a grid names as its target (`target = { run = ... }`), refused in one line unless it is a
+    finished target trained (or imported) on exactly the grid's data."""
+    from ..data import load_split
+    where = f"target.run {run_id!r}"
+    if not ws.exists(run_id):
+        raise ParamError(f"{where}: no such run in the workspace {ws.path} (`python -m mivis runs list` lists them)")
+    rec = ws.get(run_id)
+    if rec.kind != "target":
+        article = "an" if rec.kind[:1] in "aeiou" else "a"
+        raise ParamError(f"{where} is not a classifier target (it is {article} {rec.kind} run); name a target run "
+                         "(trained with --role target or imported with `python -m mivis import-model`)")
+    if rec.status != "done":
+        raise ParamError(f"{where} is {rec.status}; only a finished target can be attacked")
+    from ..checks import check_run_weights
+    check_run_weights(ws, rec.id)  # loads on the CPU: a pickle, truncated, NaN or deleted file is refused now
+    split = split or load_split(data)
+    have = rec.config.get("data") or {}
+    size = (rec.config.get("model") or {}).get("img_size", have.get("image_size"))
+    if size != split.image_shape[1]:
+        raise ParamError(f"{where} takes {size} px images but the grid's data are {split.image_shape[1]} px; "
+                         f"set data.image_size = {size} in the grid (with the run's data: {_data_words(have)})")
+    if rec.data_fingerprint != split.fingerprint:
+        diff = [f"{k} {have.get(k)!r} (grid: {split.config.get(k)!r})" for k in sorted(set(have) | set(split.config))
+                if have.get(k) != split.config.get(k)]
+        raise ParamError(f"{where} was trained on another data split than the grid's: "
+                         + ("; ".join(diff) if diff else "the same settings but other images (data fingerprint "
+                            f"{str(rec.data_fingerprint)[:12]} vs {split.fingerprint[:12]})")
+                         + "; give the grid the run's data")
+    return rec
+
+
+def _data_words(cfg: dict) -> str:
+    return ", ".join(f"{k} = {v!r}" for k, v in cfg.items() if v is not None)
+
+
 def execute(step: Step, ws: Workspace, runs: dict, reporter: Reporter = NULL) -> str:
-    """Run one step whose dependencies are in `runs` (key -> run id); returns the new run id."""
+    """Run one step whose dependencies are in `runs` (key -> run id); returns the new run id. The runs it
+    depends on are leased while it runs (in this process: the sweep's, or a Ray task's), so `runs delete`
+    refuses them; a missing one is reported by the step itself, as before."""
+    deps = [runs[k] for k in step.deps if k in runs] + ([step.spec["run"]] if step.kind == "existing" else [])
+    with ws.lease([d for d in deps if isinstance(d, str)], f"sweep step {step.label or step.kind}", missing_ok=True):
+        return _execute(step, ws, runs, reporter)
+
+
+def _execute(step: Step, ws: Workspace, runs: dict, reporter: Reporter) -> str:
     s = step.spec
     if step.kind == "existing":  # nothing to run: the named run must still be there
-        from .runner import check_target_run
         return check_target_run(ws, s["run"], step.meta.get("data") or {}).id
     if step.kind == "train":
         from ..train import train_run
