@@ -263,7 +263,6 @@ def ceiling_run(prior_run: str, eval_run: str | None = None, params: dict | None
         bs = p["batch_size"] or (n if device.type != "cuda" else 256)
         out, mse, start = torch.empty_like(x_all), torch.empty(n), torch.empty(n, dtype=torch.long)
         t0 = time.monotonic()
-        done = 0
         for b0 in range(0, n, bs):
             xb, yb = x_all[b0:b0 + bs].to(device), y_all[b0:b0 + bs]
             z0 = start_latents(len(xb), prior.z_dim, p["starts"], p["seed"], first=b0)
@@ -277,7 +276,6 @@ def ceiling_run(prior_run: str, eval_run: str | None = None, params: dict | None
             img, m, s = project(prior_generator(prior, yb.to(device)), xb, z0.to(device), p["steps"], p["lr"],
                                 bound, check)
             out[b0:b0 + len(xb)], mse[b0:b0 + len(xb)], start[b0:b0 + len(xb)] = img.cpu(), m.cpu(), s.cpu()
-            done += len(xb)
         seconds = time.monotonic() - t0
         reporter.report(force=True, phase="judge", fraction=1.0)
         t1 = time.monotonic()
