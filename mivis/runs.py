@@ -129,10 +129,12 @@ JSON_ARTIFACTS = {
     "config.json": _check_object("kind", "config"),
     "trace.json": _check_object(),
     "preview.json": _check_object(),
+    "ceiling.json": _check_object("metrics", "rows"),
 }
 TENSOR_ARTIFACTS = {
     # x (N, C, H, W) reconstructions, y (N,) identities; the other per-row tensors have length N
     "reconstructions.safetensors": ("x", "y"),
+    "projections.safetensors": ("x", "y"),  # a prior ceiling's projections of the private training images
 }
 MAX_ARTIFACT_BYTES = 512 * 2**20  # a JSON or PNG artifact larger than this is refused, not read
 

@@ -27,7 +27,7 @@ ws = ui.workspace()
 box = st.container()
 job_box = st.container()  # the running or finished job shows here, above the settings
 
-JOB_KINDS = ("attack", "prior", "train", "classroom")
+JOB_KINDS = ("attack", "prior", "train", "classroom", "ceiling")
 
 
 def classroom_button(where) -> None:
@@ -191,6 +191,12 @@ else:
                                 "data": target.config["data"], "name": f"eval {earch}"},
                       label=f"train eval {earch}", page=PAGE, box=box)
 
+# --- the prior's ceiling (a diagnostic of the prior, not an attack) --------------------------------------
+if need != "none":
+    with st.expander("Prior ceiling: the most this prior can show each judge (diagnostic, not an attack)",
+                     icon=":material/straighten:"):
+        ui.ceiling_panel(ws, prior_id, eval_id, knobs, PAGE, box=box)
+
 # --- budget and parameters -----------------------------------------------------------------------------
 st.subheader("Budget")
 def use_preset() -> None:
@@ -308,6 +314,9 @@ def done(rec):
     except Exception:
         st.warning(f"The run {rec.run_id} made by this job was deleted.")
         return
+    if run.kind == "ceiling":
+        st.success(f"The prior's ceiling is measured ({run.id}): see Prior ceiling above.", icon=":material/check:")
+        return
     if run.kind != "attack":
         st.success(f"{run.name or run.kind} ({run.id}) is ready and selectable above.", icon=":material/check:")
         return
@@ -321,6 +330,7 @@ def done(rec):
         {"label": "Target likelihood p_T", "value": m.get("target_likelihood"), "pct": False},
         {"label": "Time: attack + judging", "value": f"{m.get('attack_seconds', 0):.0f} s + "
                                                       f"{m.get('evaluate_seconds', 0):.0f} s", "pct": False}])
+    ui.ceiling_note(ws, run)  # beside the accuracies: the most this attack's prior can show each judge
     png = run.file("reconstructions.png")
     if png.exists():
         tgt = ws.get(run.config["target_run"]) if ws.exists(run.config.get("target_run", "")) else None

@@ -103,6 +103,7 @@ ui.metric_row([
      "help": "Fréchet distance in the evaluation model's feature space (not FID)"}])
 st.caption(f"[lo, hi] = {ev.get('interval', '95% bootstrap over identities')}. Chance top-1: "
            f"{1 / max(1, tm.get('num_classes', 1)):.0%}.")
+ui.ceiling_note(ws, run, ev, judges=(judge,) + tuple(j for j in judges_here if j != judge))
 for name, ex in (ev.get("extra_judges") or {}).items():
     if name != "dlib":
         st.caption(f"Second judge {name}: top-1 {ui.metric_text(ex.get('attack_acc_top1'))}")

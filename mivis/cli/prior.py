@@ -47,6 +47,7 @@ def register(sub) -> None:
     q.set_defaults(func=export)
     q = s.add_parser("shipped", help="list the priors shipped in assets/priors/")
     q.set_defaults(func=shipped)
+    register_ceiling(s)
 
 
 def train(args) -> int:
@@ -90,4 +91,55 @@ def shipped(args) -> int:
         net = json.loads((ASSETS / n / "prior.json").read_text())["net"]
         rows.append([n, net["type"], f"{net['img_size']} px", net["channels"]])
     print(table(rows, ["name", "type", "size", "channels"]) if rows else "no shipped priors in assets/priors/")
+    return 0
+
+
+def register_ceiling(s) -> None:
+    from ..analysis.ceiling import CEILING_PARAMS
+    q = s.add_parser("ceiling", formatter_class=DefaultsFormatter,
+                     help="a prior's ceiling per judge: project the PRIVATE training images into the prior and "
+                          "judge the projections (a diagnostic of the prior, never an attack)",
+                     description="Project each private training image into the prior (z minimising pixel MSE, "
+                                 "several Adam starts, the best kept) and judge the projections with the evaluation "
+                                 "model E and with dlib: the most the prior can show each judge. It uses the "
+                                 "private images, so it is a diagnostic of the prior, never an attack. Stored as a "
+                                 "run (kind ceiling); the Attack and Results pages show it beside every attack.")
+    q.add_argument("prior", help="prior run id (or a shipped prior's name, imported first)")
+    q.add_argument("--eval", default=None, metavar="RUN",
+                   help="evaluation model E (default: the newest that fits the prior; none = dlib alone)")
+    q.add_argument("--no-dlib", action="store_true", help="leave the dlib judge out (default: on when installed)")
+    q.add_argument("--name", default="", help="a label for the run")
+    q.add_argument("--json", action="store_true", help="print the finished run's metrics as JSON")
+    CEILING_PARAMS.add_arguments(q.add_argument_group("projection"))
+    q.set_defaults(func=ceiling)
+
+
+def ceiling(args) -> int:
+    from ..priors import import_prior, shipped_priors
+    from ..analysis.ceiling import CEILING_PARAMS, ceiling_run, settings_words
+    from ..runs import valid_run_id
+    ws = workspace(args)
+    prior = args.prior
+    if not valid_run_id(prior) and prior in shipped_priors():
+        prior = import_prior(prior, ws).id
+    params = CEILING_PARAMS.from_namespace(args)
+    rec = ceiling_run(prior, args.eval, params, workspace=ws, dlib=False if args.no_dlib else None,
+                      reporter=console_reporter(), name=args.name)
+    m = rec.metrics
+    if args.json:
+        print_json({"id": rec.id, "metrics": m, "config": rec.config})
+        return 0
+    from ..analysis.ceiling import metric_words as metric_text
+    print(f"run {rec.id}: ceiling of prior {rec.config['prior_run']} (a diagnostic of the prior that uses the "
+          f"private training images; not an attack)")
+    print(f"{settings_words(rec)}; judging {m['judge_seconds']:.0f} s; chance {100 * m['chance']:.0f}%")
+    rows = [["pixel MSE", metric_text(m["pixel_mse"], pct=False)]]
+    if "ceiling_acc_top1" in m:
+        e = rec.config["eval_run"]
+        rows += [[f"E ({e}) top-1 of the projections", metric_text(m["ceiling_acc_top1"])],
+                 ["E top-1 of the real images", metric_text(m["originals_acc_top1"])]]
+    if "ceiling_acc_top1_dlib" in m:
+        rows.append(["dlib top-1 of the projections", metric_text(m["ceiling_acc_top1_dlib"])])
+    print(table(rows, ["measure", "value [95% CI over identities]"]))
+    print(f"projections: {rec.dir / 'projections.png'}")
     return 0

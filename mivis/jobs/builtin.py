@@ -194,3 +194,33 @@ def _classroom_job(params: dict, ctx: JobContext) -> dict:
         ids[role] = found
     prior = import_prior(next(n for n in shipped_priors() if "32" in n), ctx.workspace)
     return {"run_id": ids["target"], "eval_run": ids["eval"], "prior_run": prior.id}
+
+
+def _validate_ceiling(params: dict, ws: Workspace) -> dict:
+    from ..checks import check_run_weights
+    from ..analysis.ceiling import plan_ceiling
+    p = dict(params)
+    unknown = set(p) - {"prior_run", "eval_run", "params", "name"}
+    if unknown:
+        raise ParamError(f"unknown ceiling job field(s): {', '.join(sorted(unknown))}")
+    if not p.get("prior_run"):
+        raise ParamError("choose a prior whose ceiling to measure")
+    plan = plan_ceiling(ws, p["prior_run"], p.get("eval_run"), p.get("params"))
+    for rid in (plan.prior.id, plan.eval.id if plan.eval else None):
+        if rid:
+            check_run_weights(ws, rid)
+    return {"prior_run": plan.prior.id, "eval_run": plan.eval.id if plan.eval else "none", "params": plan.params,
+            "name": str(p.get("name") or "")}
+
+
+@job_kind("ceiling", validate=_validate_ceiling,
+          help="a prior's ceiling per judge: its projections of the private training images, judged "
+               "(a diagnostic of the prior, never an attack)")
+def _ceiling_job(params: dict, ctx: JobContext) -> dict:
+    from ..analysis.ceiling import ceiling_run
+    p = dict(params["params"])
+    if p.get("device") == "auto":
+        p["device"] = "cuda" if ctx.device.startswith("cuda") else "cpu"
+    rec = ceiling_run(params["prior_run"], params["eval_run"], p, workspace=ctx.workspace, reporter=ctx.reporter,
+                      name=params.get("name", ""))
+    return {"run_id": rec.id}

@@ -130,6 +130,11 @@ class Prior:
     def z_dim(self) -> int:
         return self.config["z_dim"]
 
+    @property
+    def z_bound(self) -> float | None:
+        """The box |z| <= bound the prior's latents live in (None: unbounded, as the GAN priors' normal z)."""
+        return self.config.get("z_bound")
+
     def to(self, device) -> "Prior":
         from ..device import prepare
         self.G = prepare(self.G, device).eval()

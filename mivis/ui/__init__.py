@@ -10,12 +10,14 @@
     charts    plotly figures, metric cards and tables, downloads
     diagram   the architecture's stage diagram
     demo      Home's precomputed demo
+    ceiling   a prior's ceiling beside an attack's accuracy, and the Attack page's ceiling panel
 
 Pages stay thin: they declare knobs, call the library or submit a job, and render with these.
 Nothing here computes results; torch is imported only by the helpers that draw tensors.
 """
 from __future__ import annotations
 
+from .ceiling import ceiling_note, ceiling_panel
 from .charts import (METRIC_NAMES, MODEL_NAMES, attack_curves, download_json, fisher_bars, likelihood_histogram,
                      metric_row, metrics_table, plot)
 from .demo import demo_result
@@ -43,4 +45,5 @@ __all__ = [
     "run_page", "run_short", "session_id", "settings_differ", "shutdown_managers", "sidebar_jobs", "skips_words",
     "stage_diagram", "stage_dot", "study_defense_words", "submit_job", "to_display", "to_url", "url_choice",
     "user_error_types", "workspace",
+    "ceiling_note", "ceiling_panel",
 ]

@@ -63,6 +63,10 @@ METRIC_WORDS = {
     "train_acc": "Training accuracy", "train_seconds": "Training time (s)", "params": "Parameters",
     "trainable_params": "Trained parameters (|θ_C|)", "n_reconstructions": "Reconstructions",
     "attack_seconds": "Attack time (s)", "evaluate_seconds": "Judging time (s)",
+    # a prior's ceiling run (a diagnostic of the prior: projections of the private images, judged)
+    "ceiling_acc_top1": "Prior ceiling, top-1 by E", "ceiling_acc_top5": "Prior ceiling, top-5 by E",
+    "ceiling_acc_top1_dlib": "Prior ceiling, top-1 by dlib", "originals_acc_top1": "E on the real images",
+    "pixel_mse": "Pixel MSE of projections", "project_seconds": "Projection time (s)",
 }
 
 
