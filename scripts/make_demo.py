@@ -243,7 +243,7 @@ def _write(ws, a, b, ev_a, ev_b, ta, tb, d_e, d_dlib, layers, out: Path, log) ->
                     f"judges: **dlib**, a face recogniser that never learned from these people (their private "
                     f"training photos are only the gallery it matches against), and the {judge} evaluation model "
                     f"**E**, trained on the same private images as the attacked model, so a reconstruction can "
-                    f"fool both. Be the judge asks people. Chance is {chance:.0%} top-1 for both. Intervals: "
+                    f"fool both. Be the judge asks people. Chance is {100 * chance:.2g}% top-1 for both. Intervals: "
                     f"{ev_a.get('interval', '95% bootstrap over identities')}."),
         "attack": attack,
         "chance": round(chance, 4),

@@ -210,9 +210,8 @@ def test_dlib_demo_leads_with_dlib_and_says_the_difference_is_resolved_only_unde
     page = texts(at)
     main = [m.value for m in at.main.markdown]
     # the headline, right under the title, is the independent judge's, with chance; E's comes after it
-    assert main[1].startswith("#### dlib, an independent face recogniser, names the right person in **10% [0, 30]** "
-                              "of the attack's reconstructions of the full model and **5% [0, 15]** of RoLSS's "
-                              "(chance 2%)")
+    assert main[1] == ("**dlib, an independent face recogniser, names the right person in 10% [0, 30] of the "
+                       "attack's reconstructions of the full model and 5% [0, 15] of RoLSS's (chance 2.5%).**")
     assert main[2].startswith("The evaluation model **E**") and "**60% [40, 80]** and **35% [20, 50]**" in main[2]
     assert "predates the independent judge" not in page
     # dlib's column before E's in the table
@@ -239,18 +238,21 @@ def test_dlib_demo_leads_with_dlib_and_says_the_difference_is_resolved_only_unde
                      f"E {'✓ right' if e['correct'] else '✗ wrong: judged as ' + e['predicted']}",
                      f"confidence {v['likelihood']:.1%}"]
             assert "  \n".join(words) in caps, (words, caps)  # dlib's verdict first, then E's, in words
-        # every named person's real face once, captioned with the judges that named them
-        named = [t.split(" | ")[1] for k, t in card if k == "image" and "the judge picked" in t]
+        # every person a wrong verdict named: their real face once per model, the judges who named them in its alt
+        named = [t.split(" | ") for k, t in card if k == "image" and "the judge picked" in t]
         want = []
         for v in (pair, pair["defended"]):
             by: dict = {}
             for j, verdict in (("dlib", v["dlib"]), ("E", v)):
                 if not verdict["correct"]:
                     by.setdefault(verdict["predicted"], []).append(j)
-            want += [f"{', '.join(js)}: this is {who}" for who, js in by.items()]
-        assert named == want
+            want += [(f"a real face of {who}, the identity the judge picked ({', '.join(js)})", f"this is {who}")
+                     for who, js in by.items()]
+        assert [(alt, cap) for alt, cap, _ in named] == want
     # s3 under RoLSS: both judges named s1, whose face is shown once for both
-    assert "dlib, E: this is s1" in [t.split(" | ")[1] for k, t in got["s3"] if k == "image"]
+    assert [t for k, t in got["s3"] if k == "image" and "picked (dlib, E)" in t]
+    s1 = _url(got["s1"], "a real private training face of s1")
+    assert _url(got["s3"], "a real face of s1, the identity the judge picked (dlib, E)") == s1
     assert "here by dlib." in page
 
 

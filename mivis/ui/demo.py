@@ -44,6 +44,11 @@ def has_dlib(spec: dict) -> bool:
     return bool(spec.get("paired_dlib")) and bool(pairs) and all(isinstance(p.get("dlib"), dict) for p in pairs)
 
 
+def pct(x: float) -> str:
+    """A chance level in words: 0.05 -> '5%', 0.025 -> '2.5%' (not rounded to 2%), 1/6 -> '17%'."""
+    return f"{100 * x:.2g}%"
+
+
 def _metric(spec: dict, label: str) -> dict | None:
     return next((m["value"] for m in spec.get("metrics") or [] if m.get("label") == label), None)
 
@@ -98,18 +103,18 @@ def _headline(spec: dict, votes: dict | None) -> None:
     d_full, d_rolss = _metric(spec, "Attack acc. top-1 by dlib (full)"), _metric(spec, "Attack acc. top-1 by dlib (RoLSS)")
     e_full, e_rolss = _metric(spec, "Attack acc. top-1 by E (full)"), _metric(spec, "Attack acc. top-1 by E (RoLSS)")
     chance = spec.get("chance")
-    ch = f" (chance {100 * chance:.0f}%)" if chance else ""
+    ch = f" (chance {pct(chance)})" if chance else ""
     if d_full and d_rolss:
-        st.markdown(f"#### dlib, an independent face recogniser, names the right person in **{metric_text(d_full)}** "
-                    f"of the attack's reconstructions of the full model and **{metric_text(d_rolss)}** of RoLSS's"
-                    f"{ch}.")
+        st.markdown(f"**dlib, an independent face recogniser, names the right person in {metric_text(d_full)} "
+                    f"of the attack's reconstructions of the full model and {metric_text(d_rolss)} of RoLSS's"
+                    f"{ch}.**")
     if e_full and e_rolss:
         st.markdown(f"The evaluation model **E**, which learned from the same private photos as the attacked "
                     f"models, says **{metric_text(e_full)}** and **{metric_text(e_rolss)}**.")
     if votes and votes.get("accuracy"):
         st.markdown(f"**The class** (Be the judge, {votes['votes']} votes by {votes['voters']} voters on the full "
                     f"model's reconstructions shown below): **{metric_text(votes['accuracy'])}** named the right "
-                    f"person (chance {100 * votes['chance']:.0f}% with the faces they chose from).")
+                    f"person (chance {pct(votes['chance'])} with the faces they chose from).")
 
 
 def demo_result(folder: Path) -> bool:

@@ -90,8 +90,8 @@ def face_pairs(pairs: list[dict], per_row: int = 5, size: int = 72, rows: list[t
     judges: [(key, judge label)] when a face carries several judges' verdicts: "" = the verdict fields of
     the face itself, else a sub-dict {"correct", "predicted", "predicted_real"} under that key; the frame
     follows the first judge with a verdict, the caption gives every judge's verdict in words, in this
-    order, each led by the judge's label ("dlib ✓ right"); one named person's face is shown once, captioned
-    with the judges that named them. Default: one unnamed judge, the face's own fields.
+    order, each led by the judge's label ("dlib ✗ wrong: judged as s7"); a person named by a wrong verdict
+    is shown once ("this is s7"; its alt text names the judges). Default: one unnamed judge, the face's own fields.
     per_row: unused (the cards wrap by themselves); kept for callers."""
     from ..figures import verdict_text
     models = rows or [("", "")]
@@ -135,10 +135,9 @@ def face_pairs(pairs: list[dict], per_row: int = 5, size: int = 72, rows: list[t
                             for jl, jv in verdicts:
                                 if jv["correct"] is False and jv.get("predicted_real") is not None:
                                     faces.setdefault(jv.get("predicted"), [[], jv["predicted_real"]])[0].append(jl)
-                            for person, (by, img) in faces.items():
-                                lead = f"{', '.join(by)}: " if named else ""
+                            for person, (by, img) in faces.items():  # short caption: a longer one stretches it
                                 st.image(_face_image(img, size - 8), width="content", output_format="PNG",
-                                         caption=f"{lead}this is {person}",
+                                         caption=f"this is {person}",
                                          alt=f"a real face of {person}, the identity the judge picked" +
                                          (f" ({', '.join(by)})" if named else ""))
 
