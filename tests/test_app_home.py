@@ -357,3 +357,26 @@ def test_home_imports_no_torch(tmp_path):
                              timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout
+
+
+def test_home_with_the_class_votes_imports_no_torch(tmp_path):
+    """The class's votes are read and bootstrapped with numpy only: Home still paints without torch."""
+    from mivis import votes as V
+    from mivis.runs import Workspace
+    dlib_demo(tmp_path / "demo")
+    env = {**os.environ, "MIVIS_WORKSPACE": str(tmp_path / "ws"), "MIVIS_DEMO": str(tmp_path / "demo")}
+    old = os.environ.get("MIVIS_DEMO")
+    os.environ["MIVIS_DEMO"] = str(tmp_path / "demo")  # the votes' key is the demo's content hash
+    try:
+        b = V.demo_ballot(tmp_path / "demo")
+        V.cast_vote(Workspace(tmp_path / "ws"), b, 1, "voter-1", 3, b.identity[1])
+    finally:
+        os.environ.pop("MIVIS_DEMO") if old is None else os.environ.__setitem__("MIVIS_DEMO", old)
+    code = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
+            f"at = AppTest.from_file({APP!r}, default_timeout=120)\nat.run()\n"
+            "assert not at.exception, [e.value for e in at.exception]\n"
+            "assert any(m.value.startswith('**The class** (Be the judge, 1 vote by 1 voter on') for m in at.markdown)\n"
+            "print('torch' in sys.modules, 'timm' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout

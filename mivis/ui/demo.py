@@ -100,8 +100,8 @@ def class_votes(folder: Path, n_items: int) -> dict | None:
 
 def _headline(spec: dict, votes: dict | None) -> None:
     """The independent judge first: dlib's top-1 on each model with chance, then E's, then the class's."""
-    d_full, d_rolss = _metric(spec, "Attack acc. top-1 by dlib (full)"), _metric(spec, "Attack acc. top-1 by dlib (RoLSS)")
-    e_full, e_rolss = _metric(spec, "Attack acc. top-1 by E (full)"), _metric(spec, "Attack acc. top-1 by E (RoLSS)")
+    d_full, d_rolss = (_metric(spec, f"Attack acc. top-1 by dlib ({m})") for m in ("full", "RoLSS"))
+    e_full, e_rolss = (_metric(spec, f"Attack acc. top-1 by E ({m})") for m in ("full", "RoLSS"))
     chance = spec.get("chance")
     ch = f" (chance {pct(chance)})" if chance else ""
     if d_full and d_rolss:
@@ -112,7 +112,8 @@ def _headline(spec: dict, votes: dict | None) -> None:
         st.markdown(f"The evaluation model **E**, which learned from the same private photos as the attacked "
                     f"models, says **{metric_text(e_full)}** and **{metric_text(e_rolss)}**.")
     if votes and votes.get("accuracy"):
-        st.markdown(f"**The class** (Be the judge, {votes['votes']} votes by {votes['voters']} voters on the full "
+        n, k = votes["votes"], votes["voters"]
+        st.markdown(f"**The class** (Be the judge, {n} vote{'s' * (n != 1)} by {k} voter{'s' * (k != 1)} on the full "
                     f"model's reconstructions shown below): **{metric_text(votes['accuracy'])}** named the right "
                     f"person (chance {pct(votes['chance'])} with the faces they chose from).")
 
@@ -171,8 +172,9 @@ def demo_result(folder: Path) -> bool:
                         "words, dlib's first, then E's, with the real face of whoever a wrong verdict named; the "
                         "target's confidence in the attacked identity (p_T)" +
                         ("; and how the class voted on it (Be the judge)." if votes else "."))
-            count = [(sum(bool((p.get(k) if k else p).get("correct")) for p in pairs),
-                      sum(bool((p.get(k) if k else p)["dlib"].get("correct")) for p in pairs)) for k in ("", "defended")]
+            views = [[p.get(k) if k else p for p in pairs] for k in ("", "defended")]  # full, RoLSS
+            count = [(sum(bool(v.get("correct")) for v in vs), sum(bool(v["dlib"].get("correct")) for v in vs))
+                     for vs in views]
             st.markdown(f"Of these {len(pairs)} identities dlib recognises **{count[0][1]} under the full model** "
                         f"and **{count[1][1]} under RoLSS**; E recognises {count[0][0]} and {count[1][0]} (the "
                         f"numbers above count every identity and restart).")
