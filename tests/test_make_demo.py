@@ -124,7 +124,7 @@ def test_export_of_ifgmi_runs_names_the_attack_and_refuses_mixed_attacks(world, 
     from mivis.attacks import attack_run
     w, ws = world
     md = _script()
-    params = {**ATTACK, "restarts": 1, "iterations": 4, "pool": 8, "seed": 0}
+    params = {**ATTACK, "restarts": 1, "iterations": 4, "pool": 10, "seed": 0}
     runs = [attack_run("ifgmi", ws.get(w[k]).id, w["prior"], params=params, eval_run=w["eval"], workspace=ws,
                        n_boot=200).id for k in ("full", "rolss")]
     out = tmp_path / "demo"
