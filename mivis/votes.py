@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation.bootstrap import bootstrap_mean
 from .params import ParamError
 from .runs import DamagedRun, RunError, Workspace
 
@@ -143,10 +142,12 @@ def demo_ballot(folder: str | Path) -> Ballot:
         return a[:, :, None] if a.ndim == 2 else a
 
     ident = list(range(len(pairs)))
-    verdicts = [p.get("correct") for p in pairs]
+    machine = {"E": [p.get("correct") for p in pairs]}
+    if pairs and all(isinstance(p.get("dlib"), dict) for p in pairs):  # demos built since the independent judge
+        machine["dlib"] = [p["dlib"].get("correct") for p in pairs]
     return Ballot(DEMO, spec.get("title", "the demo"), ident, [img(p["recon"]) for p in pairs],
                   {i: img(p["real"]) for i, p in zip(ident, pairs)}, {i: p["identity"] for i, p in zip(ident, pairs)},
-                  rows=[None] * len(pairs), machine={"E": verdicts})
+                  rows=[None] * len(pairs), machine=machine)
 
 
 def run_ballot(ws: Workspace, run_id: str) -> Ballot:
@@ -308,6 +309,7 @@ def tally(ws: Workspace, key: str, n_boot: int = 2000, seed: int = 0) -> dict:
            "items": len({r["item"] for r in v})}
     if not v:
         return out | {"accuracy": None, "chance": None, "none_share": None}
+    from .evaluation.bootstrap import bootstrap_mean  # here: reading votes (Home) loads no torch
     correct = np.array([r["correct"] for r in v], float)
     groups = np.array([r["identity"] for r in v])
     out["accuracy"] = bootstrap_mean(correct, groups, n_boot, seed)

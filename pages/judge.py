@@ -142,7 +142,9 @@ def live_tally() -> None:
             st.markdown(f"Of E's *correct* verdicts, **{ui.metric_text(m)}** are called wrong by {other} "
                         f"(per {m['unit']}): E's false-positive share.")
     if key == V.DEMO:
-        st.caption("On the demo E's verdicts are known for the shown reconstructions only; dlib was not run on it.")
+        st.caption("On the demo the machine judges' verdicts are known for the shown reconstructions only" +
+                   ("." if "dlib" in b.machine else "; dlib was not run on it (this demo predates the independent "
+                    "judge)."))
 
 
 with tally_box:

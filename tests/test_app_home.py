@@ -61,6 +61,37 @@ def small_demo(folder, resolved: bool = False):
     return spec
 
 
+def dlib_demo(folder, e_resolved: bool = True, dlib_resolved: bool = False):
+    """small_demo plus the independent judge, as scripts/make_demo.py writes it since issue 28: dlib's verdict
+    and whom it named on every face (s1 full: dlib wrong, named s2, E right; s2 full: dlib right, E wrong; s3:
+    both wrong under RoLSS, both naming s1), dlib's and E's top-1 per model, the paired difference under each."""
+    spec = small_demo(folder, resolved=e_resolved)
+    dl = {("s1", ""): (False, "s2"), ("s1", "defended"): (False, "s9"), ("s2", ""): (True, "s2"),
+          ("s2", "defended"): (True, "s2"), ("s3", ""): (False, "s9"), ("s3", "defended"): (False, "s1")}
+    _png(folder / "judged_s2.png", 60)
+    for p in spec["pairs"]:
+        for k in ("", "defended"):
+            ok, who = dl[(p["identity"], k)]
+            v = p[k] if k else p
+            v["dlib"] = {"correct": ok, "predicted": who, **({} if ok else {"predicted_real": f"judged_{who}.png"})}
+    m = lambda v, lo, hi: {"value": v, "lo": lo, "hi": hi, "n": 3}  # noqa: E731
+    spec["metrics"] = [{"label": "Natural acc. (full)", "value": {"value": 0.9, "lo": None, "hi": None}},
+                       {"label": "Attack acc. top-1 by dlib (full)", "value": m(0.1, 0.0, 0.3)},
+                       {"label": "Attack acc. top-1 by E (full)", "value": m(0.6, 0.4, 0.8)},
+                       {"label": "Natural acc. (RoLSS)", "value": {"value": 0.88, "lo": None, "hi": None}},
+                       {"label": "Attack acc. top-1 by dlib (RoLSS)", "value": m(0.05, 0.0, 0.15)},
+                       {"label": "Attack acc. top-1 by E (RoLSS)", "value": m(0.35, 0.2, 0.5)}]
+    spec["paired_dlib"] = {"metric": "attack_acc_top1@dlib", "a": "full", "b": "RoLSS", "n": 3,
+                           "resolved": dlib_resolved, "same_starting_latents": True, "value": 0.05,
+                           "lo": 0.01 if dlib_resolved else -0.1, "hi": 0.2}
+    spec["chance"] = 1 / 40
+    spec["judges"] = {"lead": "dlib", "dlib": "dlib 128-d face embedding", "E": "VGG-11"}
+    spec["histograms"] = [{"label": who, "likelihood": [0.9, 0.99, 0.5], "correct": [True, False, True],
+                           "correct_dlib": [False, False, True]} for who in ("full", "RoLSS")]
+    (folder / "demo.json").write_text(json.dumps(spec))
+    return spec
+
+
 def home(monkeypatch, tmp_path, demo=None) -> AppTest:
     monkeypatch.setenv("MIVIS_WORKSPACE", str(tmp_path / "ws"))
     if demo is None:
@@ -173,6 +204,99 @@ def test_demo_without_the_defended_faces_says_so(monkeypatch, tmp_path):
     assert "Paired difference" not in texts(at)
 
 
+def test_dlib_demo_leads_with_dlib_and_says_the_difference_is_resolved_only_under_e(monkeypatch, tmp_path):
+    spec = dlib_demo(tmp_path / "demo")
+    at = home(monkeypatch, tmp_path, tmp_path / "demo")
+    page = texts(at)
+    main = [m.value for m in at.main.markdown]
+    # the headline, right under the title, is the independent judge's, with chance; E's comes after it
+    assert main[1] == ("**dlib, an independent face recogniser, names the right person in 10% [0, 30] of the "
+                       "attack's reconstructions of the full model and 5% [0, 15] of RoLSS's (chance 2.5%).**")
+    assert main[2].startswith("The evaluation model **E**") and "**60% [40, 80]** and **35% [20, 50]**" in main[2]
+    assert "predates the independent judge" not in page
+    # dlib's column before E's in the table
+    assert "| Model | Natural accuracy (test images) | Attack accuracy, top-1, by dlib (independent) | " \
+           "Attack accuracy, top-1, by E |" in page
+    assert "| Full model (no defense) | 90% | 10% [0, 30] | 60% [40, 80] |" in page
+    # said plainly: resolved under E only; both paired differences in words, dlib's first
+    assert "**The difference is resolved only under E, not under dlib.**" in page
+    i_dlib = page.index("Paired difference in top-1 attack accuracy under dlib, the full model − RoLSS: **+5.0 pp** "
+                        "[-10.0, +20.0] over 3 identities: **not resolved**")
+    i_e = page.index("Paired difference in top-1 attack accuracy under E, the full model − RoLSS: **+25.0 pp** "
+                     "[+5.0, +45.0] over 3 identities: **resolved: RoLSS leaks 25 pp less than the full model**")
+    assert i_dlib < i_e
+    assert "**The frame is dlib's verdict**" in page
+    assert "dlib recognises **1 under the full model** and **1 under RoLSS**; E recognises 1 and 1" in page
+    got = cards(at)
+    for pair in spec["pairs"]:
+        card = got[pair["identity"]]
+        assert _labels(card) == [f"Identity {pair['identity']}", "Real face", "Full model", "RoLSS"]
+        caps = [t for k, t in card if k == "caption"]
+        for v in (pair, pair["defended"]):
+            d, e = v["dlib"], v
+            words = [f"dlib {'✓ right' if d['correct'] else '✗ wrong: judged as ' + d['predicted']}",
+                     f"E {'✓ right' if e['correct'] else '✗ wrong: judged as ' + e['predicted']}",
+                     f"confidence {v['likelihood']:.1%}"]
+            assert "  \n".join(words) in caps, (words, caps)  # dlib's verdict first, then E's, in words
+        # every person a wrong verdict named: their real face once per model, the judges who named them in its alt
+        named = [t.split(" | ") for k, t in card if k == "image" and "the judge picked" in t]
+        want = []
+        for v in (pair, pair["defended"]):
+            by: dict = {}
+            for j, verdict in (("dlib", v["dlib"]), ("E", v)):
+                if not verdict["correct"]:
+                    by.setdefault(verdict["predicted"], []).append(j)
+            want += [(f"a real face of {who}, the identity the judge picked ({', '.join(js)})", f"this is {who}")
+                     for who, js in by.items()]
+        assert [(alt, cap) for alt, cap, _ in named] == want
+    # s3 under RoLSS: both judges named s1, whose face is shown once for both
+    assert [t for k, t in got["s3"] if k == "image" and "picked (dlib, E)" in t]
+    s1 = _url(got["s1"], "a real private training face of s1")
+    assert _url(got["s3"], "a real face of s1, the identity the judge picked (dlib, E)") == s1
+    assert "here by dlib." in page
+
+
+def test_dlib_demo_resolved_under_both_or_neither(monkeypatch, tmp_path):
+    dlib_demo(tmp_path / "demo", e_resolved=True, dlib_resolved=True)
+    page = texts(home(monkeypatch, tmp_path, tmp_path / "demo"))
+    assert "resolved only under E" not in page and "resolved under both judges, in the same direction" in page
+    dlib_demo(tmp_path / "demo", e_resolved=False, dlib_resolved=False)
+    page = texts(home(monkeypatch, tmp_path, tmp_path / "demo"))
+    assert "resolved only under E" not in page and "Under neither judge is the difference resolved." in page
+
+
+def test_old_demo_without_dlib_says_it_predates_the_independent_judge(monkeypatch, tmp_path):
+    small_demo(tmp_path / "demo")
+    at = home(monkeypatch, tmp_path, tmp_path / "demo")
+    assert "This demo predates the independent judge" in at.info[0].value
+    page = texts(at)
+    assert "dlib recognises" not in page and "The frame is dlib's verdict" not in page
+    assert all(not any(c.startswith("dlib") for k, c in card if k == "caption") for card in cards(at).values())
+
+
+def test_class_votes_appear_beside_the_judges_once_there_are_any(monkeypatch, tmp_path):
+    from mivis import votes as V
+    from mivis.runs import Workspace
+    dlib_demo(tmp_path / "demo")
+    page = texts(home(monkeypatch, tmp_path, tmp_path / "demo"))
+    assert "The class" not in page and "class:" not in page  # no votes yet: nothing about them
+    ws = Workspace(tmp_path / "ws")
+    b = V.demo_ballot(tmp_path / "demo")
+    assert b.machine["dlib"] == [False, True, False]  # Be the judge compares the class with dlib too
+    V.cast_vote(ws, b, 0, "voter-1", 2, b.identity[0])  # right
+    V.cast_vote(ws, b, 0, "voter-2", 2, V.NONE)         # wrong
+    V.cast_vote(ws, b, 2, "voter-1", 2, b.identity[2])  # right
+    at = home(monkeypatch, tmp_path, tmp_path / "demo")
+    page = texts(at)
+    assert "**The class** (Be the judge, 3 votes by 2 voters on the full model's reconstructions shown below): " \
+           "**67% [" in page and "(chance 50% with the faces they chose from)" in page
+    got = cards(at)
+    caps = lambda who: [t for k, t in got[who] if k == "caption"]  # noqa: E731
+    assert any(c.endswith("class: 1 of 2 right") for c in caps("s1"))
+    assert any(c.endswith("class: 1 of 1 right") for c in caps("s3"))
+    assert not any("class:" in c for c in caps("s2"))
+
+
 @needs_demo
 def test_shipped_demo_shows_both_models_and_the_paired_difference(monkeypatch, tmp_path):
     from mivis.ui.words import paired_words
@@ -233,3 +357,26 @@ def test_home_imports_no_torch(tmp_path):
                              timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout
+
+
+def test_home_with_the_class_votes_imports_no_torch(tmp_path):
+    """The class's votes are read and bootstrapped with numpy only: Home still paints without torch."""
+    from mivis import votes as V
+    from mivis.runs import Workspace
+    dlib_demo(tmp_path / "demo")
+    env = {**os.environ, "MIVIS_WORKSPACE": str(tmp_path / "ws"), "MIVIS_DEMO": str(tmp_path / "demo")}
+    old = os.environ.get("MIVIS_DEMO")
+    os.environ["MIVIS_DEMO"] = str(tmp_path / "demo")  # the votes' key is the demo's content hash
+    try:
+        b = V.demo_ballot(tmp_path / "demo")
+        V.cast_vote(Workspace(tmp_path / "ws"), b, 1, "voter-1", 3, b.identity[1])
+    finally:
+        os.environ.pop("MIVIS_DEMO") if old is None else os.environ.__setitem__("MIVIS_DEMO", old)
+    code = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
+            f"at = AppTest.from_file({APP!r}, default_timeout=120)\nat.run()\n"
+            "assert not at.exception, [e.value for e in at.exception]\n"
+            "assert any(m.value.startswith('**The class** (Be the judge, 1 vote by 1 voter on') for m in at.markdown)\n"
+            "print('torch' in sys.modules, 'timm' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout

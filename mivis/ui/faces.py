@@ -73,21 +73,30 @@ def _face_image(src, size: int, correct: bool | None = None, frame: bool = False
     return framed(arr, correct, size) if frame else crisp(arr, size)
 
 
-def face_pairs(pairs: list[dict], per_row: int = 5, size: int = 72, rows: list[tuple[str, str]] | None = None) -> None:
+def face_pairs(pairs: list[dict], per_row: int = 5, size: int = 72, rows: list[tuple[str, str]] | None = None,
+               judges: list[tuple[str, str]] | None = None) -> None:
     """One bordered card per identity, its faces side by side: the real private face, then its
-    reconstruction under each model, labelled with the model's name, in a frame coloured by the evaluation
-    model's verdict AND captioned with a symbol and words (✓ right / ✗ wrong: judged as s7), and under a
+    reconstruction under each model, labelled with the model's name, in a frame coloured by the (first)
+    judge's verdict AND captioned with a symbol and words (✓ right / ✗ wrong: judged as s7), and under a
     wrong verdict the real face of the identity the judge picked ("this is s7"). The cards wrap to the
     page's width (two a row at 1024 px, three at 1400 px). Faces go out as PNG (a JPEG blurs the
     upscaled pixels).
 
     Each pair: {"identity", "real" (uint8 array or PNG path/bytes), "recon" (same), "correct" (bool or
     None), "likelihood" (float or None), "predicted" (label), "predicted_real" (image, optional),
-    "<key>": {"recon", "correct", "likelihood", "predicted", "predicted_real"} for further models}.
+    "votes" (words on the class's votes, optional), "<key>": {"recon", "correct", "likelihood",
+    "predicted", "predicted_real", ...} for further models}.
     rows: [(key, model label)] of the models to show, "" for the pair itself (default: [("", "")]).
+    judges: [(key, judge label)] when a face carries several judges' verdicts: "" = the verdict fields of
+    the face itself, else a sub-dict {"correct", "predicted", "predicted_real"} under that key; the frame
+    follows the first judge with a verdict, the caption gives every judge's verdict in words, in this
+    order, each led by the judge's label ("dlib ✗ wrong: judged as s7"); a person named by a wrong verdict
+    is shown once ("this is s7"; its alt text names the judges). Default: one unnamed judge, the face's own fields.
     per_row: unused (the cards wrap by themselves); kept for callers."""
     from ..figures import verdict_text
     models = rows or [("", "")]
+    named = judges is not None
+    judges = judges or [("", "")]
     # widths in px: two cards a row fit the main block at 1024 px (564 px inside its padding, 16 px between
     # cards; a bordered card adds 34 px of padding and border), three at 1400 px
     real_w, col_w = size - 4, size + 12
@@ -107,20 +116,30 @@ def face_pairs(pairs: list[dict], per_row: int = 5, size: int = 72, rows: list[t
                         v = pr.get(key) if key else pr
                         if not v or v.get("recon") is None:
                             continue
-                        verdict = v.get("correct")
+                        verdicts = [(jl, jv) for jl, jv in ((jl, v.get(jk) if jk else v) for jk, jl in judges)
+                                    if isinstance(jv, dict) and jv.get("correct") is not None]
+                        frame = verdicts[0][1]["correct"] if verdicts else None
                         with st.container(width=col_w, gap="xxsmall"):
                             st.markdown(f"**{label}**" if label else "Attack")
-                            words = verdict_text(verdict, v.get("predicted"))
+                            lines = [(f"{jl} " if jl else "") + verdict_text(jv["correct"], jv.get("predicted"))
+                                     for jl, jv in verdicts]
                             alt = f"the attack's reconstruction of {who}" + (f" under {label}" if label else "") \
-                                + (f": {words}" if words else "")
-                            st.image(_face_image(v["recon"], size, verdict, frame=True), width="content",
+                                + (f": {'; '.join(lines)}" if lines else "")
+                            st.image(_face_image(v["recon"], size, frame, frame=True), width="content",
                                      output_format="PNG", alt=alt)
                             lk = v.get("likelihood")
-                            st.caption(words + (f"  \nconfidence {lk:.1%}" if lk is not None else ""))
-                            if verdict is False and v.get("predicted_real") is not None:
-                                st.image(_face_image(v["predicted_real"], size - 8), width="content",
-                                         output_format="PNG", caption=f"this is {v.get('predicted')}",
-                                         alt=f"a real face of {v.get('predicted')}, the identity the judge picked")
+                            extra = ([f"confidence {lk:.1%}"] if lk is not None else []) + \
+                                ([v["votes"]] if v.get("votes") else [])
+                            st.caption("  \n".join(lines + extra))
+                            faces: dict[str, list] = {}  # a named person -> [judges, their face]
+                            for jl, jv in verdicts:
+                                if jv["correct"] is False and jv.get("predicted_real") is not None:
+                                    faces.setdefault(jv.get("predicted"), [[], jv["predicted_real"]])[0].append(jl)
+                            for person, (by, img) in faces.items():  # short caption: a longer one stretches it
+                                st.image(_face_image(img, size - 8), width="content", output_format="PNG",
+                                         caption=f"this is {person}",
+                                         alt=f"a real face of {person}, the identity the judge picked" +
+                                         (f" ({', '.join(by)})" if named else ""))
 
 
 def to_display(img) -> "np.ndarray":
