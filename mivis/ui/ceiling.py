@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..analysis import ceiling as C
 from .errors import guard
 from .words import plain
 
@@ -19,6 +18,7 @@ JUDGE_WORDS = {"E": "the evaluation model E", "dlib": "dlib"}
 
 def ceiling_lines(ws, attack, ev: dict, judges=("dlib", "E"), n_boot: int = 1000) -> list[str]:
     """One sentence per judge that has a ceiling for this attack's prior and split (markdown)."""
+    from ..analysis import ceiling as C  # here, not at the top: Home imports mivis.ui and paints without torch
     lines = []
     for judge in judges:
         rec = C.pick_ceiling(ws, attack.config.get("prior_run"), attack.data_fingerprint, judge,
@@ -51,6 +51,7 @@ def ceiling_note(ws, attack, ev: dict | None = None, judges=("dlib", "E"), box=N
 def ceiling_panel(ws, prior_id: str | None, eval_id: str | None, knobs, page: str, box=None) -> None:
     """The Attack page's view of the chosen prior's ceiling under the chosen E and dlib, and the button that
     measures it. `prior_id` may be 'shipped:NAME' (imported when the button is pressed)."""
+    from ..analysis import ceiling as C  # here, not at the top: Home imports mivis.ui and paints without torch
     from ..analysis.ceiling import CEILING_PARAMS
     st.markdown(f"**{LABEL}** ({WHAT}).")
     shown = None
