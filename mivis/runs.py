@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-DEFAULT_WORKSPACE = Path(__file__).resolve().parent.parent / "workspace"
+from .paths import default_workspace
+DEFAULT_WORKSPACE = default_workspace()
 ENV_VAR = "MIVIS_WORKSPACE"
 STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
 # every id `Workspace.create` makes: kind-YYYYMMDD-HHMMSS-xxxxxx; a registry row with any other id

@@ -22,7 +22,8 @@ from ..weights import WeightsError, load_into
 from .base import PRIORS, Prior, build_nets, check_policy, net_config
 from .nets import bake_spectral_norm, fold_batchnorm
 
-ASSETS = Path(__file__).resolve().parent.parent.parent / "assets" / "priors"
+from ..paths import assets_dir
+ASSETS = assets_dir() / "priors"
 FILES = ("generator.safetensors", "discriminator.safetensors", "prior.json")
 
 PRESETS = {
