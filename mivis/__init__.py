@@ -6,3 +6,6 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+# the Python API is mivis.api (`from mivis import api`): not re-exported here, so the package stays on the
+# ground floor and `import mivis` loads nothing else

@@ -23,7 +23,8 @@ from .progress import NULL, Reporter
 from .runs import RunError, RunRecord, Workspace
 from .weights import WeightsError, load_into, load_tensors, save_weights
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "classroom"
+from .paths import assets_dir
+ASSETS = assets_dir() / "classroom"
 FORMAT = "mivis-classroom-1"
 EXPORT_COMMAND = "python -m mivis classroom export"
 

@@ -31,7 +31,9 @@ _STRIP = ("module.", "model.", "_orig_mod.")
 def classifier_name(arch: str, num_classes: int, in_chans: int, img_size: int) -> str:
     """Name of the timm model's classifier module (its weights become mivis's `head`)."""
     import timm
-    timm_name = ARCHITECTURES.get(arch).meta["timm_name"]
+    timm_name = ARCHITECTURES.get(arch).meta.get("timm_name")
+    if timm_name is None:  # an architecture defined in Python (mivis.api): its weights come as body./head.
+        return "head"
     with torch.device("meta"):
         try:
             full = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
@@ -85,6 +87,35 @@ def _check_against(path: Path, state: dict, own: dict, arch: str, num_classes: i
                                f"{tuple(state[k].shape)}, model {tuple(v.shape)} (check in_chans and input size)")
 
 
+MAX_ABS_WEIGHT = 1e10  # no trained weight or statistic comes near this; 1e38 overflows the first matmul
+
+
+def check_finite_weights(path, state: dict[str, torch.Tensor], params: set[str] | None = None) -> None:
+    """Refuse weights no trained model has, before a run exists (import-model, the upload, the API): NaN
+    anywhere, +-inf in a parameter (a buffer such as an attention mask may hold -inf on purpose), any
+    magnitude above MAX_ABS_WEIGHT (1e38 passes as finite but overflows at once), and negative BatchNorm
+    running variances (the square root of one is NaN at the first eval-mode forward). WeightsError names
+    the tensor."""
+    for k, v in state.items():
+        if not torch.is_tensor(v) or not v.is_floating_point() or not v.numel():
+            continue
+        name = k.removeprefix("body.")
+        v = v.detach()
+        if bool(torch.isnan(v).any()):
+            raise WeightsError(f"{path}: weights contain NaN (e.g. {name}); a model trained into NaN cannot be used")
+        finite = torch.isfinite(v)
+        if (params is None or k in params) and not bool(finite.all()):
+            raise WeightsError(f"{path}: weights contain infinite values (e.g. {name}); a model trained into "
+                               "overflow cannot be used")
+        big = v[finite].abs().max() if bool(finite.any()) else None
+        if big is not None and float(big) > MAX_ABS_WEIGHT:
+            raise WeightsError(f"{path}: {name} holds {float(big):.3g}, beyond any trained weight (limit "
+                               f"{MAX_ABS_WEIGHT:.0e}); the file is damaged or not a trained model")
+        if k.endswith("running_var") and bool((v < 0).any()):
+            raise WeightsError(f"{path}: {name} has negative BatchNorm variances (min {float(v.min()):.3g}); "
+                               "a variance is never negative: the file is damaged")
+
+
 def default_norm(arch: str, channels: int) -> tuple[list[float], list[float]]:
     """timm's mean/std for this architecture (its pretrained_cfg); 1 channel: their averages."""
     import timm
@@ -95,6 +126,23 @@ def default_norm(arch: str, channels: int) -> tuple[list[float], list[float]]:
     if channels == 1:
         return [sum(mean) / len(mean)], [sum(std) / len(std)]
     return mean, std
+
+
+CLASS_ORDER_RULES = {
+    "split": "the data split's order (as `python -m mivis data` lists the private identities)",
+    "sorted": "the private identities' names sorted (torchvision ImageFolder's order over a folder of them)",
+}
+
+
+def resolve_class_order(class_order, private: list[str]) -> list[str] | None:
+    """A class order given as a rule ('split', 'sorted') or a list of names -> the list (None: the split's)."""
+    if isinstance(class_order, str):
+        rule = class_order.strip().lower()
+        if rule not in CLASS_ORDER_RULES:
+            raise ParamError(f"class order: {class_order!r} is not one of {', '.join(CLASS_ORDER_RULES)} "
+                             "(or give the names: a file or a comma-separated list)")
+        return None if rule == "split" else sorted(private)
+    return class_order
 
 
 def _class_permutation(class_order: list[str] | None, private: list[str]) -> list[int] | None:
@@ -117,10 +165,13 @@ def _class_permutation(class_order: list[str] | None, private: list[str]) -> lis
     return [order.index(c) for c in private]
 
 
-def read_class_order(text_or_path: str | None, allow_file: bool = True) -> list[str] | None:
-    """A class order from a file (one name a line; CLI only) or a comma-separated list; None when not given."""
+def read_class_order(text_or_path: str | None, allow_file: bool = True) -> list[str] | str | None:
+    """A class order from a file (one name a line; CLI only), a comma-separated list, or a rule ('split',
+    'sorted': see CLASS_ORDER_RULES, resolved against the data by prepare_import); None when not given."""
     if not text_or_path:
         return None
+    if text_or_path.strip().lower() in CLASS_ORDER_RULES:  # a rule: 'split' or 'sorted'
+        return text_or_path.strip().lower()
     p = Path(text_or_path).expanduser()
     if allow_file and "," not in text_or_path and p.is_file():
         names = [ln.strip() for ln in _class_order_text(p).splitlines() if ln.strip()]
@@ -208,6 +259,8 @@ def prepare_import(weights: str | Path, arch: str, data_cfg: dict, *, num_classe
                          f"give {c} each (e.g. {'0.485,0.456,0.406' if c == 3 else '0.5'})")
     if any(not math.isfinite(s) or s <= 0 for s in std) or any(not math.isfinite(m) for m in mean):
         raise ParamError("std: every value must be a positive number; mean: finite numbers")
+    order_rule = class_order.strip().lower() if isinstance(class_order, str) else None
+    class_order = resolve_class_order(class_order, split.private_names)
     perm = _class_permutation(class_order, split.private_names)
     tensors, meta = load_tensors(path)  # sniffs: pickles / zips / truncated files refused by name
     if not tensors:
@@ -220,6 +273,7 @@ def prepare_import(weights: str | Path, arch: str, data_cfg: dict, *, num_classe
     state = map_state(tensors, classifier_name(arch, k, c, h))
     own = model.state_dict()
     _check_against(path, state, own, arch, k)
+    check_finite_weights(path, state, {n for n, _ in model.named_parameters()})
     state = {key: v.to(own[key].dtype) for key, v in state.items()}
     if perm is not None:  # head rows in the split's class order: split class c <- model output perm[c]
         for key in ("head.weight", "head.bias"):
@@ -230,25 +284,80 @@ def prepare_import(weights: str | Path, arch: str, data_cfg: dict, *, num_classe
     model.load_state_dict(state, strict=True)
     info = {"file": str(path.resolve()), "sha256": mcfg["import_sha256"], "file_metadata_arch": meta.get("arch"),
             "class_order": class_order or split.private_names, "class_order_given": class_order is not None,
+            "class_order_rule": order_rule or ("names" if class_order is not None else "split"),
             "mean": mean, "std": std, "perm": perm}
     return model, mcfg, split, info
 
 
-def import_model(weights: str | Path, arch: str, data_cfg: dict | None = None, *, role: str = "target",
-                 num_classes: int | None = None, img_size: int | None = None, in_chans: int | None = None,
-                 mean=None, std=None, class_order: list[str] | None = None, workspace: Workspace | None = None,
-                 reporter: Reporter = NULL, name: str = "", seed: int = 0) -> RunRecord:
-    """Validate, measure, then store the imported classifier as a finished `role` run."""
-    ws = workspace or Workspace()
-    model, mcfg, split, info = prepare_import(weights, arch, data_cfg, num_classes=num_classes, img_size=img_size,
-                                              in_chans=in_chans, mean=mean, std=std, class_order=class_order,
-                                              role=role)
-    reporter.report(force=True, phase="measure", n_test=len(split.test), n_train=len(split.train))
+class ImportFlagged(ParamError):
+    """The model's held-out accuracy is near chance: nothing was imported. `metrics` holds what was measured
+    (natural_acc, chance, relabelled_acc, suggested_order: the class order that would give relabelled_acc)."""
+
+    def __init__(self, message: str, metrics: dict):
+        super().__init__(message)
+        self.metrics = metrics
+
+
+def measure_import(model: Classifier, split, info: dict) -> dict:
+    """Held-out and training-image accuracy of a prepared import, and the class-order check (no run)."""
     c_test, c_train = confusion(model, split.test, split.num_classes), confusion(model, split.train, split.num_classes)
     test, train = order_check(c_test), order_check(c_train)
     both = order_check(c_test + c_train)  # more images for the order check
     # a model that learned the training images but not the held-out ones is not mis-ordered
     suspect = test["suspect"] and both["suspect"]
+    metrics = {"natural_acc": test["acc"], "train_acc": train["acc"],
+               "chance": test["chance"], "relabelled_acc": both["relabelled_acc"],
+               "order_check": "classes probably mis-ordered" if suspect else "ok",
+               "params": count_params(model), "trainable_params": count_params(model), "imported": True,
+               "device": "cpu"}
+    if suspect:  # file output perm[best_order[c]] behaves like class c
+        perm = info["perm"] or list(range(split.num_classes))
+        suggested = [None] * split.num_classes
+        for c, o in enumerate(both["best_order"]):
+            suggested[perm[o]] = split.private_names[c]
+        metrics["suggested_order"] = suggested
+        metrics["suggested_rule"] = _rule_that_fits(c_test + c_train, info, split.private_names,
+                                                    both["relabelled_acc"], both["acc"])
+    return metrics
+
+
+def _rule_that_fits(conf: torch.Tensor, info: dict, private: list[str], best: float, given: float) -> str | None:
+    """The class-order rule ('split' or 'sorted') under which the model is about as accurate as its best
+    relabelling (within 10 points) and clearly better than the order given (25 points); None if neither.
+    A model trained on sorted names is recognised so even when it confuses a few classes (the best
+    relabelling then swaps those, and no longer equals the sorted list)."""
+    n = int(conf.sum())
+    if not n:
+        return None
+    perm = info["perm"] or list(range(len(private)))
+    where = {o: c for c, o in enumerate(perm)}  # file output o -> the model output (row of conf's columns)
+    out = []
+    for rule, names in (("split", private), ("sorted", sorted(private))):
+        cols = [where[names.index(private[c])] for c in range(len(private))]
+        acc = float(conf[torch.arange(len(private)), torch.tensor(cols)].sum()) / n
+        if acc >= best - 0.10 and acc >= given + 0.25:
+            out.append((acc, rule))
+    return max(out)[1] if out else None
+
+
+def import_model(weights: str | Path, arch: str, data_cfg: dict | None = None, *, role: str = "target",
+                 num_classes: int | None = None, img_size: int | None = None, in_chans: int | None = None,
+                 mean=None, std=None, class_order: list[str] | str | None = None,
+                 workspace: Workspace | None = None, reporter: Reporter = NULL, name: str = "", seed: int = 0,
+                 keep_flagged: bool = False) -> RunRecord:
+    """Validate, measure, then store the imported classifier as a finished `role` run.
+
+    Everything, the measurement included, happens before the run exists: a refused file (WeightsError) or a
+    model flagged "classes probably mis-ordered" (ImportFlagged, with the suggested order) leaves no run,
+    unless keep_flagged stores the flagged model anyway (its metrics say so)."""
+    ws = workspace or Workspace()
+    model, mcfg, split, info = prepare_import(weights, arch, data_cfg, num_classes=num_classes, img_size=img_size,
+                                              in_chans=in_chans, mean=mean, std=std, class_order=class_order,
+                                              role=role)
+    reporter.report(force=True, phase="measure", n_test=len(split.test), n_train=len(split.train))
+    metrics = measure_import(model, split, info)
+    if metrics["order_check"] != "ok" and not keep_flagged:
+        raise ImportFlagged(flagged_message(metrics, cli=True) + "; nothing was imported", metrics)
     config = {"role": role, "train": {"arch": arch, "seed": seed, "imported": True}, "data": split.config,
               "model": mcfg, "imported": info}
     run = ws.create(role, config, seed=seed, data_fingerprint=split.fingerprint,
@@ -256,22 +365,34 @@ def import_model(weights: str | Path, arch: str, data_cfg: dict | None = None, *
     try:
         run.write_json("split.json", split.record())
         run.save_weights(model.state_dict(), {"arch": arch, "model_config": mcfg, "run": run.id})
-        metrics = {"natural_acc": test["acc"], "train_acc": train["acc"],
-                   "chance": test["chance"], "relabelled_acc": both["relabelled_acc"],
-                   "order_check": "classes probably mis-ordered" if suspect else "ok",
-                   "params": count_params(model), "trainable_params": count_params(model), "imported": True,
-                   "device": "cpu"}
-        if suspect:  # file output perm[best_order[c]] behaves like class c
-            perm = info["perm"] or list(range(split.num_classes))
-            suggested = [None] * split.num_classes
-            for c, o in enumerate(both["best_order"]):
-                suggested[perm[o]] = split.private_names[c]
-            metrics["suggested_order"] = suggested
         run.finish(metrics)
     except BaseException as e:
         run.fail_from(e)
         raise
     return run.record()
+
+
+def flagged_message(metrics: dict, cli: bool = True) -> str:
+    """One line: why the import is flagged and the class order to give instead (CLI flag or app words)."""
+    rule, names = metrics.get("suggested_rule"), metrics.get("suggested_order") or []
+    if rule == "split":
+        fix = ("import again with --class-order split" if cli else
+               "import again with the class order 'the split's order'") + " (the order mivis lists the data's " \
+            "private identities in, the default)"
+    elif rule == "sorted":
+        fix = ("import again with --class-order sorted" if cli else
+               "import again with the class order 'sorted names'") + " (the model was trained on sorted names, " \
+            "e.g. torchvision ImageFolder's order)"
+    elif names and len(names) <= 60 and cli:
+        fix = f"import again with --class-order {','.join(names)}"
+    elif names:
+        fix = "import again with the suggested order" + (" (--keep-flagged stores the run with it in its metrics)"
+                                                         if cli else "")
+    else:
+        fix = "give the class order the model was trained with"
+    return (f"classes probably mis-ordered: held-out accuracy {metrics['natural_acc']:.1%} is near chance "
+            f"({metrics['chance']:.1%}); the best one-to-one relabelling of the outputs would give "
+            f"{metrics['relabelled_acc']:.1%}: {fix}")
 
 
 def order_warning(metrics: dict) -> str | None:

@@ -13,6 +13,7 @@ from .params import Param, ParamError, ParamSet
 from .registry import Registry
 
 TIMM_PREFIX = "timm:"
+PYTHON_PREFIX = "python:"  # an nn.Module given to mivis.api, registered for the process that holds it
 
 
 class _Architectures(Registry):
@@ -22,6 +23,9 @@ class _Architectures(Registry):
     def get(self, name: str):
         if isinstance(name, str) and name not in self._entries and timm_name_of(name):
             register_any_timm(name)
+        if isinstance(name, str) and name.startswith(PYTHON_PREFIX) and name not in self._entries:
+            raise ParamError(f"architecture {name} is a model defined in Python and given to mivis.api in another "
+                             "process; give the same module to mivis.api.add_model in this process to use its runs")
         try:
             return super().get(name)
         except ParamError as e:

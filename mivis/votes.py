@@ -191,8 +191,9 @@ def run_ballot(ws: Workspace, run_id: str) -> Ballot:
 
 def demo_folder_default() -> Path:
     """The shipped demo (assets/demo/), or $MIVIS_DEMO as on the Home page."""
+    from .paths import assets_dir
     import os
-    return Path(os.environ.get("MIVIS_DEMO") or Path(__file__).resolve().parent.parent / "assets" / "demo")
+    return Path(os.environ.get("MIVIS_DEMO") or assets_dir() / "demo")
 
 
 def load_ballot(ws: Workspace, key: str, demo_folder: str | Path | None = None) -> Ballot:

@@ -362,7 +362,12 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
     st.caption("It becomes a normal target (or evaluation) run: attack it, open it on Results, Layers and "
                "Trade-off, and compare it with a skip-modified retrain of the same architecture trained here. "
                "The data it was trained on is the **Data** setting above (its image size and channels follow "
-               "the model's); its held-out accuracy is measured at import.")
+               "the model's); a data folder must lie inside the workspace or a folder listed in "
+               "`MIVIS_DATA_ROOTS`. Its held-out accuracy is measured at import; a model near chance is not "
+               "imported until its class order is right. **Class order**: output *c* must mean the split's "
+               "private identity *c*, in the order `python -m mivis data` lists them (the private list's "
+               "order); a model trained with torchvision's ImageFolder has the names sorted instead: choose "
+               "*sorted names*.")
     up = st.file_uploader("Weights (.safetensors)", type=["safetensors"], key=f"{PAGE}:imp_file")
     ic = st.columns(4)
     imp_arch = ic[0].text_input("timm architecture", key=f"{PAGE}:imp_arch",
@@ -380,16 +385,26 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
     mean_txt = ic[0].text_input("Normalisation mean", key=f"{PAGE}:imp_mean", placeholder="timm's (ImageNet)",
                                 help="comma-separated, one per channel; blank: timm's default for the architecture")
     std_txt = ic[1].text_input("Normalisation std", key=f"{PAGE}:imp_std", placeholder="timm's (ImageNet)")
+    order_rule = st.radio("Class order (the model's outputs)", ("split", "sorted", "names"), horizontal=True,
+                          key=f"{PAGE}:imp_order_rule",
+                          format_func=lambda r: {"split": "the split's order", "sorted": "sorted names (ImageFolder)",
+                                                 "names": "my own list"}[r])
     order_txt = st.text_area("Class order (the model's outputs)", key=f"{PAGE}:imp_order", height=68,
-                                placeholder="blank: the data split's order (one name a line or comma-separated)")
-    err_key = f"{PAGE}:import_error"
-    if st.button("Import", key=f"{PAGE}:import", icon=":material/upload:", disabled=up is None):
-        from mivis.importing import import_model, read_class_order
+                             label_visibility="collapsed", disabled=order_rule != "names",
+                             placeholder="the names in the model's output order (one a line or comma-separated)")
+    err_key, flag_key = f"{PAGE}:import_error", f"{PAGE}:import_flagged"
+    retry = st.session_state.pop(f"{PAGE}:import_retry", None)  # a button below: (class order, keep flagged)
+    if (st.button("Import", key=f"{PAGE}:import", icon=":material/upload:", disabled=up is None) or retry) \
+            and up is not None:
+        from mivis.importing import ImportFlagged, import_model, read_class_order
         from mivis.params import FLOAT_LIST
 
         def floats(t: str, n: str):
             return Param(n, FLOAT_LIST, None, "", optional=True).coerce(t) if t.strip() else None
         st.session_state.pop(err_key, None)
+        st.session_state.pop(flag_key, None)
+        order = (retry[0] if retry else order_rule if order_rule != "names" else
+                 read_class_order(order_txt.replace("\n", ",").strip() or None, allow_file=False))
         try:
             with st.spinner("checking the file and measuring held-out accuracy"):
                 from mivis.uploads import kept_if_used
@@ -397,16 +412,36 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
                     rec = import_model(path, imp_arch.strip(), data, role=imp_role, num_classes=int(imp_classes),
                                        img_size=int(imp_size), in_chans=int(imp_chans),
                                        mean=floats(mean_txt, "mean"), std=floats(std_txt, "std"),
-                                       class_order=read_class_order(order_txt.replace("\n", ",").strip() or None,
-                                                                    allow_file=False),
-                                       workspace=ui.workspace(),
+                                       class_order=order, workspace=ui.workspace(),
+                                       keep_flagged=bool(retry and retry[1]),
                                        name=f"{imp_role} {imp_arch.strip()} (imported {up.name})")
             st.session_state[f"{PAGE}:imported"] = rec.id
+        except ImportFlagged as e:  # no run: the measurement and the suggested order, to apply with one click
+            st.session_state[flag_key] = {"metrics": e.metrics, "order": order, "file": up.name}
+            st.session_state.pop(f"{PAGE}:imported", None)
         except ui.user_error_types() as e:  # kept until the next attempt (a rerun must not wipe the refusal)
             st.session_state[err_key] = f"{up.name}: {ui.one_line(e)}"
             st.session_state.pop(f"{PAGE}:imported", None)
     if err_key in st.session_state:
         st.error(st.session_state[err_key], icon=":material/error:")
+    flagged = st.session_state.get(flag_key)
+    if flagged:
+        from mivis.importing import flagged_message
+        fm = flagged["metrics"]
+        st.warning(f"{flagged['file']}: {flagged_message(fm, cli=False)}. Nothing was imported.",
+                   icon=":material/swap_vert:")
+        if fm.get("suggested_order"):
+            st.markdown("Suggested order (the model's outputs 1..{}): {}".format(
+                len(fm["suggested_order"]), ui.plain(", ".join(fm["suggested_order"]))))
+        b = st.columns(2)
+        if fm.get("suggested_order") and b[0].button("Import with the suggested order", key=f"{PAGE}:import_suggested",
+                                                      icon=":material/swap_vert:"):
+            st.session_state[f"{PAGE}:import_retry"] = (fm["suggested_order"], False)
+            st.rerun()
+        if b[1].button("Import anyway (keep it flagged)", key=f"{PAGE}:import_anyway",
+                       help="store the run with the order given; its metrics say 'classes probably mis-ordered'"):
+            st.session_state[f"{PAGE}:import_retry"] = (flagged["order"], True)
+            st.rerun()
     imported = st.session_state.get(f"{PAGE}:imported")
     if imported:
         with ui.guard():
@@ -419,8 +454,7 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
             q[2].metric("Parameters", f"{mm['params']:,}")
             warn = order_warning(mm)
             if warn:
-                st.warning(warn + (f" Suggested: {', '.join(mm['suggested_order'][:12])}"
-                                   f"{' ...' if len(mm['suggested_order']) > 12 else ''}"),
+                st.warning(warn + f" Suggested: {ui.plain(', '.join(mm['suggested_order']))}",
                            icon=":material/swap_vert:")
             st.success(f"Imported as run `{rec.id}` ({rec.kind}).", icon=":material/check_circle:")
             ia = get_anatomy_of(rec.config["model"])

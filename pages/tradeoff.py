@@ -26,6 +26,8 @@ def defense_label(model_cfg: dict) -> str:
     for name, p in d.items():
         if name == "skips" and isinstance(p, dict) and p.get("scales"):
             s = p["scales"]
+            if all(v == 1.0 for v in s):  # every skip kept: the architecture as it is, no defense
+                continue
             head, last = s[:-1], s[-1]
             parts.append("RoLSS" if all(v == 1.0 for v in head) and last == 0.0
                          else f"SSF {last:g}" if all(v == 1.0 for v in head) and 0 < last < 1
@@ -158,13 +160,19 @@ with left:
     # Pareto front: no other point has higher natural accuracy AND lower attack accuracy
     # a target that did not learn leaks nothing to invert: no privacy-utility point, not on the front
     learned = [p for p in pts if p["acc"] >= MIN_LEARNED_ACC]
-    front = sorted([p for p in learned if not any(q["acc"] >= p["acc"] and q["att"] <= p["att"] and
-                                                  (q["acc"] > p["acc"] or q["att"] < p["att"]) for q in learned)],
-                   key=lambda p: p["acc"])
-    if len(front) > 1:
-        fig.add_trace(go.Scatter(x=[100 * p["acc"] for p in front], y=[100 * p["att"] for p in front],
-                                 mode="lines", name="Pareto front", line=dict(dash="dot", color="#555"),
-                                 hoverinfo="skip"))
+    # one front per architecture: a defense trades accuracy against leakage within an architecture; a line from a
+    # ResNet-18 run to a RegNet run would compare architectures, not defenses
+    front = []
+    for a in sorted({p["arch"] for p in learned}):
+        mine = [p for p in learned if p["arch"] == a]
+        fa = sorted([p for p in mine if not any(q["acc"] >= p["acc"] and q["att"] <= p["att"] and
+                                                (q["acc"] > p["acc"] or q["att"] < p["att"]) for q in mine)],
+                    key=lambda p: p["acc"])
+        front += fa
+        if len(fa) > 1:
+            fig.add_trace(go.Scatter(x=[100 * p["acc"] for p in fa], y=[100 * p["att"] for p in fa],
+                                     mode="lines", name=f"Pareto front, {a}" if len(archs) > 1 else "Pareto front",
+                                     line=dict(dash="dot", color="#555"), hoverinfo="skip"))
     fig.update_layout(title=f"{atk}: natural accuracy vs attack accuracy under {judge}",
                       xaxis_title="natural accuracy (%)",
                       yaxis_title=f"attack accuracy top-1 under {judge} (%)", legend=dict(orientation="h", y=-0.2),
@@ -172,7 +180,7 @@ with left:
     event = ui.plot(fig, key=f"{PAGE}:plane", on_select="rerun", height=480)
     unlearned = len(pts) - len(learned)
     st.caption("Click a point to open its run in Results. Error bars: 95% bootstrap over identities. "
-               f"Pareto front: {len(front)} of {len(pts)} runs"
+               f"Pareto front (one per architecture): {len(front)} of {len(pts)} runs"
                + (" (runs with the same two accuracies lie on one point)" if len({(p["acc"], p["att"]) for p in pts})
                   < len(pts) else "") + "."
                + (f" {unlearned} run(s) attack a target that did not learn (natural accuracy below "

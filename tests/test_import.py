@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mivis.data import load_split
-from mivis.importing import export_timm, import_model
+from mivis.importing import ImportFlagged, export_timm, import_model
 from mivis.params import ParamError
 from mivis.weights import WeightsError, load_tensors, save_weights
 
@@ -61,9 +61,15 @@ def test_mis_ordered_classes_are_flagged_and_a_given_order_is_applied(world):
     ws = world["ws"]
     names = load_split(DATA).private_names
     rotated = names[1:] + names[:1]  # the model's outputs do not mean these classes
-    bad = import_model(world["file"], ARCH, DATA, mean=[0.5], std=[0.5], class_order=rotated, workspace=ws)
+    before = {r.id for r in ws.list()}
+    with pytest.raises(ImportFlagged, match="classes probably mis-ordered.*nothing was imported") as e:
+        import_model(world["file"], ARCH, DATA, mean=[0.5], std=[0.5], class_order=rotated, workspace=ws)
+    assert {r.id for r in ws.list()} == before  # a flagged import leaves no run, finished or not
+    assert e.value.metrics["natural_acc"] < 0.35 and e.value.metrics["relabelled_acc"] > 0.7
+    assert e.value.metrics["suggested_order"] == names and "--class-order split" in str(e.value)
+    bad = import_model(world["file"], ARCH, DATA, mean=[0.5], std=[0.5], class_order=rotated, workspace=ws,
+                       keep_flagged=True)  # asked for: stored, and its metrics say so
     assert bad.metrics["order_check"] == "classes probably mis-ordered"
-    assert bad.metrics["natural_acc"] < 0.35 and bad.metrics["relabelled_acc"] > 0.7
     assert bad.metrics["suggested_order"] == names
     # a file whose outputs really are in another order, imported with that order: same model
     tensors, _ = load_tensors(world["file"])
@@ -255,7 +261,8 @@ def test_a_model_with_unknown_blocks_is_imported_attacked_and_analysed(world, tm
     f = tmp_path / "mixer.safetensors"
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(f))
     ws = world["ws"]
-    rec = import_model(f, "timm:mixer_s16_224", DATA, mean=[0.5], std=[0.5], workspace=ws)
+    rec = import_model(f, "timm:mixer_s16_224", DATA, mean=[0.5], std=[0.5], workspace=ws,
+                       keep_flagged=True)  # random weights: near chance, stored on request
     model, _ = load_classifier(ws, rec.id)
     d = describe(model)
     assert d["family"] == "generic" and d["uncontrolled"][0]["type"] == "MixerBlock"

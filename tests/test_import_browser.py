@@ -43,9 +43,14 @@ def test_upload_imports_a_timm_model_as_a_target(browser, tmp_path):  # noqa: F8
         page.get_by_role("textbox", name="Normalisation std", exact=True).press("Enter")
         idle(page)
         page.get_by_role("button", name="Import", exact=True).click()
+        # a random-weight model is at chance on its data: flagged "classes probably mis-ordered", and no run
+        expect(page.get_by_text("Nothing was imported").first).to_be_visible(timeout=90_000)
+        expect(page.get_by_text("classes probably mis-ordered").first).to_be_visible()
+        expect(page.get_by_text("Suggested order").first).to_be_visible()  # the full list, not 12 names and "..."
+        assert Workspace(ws_path).list(kind="target") == []
+        page.get_by_role("button", name="Import anyway (keep it flagged)").click()
         expect(page.get_by_text("Imported as run").first).to_be_visible(timeout=90_000)
         idle(page)
-        # a random-weight model is at chance on its data: the import says the classes are probably mis-ordered
         expect(page.get_by_text("classes probably mis-ordered").first).to_be_visible()
         expect(page.get_by_test_id("stGraphVizChart").last.locator("svg")).to_be_visible()
         shot(page, "20_architecture_import")

@@ -30,7 +30,8 @@ def world(tmp_path_factory):
     m = timm.create_model("mobilenetv3_small_050", pretrained=False, num_classes=4, in_chans=1)
     f = tmp_path_factory.mktemp("files") / "mine.safetensors"
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(f))
-    target = import_model(f, "timm:mobilenetv3_small_050", TINY, mean=[0.5], std=[0.5], workspace=ws)
+    target = import_model(f, "timm:mobilenetv3_small_050", TINY, mean=[0.5], std=[0.5], workspace=ws,
+                          keep_flagged=True)  # random weights: near chance, stored on request
     ev = train_run("eval", EVAL, TINY, workspace=ws)
     return {"ws": ws, "target": target, "eval": ev}
 

@@ -47,8 +47,10 @@ def check_prior(ws: Workspace, prior_run: str, target: RunRecord) -> RunRecord:
     from ..priors.store import prior_info
     info = prior_info(rec)  # checked: DamagedRun when missing, corrupt or not a mivis prior description
     net, m = info["net"], target.config["model"]
-    if (net["img_size"], net["channels"]) != (m["img_size"], m["in_chans"]):
-        raise ParamError(f"prior {rec.id} makes {net['img_size']} px images with {net['channels']} channel(s), "
+    from ..priors.adapt import output_shape
+    if output_shape(info) != (m["img_size"], m["in_chans"]):
+        size, chans = output_shape(info)
+        raise ParamError(f"prior {rec.id} makes {size} px images with {chans} channel(s), "
                          f"but target {target.id} takes {m['img_size']} px with {m['in_chans']}; "
                          "train or pick a prior for the target's resolution and channels")
     private = set(_private_names(ws, target))
@@ -119,6 +121,19 @@ def pick_prior(ws: Workspace, target: RunRecord, need: str) -> str:
                 return rec.id
             except ParamError:
                 continue
+    import json
+
+    from ..priors.adapt import pick_shipped  # no shipped prior of this shape: adapt the closest one (labelled)
+    from ..priors.store import ASSETS
+    name = pick_shipped(m["img_size"], m["in_chans"], want_conditional, shipped_priors(),
+                        lambda n: json.loads((ASSETS / n / "prior.json").read_text())["net"])
+    if name is not None:
+        rec = import_prior(ASSETS / name, ws, adapt_to=(m["img_size"], m["in_chans"]))
+        try:
+            check_prior(ws, rec.id, target)
+            return rec.id
+        except ParamError:
+            pass
     kind = "plgmi --target " + target.id if want_conditional else "gmi"
     raise ParamError(f"no prior fits target {target.id} ({m['img_size']} px, {m['in_chans']} channel(s)); train one: "
                      f"python -m mivis prior train --type {kind} --image-size {m['img_size']}")

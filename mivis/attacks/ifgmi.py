@@ -118,15 +118,11 @@ class IFGMI(PPA):
     def begin_stage(self, stage: int, lat: dict, y: torch.Tensor) -> dict:
         """The next stage searches the output of feature block stage-1, computed from where this one stands."""
         G = self.ctx.prior.G
-        h = G.head(lat["z"], 0) if self.stage == 0 else self._advance(lat["h"])
+        # stage s searches the output of block s-1; the next stage starts from block s's output
+        h = G.head(lat["z"], 0) if self.stage == 0 else G.advance(lat["h"], self.stage - 1)
         self.stage = stage
         self._set_anchor(h)
         return {"h": h.float().contiguous()}
-
-    def _advance(self, h: torch.Tensor) -> torch.Tensor:
-        """Block `self.stage`'s output from block `self.stage - 1`'s output (one upsample + conv block)."""
-        G, i = self.ctx.prior.G, self.stage
-        return G._bn(i, G.convs[i - 1](G.up(h)), None)
 
     def images(self, lat) -> torch.Tensor:
         G = self.ctx.prior.G

@@ -6,6 +6,7 @@ same parameter declarations the UI uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -44,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"busy machine: {load.describe()}", file=sys.stderr)
     held = None
     try:
-        if args.command in LONG_COMMANDS:  # the runs it names are in use while it runs: `runs delete` refuses them
-            from ._common import hold_named_runs
-            held = hold_named_runs(args)
-        return args.func(args) or 0
+        with _workspace_env(args.workspace):
+            if args.command in LONG_COMMANDS:  # the runs it names are in use while it runs: `runs delete` refuses them
+                from ._common import hold_named_runs
+                held = hold_named_runs(args)
+            return args.func(args) or 0
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -60,3 +62,25 @@ def main(argv: list[str] | None = None) -> int:
                 held.release()
             except RunError:  # the registry went away meanwhile: the lease is stale with this process anyway
                 pass
+
+
+@contextlib.contextmanager
+def _workspace_env(path: str | None):
+    """--workspace is the workspace for everything the command does, a data root included (as
+    $MIVIS_WORKSPACE would be); restored afterwards, so a call of main() leaves the process as it was."""
+    if not path:
+        yield
+        return
+    import os
+    from pathlib import Path
+
+    from ..runs import ENV_VAR
+    before = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(Path(path).expanduser().resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = before

@@ -9,6 +9,9 @@ def register(sub) -> None:
     p = sub.add_parser("data", help="show the face data set and its seeded private/public split")
     DATA_PARAMS.add_arguments(p)
     p.add_argument("--json", action="store_true", help="print the full split record as JSON")
+    p.add_argument("--export", metavar="DIR", default=None, help="write the split's file lists to DIR: "
+                   "private_train.txt, private_heldout.txt (train outside mivis without these), public.txt and "
+                   "classes.txt (the class order mivis expects)")
     p.set_defaults(func=run)
 
 
@@ -16,6 +19,11 @@ def run(args) -> int:
     # folder data: the first call decodes and resizes every image into the cache (progress on stderr)
     split = load_split(DATA_PARAMS.from_namespace(args), reporter=console_reporter(quiet=args.json))
     rec = split.record()
+    if args.export:
+        from ..data._export import export_split
+        written = export_split(split, args.export)
+        if not args.json:
+            print(f"wrote {', '.join(str(p) for p in written.values())}")
     if args.json:
         print_json(rec)
         return 0

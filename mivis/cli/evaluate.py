@@ -111,6 +111,7 @@ def compare(args) -> int:
     if args.json:
         print_json(out)
     else:
+        _sides(("A", out["a_side"]), ("B", out["b_side"]), out["warnings"])
         print(f"{metric}: A - B = {_fmt(out['value'])} [{_fmt(out['lo'])}, {_fmt(out['hi'])}] over "
               f"{out['n']} identities: {out['verdict']}"
               + ("" if out["same_starting_latents"] else " (different starting latents)"))
@@ -121,6 +122,8 @@ def delta_cmd(args) -> int:
     from ..evaluation import delta
     from ..evaluation.compare import JUDGE_METRIC
     out = delta(workspace(args, create=False), args.defended_run, args.reference_run, JUDGE_METRIC[args.by])
+    if not args.json:
+        _sides(("defended", out["defended_side"]), ("reference", out["reference_side"]), out["warnings"])
     if args.json:
         print_json(out)
     elif out["value"] is None:
@@ -129,6 +132,16 @@ def delta_cmd(args) -> int:
         print(f"Delta = {_fmt(out['value'])} [{_fmt(out['lo'])}, {_fmt(out['hi'])}] (AttAcc drop "
               f"{out['attack_acc_drop']:.3f} / Acc drop {out['acc_drop']:.3f})")
     return 0
+
+
+def _sides(a, b, warns) -> None:
+    """Which runs a comparison compares (with their targets' natural accuracy), and its warnings (stderr)."""
+    from ..evaluation.sides import words
+    from ._common import printable
+    for label, s in (a, b):
+        print(printable(f"{label} = {words(s)}"))
+    for w in warns:
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def rejudge(args) -> int:

@@ -23,8 +23,12 @@ def register(sub) -> None:
     p.add_argument("--norm-mean", default=None, help="the model's input normalisation mean, comma-separated "
                    "(default: timm's for this architecture, ImageNet's for most)")
     p.add_argument("--norm-std", default=None, help="the model's normalisation std, comma-separated")
-    p.add_argument("--class-order", default=None, help="the data classes in the model's output order: a file "
-                   "with one name a line, or comma-separated names (default: the data split's order)")
+    p.add_argument("--class-order", default=None, help="the model's output order: 'split' (the data split's "
+                   "order, as `mivis data` lists the private identities; the default), 'sorted' (the names sorted, "
+                   "as torchvision ImageFolder orders a folder of them), a file with one name a line, or "
+                   "comma-separated names")
+    p.add_argument("--keep-flagged", action="store_true", help="store the run even when its held-out accuracy is "
+                   "near chance ('classes probably mis-ordered'; by default nothing is imported then)")
     p.add_argument("--name", default="", help="a label for the run")
     p.add_argument("--batch-size", type=int, default=32, help="batch size of a later retrain (size estimate only)")
     p.add_argument("--json", action="store_true", help="print the run as JSON")
@@ -66,7 +70,7 @@ def run_import(args) -> int:
                        num_classes=args.num_classes, img_size=args.input_size, in_chans=args.in_chans,
                        mean=_floats(args.norm_mean, "norm_mean"), std=_floats(args.norm_std, "norm_std"),
                        class_order=read_class_order(args.class_order), workspace=workspace(args),
-                       reporter=console_reporter(), name=args.name)
+                       reporter=console_reporter(), name=args.name, keep_flagged=args.keep_flagged)
     m = rec.metrics
     level, line = _size_line(rec.config["model"], _n_train(rec), args.batch_size)
     if args.json:

@@ -61,6 +61,9 @@ class FaceSplit:
     fingerprint: str
     problems: list[str] = field(default_factory=list)
     cache: str | None = None  # folder data: the .npy file the images are read from
+    # which images each subset holds: {"train"|"test"|"public": [(identity name, index among that identity's
+    # images in file order), ...]} in the subsets' row order (export_split writes them as file lists)
+    members: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -157,11 +160,15 @@ def _assemble(cfg: dict, names: list[str], per: list[np.ndarray], problems: list
         raise DataError("no public identities are left for the attacker's data")
 
     tr_x, tr_y, te_x, te_y = [], [], [], []
+    members: dict = {"train": [], "test": [], "public": []}
     for cls, i in enumerate(private):
         order = rng.permutation(len(per[i]))
         k = cfg["test_per_identity"]
         te_x.append(per[i][order[:k]]); te_y += [cls] * k
         tr_x.append(per[i][order[k:]]); tr_y += [cls] * (len(order) - k)
+        members["test"] += [(names[i], int(j)) for j in order[:k]]
+        members["train"] += [(names[i], int(j)) for j in order[k:]]
+    members["public"] = [(names[i], j) for i in public for j in range(len(per[i]))]
     pub_x = np.concatenate([per[i] for i in public])
     pub_y = np.concatenate([[c] * len(per[i]) for c, i in enumerate(public)])
 
@@ -180,7 +187,8 @@ def _assemble(cfg: dict, names: list[str], per: list[np.ndarray], problems: list
         train=Subset(images(np.concatenate(tr_x)), torch.tensor(tr_y, dtype=torch.long)),
         test=Subset(images(np.concatenate(te_x)), torch.tensor(te_y, dtype=torch.long)),
         public=Subset(images(pub_x), torch.tensor(pub_y, dtype=torch.long)),
-        fingerprint=fingerprint, problems=problems, cache=str(store.path) if store is not None else None)
+        fingerprint=fingerprint, problems=problems, cache=str(store.path) if store is not None else None,
+        members=members)
 
 
 def _resolve(wanted: list[str], index: dict[str, int], what: str) -> list[int]:

@@ -64,6 +64,9 @@ def compare_runs(ws: Workspace, run_a: str, run_b: str, metric: str = "attack_ac
     same_start = (ia["seed"], ia["restarts"]) == (ib["seed"], ib["restarts"])
     out.update({"metric": metric, "a": run_a, "b": run_b, "same_starting_latents": same_start,
                 "verdict": "resolved" if out["resolved"] else "not resolved"})
+    from .sides import side, warnings
+    out["a_side"], out["b_side"] = side(ws, ra), side(ws, rb)
+    out["warnings"] = warnings(out["a_side"], out["b_side"])
     return out
 
 
@@ -81,9 +84,12 @@ def delta(ws: Workspace, defended_run: str, reference_run: str, metric: str = "a
     vd, gd = _values(ed, metric)
     vr, gr = _values(er, metric)
     att_drop = float(vr.mean() - vd.mean())
+    from .sides import side, warnings
+    sd, sr = side(ws, rd), side(ws, rr)
     out = {"metric": metric, "defended": defended_run, "reference": reference_run, "acc_reference": acc_r,
            "acc_defended": acc_d, "acc_drop": None if acc_r is None or acc_d is None else acc_r - acc_d,
-           "attack_acc_drop": att_drop}
+           "attack_acc_drop": att_drop, "defended_side": sd, "reference_side": sr,
+           "warnings": warnings(sd, sr, ("the defended run", "the reference"))}
     if out["acc_drop"] is None or out["acc_drop"] <= 0:
         out.update({"value": None, "lo": None, "hi": None, "n": int(len(np.unique(gd))),
                     "note": "natural accuracy did not drop: Delta is undefined (the defense costs no accuracy)"})

@@ -53,7 +53,8 @@ def _models():
     return load_models(_models_dir())
 
 
-SHIPPED_GALLERIES = Path(__file__).resolve().parents[2] / "assets" / "dlib"
+from ..paths import assets_dir
+SHIPPED_GALLERIES = assets_dir() / "dlib"
 MIN_PER_WORKER = 16  # fewer images than this per worker: the pipe round trip is not worth it
 BLOCK = 512  # images turned into chips (150 x 150 x 3 bytes each) and embedded at a time
 

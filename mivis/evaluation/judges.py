@@ -86,13 +86,51 @@ def check_judge(ws: Workspace, eval_run: str, target: RunRecord) -> RunRecord:
         same = m["arch"] if m["arch"] == tm["arch"] else f"{m['arch']} (the same architecture as {tm['arch']})"
         raise ParamError(f"evaluation model {rec.id} is a {same} like the target {target.id}; the protocol "
                          f"needs a different architecture (e.g. {others.split(', ')[0]}; allowed: {others})")
-    if (m["num_classes"], m["img_size"], m["in_chans"]) != (tm["num_classes"], tm["img_size"], tm["in_chans"]):
+    if m["num_classes"] != tm["num_classes"] or (adaptation(rec, target) is None and (m["img_size"], m["in_chans"])
+                                                 != (tm["img_size"], tm["in_chans"])):
         raise ParamError(f"evaluation model {rec.id} takes {m['img_size']} px x {m['in_chans']} channel(s) with "
                          f"{m['num_classes']} classes; the target {tm['img_size']} px x {tm['in_chans']} with "
-                         f"{tm['num_classes']}")
-    if rec.data_fingerprint != target.data_fingerprint or _private(rec) != _private(target):
+                         f"{tm['num_classes']} (another size or channel count is adapted only when both were "
+                         "trained on the same split of the same data)")
+    same_split = rec.data_fingerprint == target.data_fingerprint or adaptation(rec, target) is not None
+    if not same_split or _private(rec) != _private(target):
         raise ParamError(f"evaluation model {rec.id} was trained on another data split than target {target.id}")
     return rec
+
+
+def _split_key(cfg: dict) -> dict:
+    return {k: v for k, v in (cfg or {}).items() if k not in ("image_size", "channels")}
+
+
+def adaptation(rec: RunRecord, target: RunRecord) -> str | None:
+    """Words for how an evaluation model of another image size / channel count judges this target ('64 px
+    resized to 32 px, RGB averaged to grayscale'), when both were trained on the same split of the same data
+    (the same identities, training and held-out images; only the images' size or channels differ); else None.
+    The conversion is mivis.priors.adapt.convert."""
+    from ..priors.adapt import describe
+    m, tm = rec.config["model"], target.config["model"]
+    if (m["img_size"], m["in_chans"]) == (tm["img_size"], tm["in_chans"]):
+        return None
+    if _split_key(rec.config.get("data")) != _split_key(target.config.get("data")):
+        return None
+    if _private(rec) is None or _private(rec) != _private(target):
+        return None
+    return describe(tm["img_size"], tm["in_chans"], m["img_size"], m["in_chans"])
+
+
+class AdaptedJudgeModel(torch.nn.Module):
+    """An evaluation model fed the target's images converted to its own size and channels."""
+
+    def __init__(self, model: torch.nn.Module, size: int, channels: int):
+        super().__init__()
+        self.inner, self.size, self.channels, self.head = model, size, channels, model.head
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        from ..priors.adapt import convert
+        return self.inner.embed(convert(x, self.channels, self.size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
 
 
 def pick_eval_run(ws: Workspace, target: RunRecord) -> str:
@@ -113,4 +151,9 @@ def load_judge(ws: Workspace, eval_run: str, target: RunRecord, device, name: st
     model, _ = load_classifier(ws, rec.id, device)
     model.requires_grad_(False)
     pre = rec.config.get("preprocess", "none")
-    return Judge(name or f"{rec.config['model']['arch']}:{rec.id}", rec, model, next(model.parameters()).device, pre)
+    label = name or f"{rec.config['model']['arch']}:{rec.id}"
+    how = adaptation(rec, target)
+    if how:  # the same split at another size / channel count: converted input, and said in its name
+        m = rec.config["model"]
+        model, label = AdaptedJudgeModel(model, m["img_size"], m["in_chans"]), f"{label} (adapted: {how})"
+    return Judge(label, rec, model, next(model.parameters()).device, pre)

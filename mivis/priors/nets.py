@@ -83,6 +83,10 @@ class Generator(nn.Module):
             h = self._bn(i + 1, conv(self.up(h)), y)
         return h
 
+    def advance(self, h: torch.Tensor, block: int, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The output of feature block `block` + 1 from that of block `block`."""
+        return self._bn(block + 1, self.convs[block](self.up(h)), y)
+
     def tail(self, h: torch.Tensor, block: int, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images from the output of feature block `block` (the rest of the generator)."""
         for i in range(block, len(self.convs)):

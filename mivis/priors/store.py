@@ -22,7 +22,8 @@ from ..weights import WeightsError, load_into
 from .base import PRIORS, Prior, build_nets, check_policy, net_config
 from .nets import bake_spectral_norm, fold_batchnorm
 
-ASSETS = Path(__file__).resolve().parent.parent.parent / "assets" / "priors"
+from ..paths import assets_dir
+ASSETS = assets_dir() / "priors"
 FILES = ("generator.safetensors", "discriminator.safetensors", "prior.json")
 
 PRESETS = {
@@ -108,6 +109,10 @@ def check_prior_info(info) -> str | None:
         DATA_PARAMS.validate(info.get("data"), context="prior.json data")
     except (ParamError, TypeError, ValueError) as e:
         return f"prior.json data: {str(e)[:200]}"
+    from .adapt import check_adapt
+    problem = check_adapt(info.get("adapt"), info["net"])
+    if problem:
+        return f"prior.json: {problem}"
     for k in ("public", "private_excluded"):
         v = info.get(k, [])
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
@@ -261,6 +266,8 @@ def load_prior(ws: Workspace, run_id: str, device: str | torch.device = "cpu") -
         bake_spectral_norm(D)
         fold_batchnorm(G.eval())
     G.eval()
+    from .adapt import wrap
+    G, D = wrap(G, D, ncfg, info.get("adapt"))  # a shipped prior adapted to another size / channel count
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     for m in (G, D):
         m.requires_grad_(False)
@@ -309,11 +316,13 @@ def shipped_priors() -> list[str]:
     return sorted(d.name for d in ASSETS.iterdir() if (d / "prior.json").is_file()) if ASSETS.is_dir() else []
 
 
-def import_prior(source: str | Path, ws: Workspace, name: str = "") -> RunRecord:
+def import_prior(source: str | Path, ws: Workspace, name: str = "", adapt_to: tuple[int, int] | None = None
+                 ) -> RunRecord:
     """Register a shipped prior folder (or a name under assets/priors/) as a prior run.
 
     The weights are checked by rebuilding the nets from prior.json and loading them; importing
-    the same folder twice returns the existing run.
+    the same folder twice returns the existing run. `adapt_to` = (image size, channels) registers it adapted
+    to targets of that shape (priors/adapt.py), as its own, labelled prior run.
     """
     src = Path(source)
     if not src.is_dir() and (ASSETS / str(source)).is_dir():
@@ -337,14 +346,24 @@ def import_prior(source: str | Path, ws: Workspace, name: str = "") -> RunRecord
     digest = hashlib.sha256((src / "generator.safetensors").read_bytes()).hexdigest()
     config = {"type": ncfg["type"], "imported": True, "sha256": digest, "data": info["data"], "net": ncfg,
               "target_run": None}
+    adapt = None
+    if adapt_to is not None:
+        from .adapt import adapt_record
+        adapt = adapt_record(ncfg, *adapt_to)
+        if adapt is not None:
+            config["adapt"] = adapt
     found = ws.find("prior", config)
     if found is not None:
         return found
     exported = info.get("exported_from", {})
+    label = f"{ncfg['type']} prior ({src.name}" + (f"; adapted: {adapt['how']})" if adapt else ")")
     run = ws.create("prior", config, seed=exported.get("config", {}).get("params", {}).get("seed"),
-                    data_fingerprint=info.get("data_fingerprint"), name=name or f"{ncfg['type']} prior ({src.name})")
+                    data_fingerprint=info.get("data_fingerprint"), name=name or label)
     try:
         for f in FILES:
+            if f == "prior.json" and adapt:
+                run.write_json(f, {**info, "adapt": adapt})
+                continue
             run.write_bytes(f, (src / f).read_bytes())
         if (src / "samples.png").exists():
             run.write_bytes("samples.png", (src / "samples.png").read_bytes())

@@ -12,7 +12,8 @@ from ..runs import RunError, Workspace
 from .errors import damaged
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-ASSETS = ROOT / "assets"
+from ..paths import assets_dir
+ASSETS = assets_dir()
 ORL_CREDIT = "ORL faces: AT&T Laboratories Cambridge"
 
 
