@@ -341,7 +341,7 @@ def test_changed_methods_get_new_sweep_keys_unchanged_ones_keep_theirs():
     _, wb = trial_steps({**base, "attack": {"name": "whitebox"}})
     steps, _ = trial_steps({**base, "attack": {"name": "gmi"}})
     by_kind = {s.kind: s for s in steps if s.kind != "train" or s.spec.get("role") == "target"}
-    assert by_kind["attack"].spec["method_version"] == 2
+    assert by_kind["attack"].spec["method_version"] == 3  # GMI's selection rule changed in version 3
     assert "method_version" not in by_kind["train"].spec and "method_version" not in by_kind["prior"].spec
     assert gmi["keys"]["target"] == wb["keys"]["target"]  # an undefended target keeps its stored key
     steps, _ = trial_steps({**base, "attack": {"name": "whitebox"}, "target": {"defenses": {"mid": {}}}})
@@ -349,6 +349,8 @@ def test_changed_methods_get_new_sweep_keys_unchanged_ones_keep_theirs():
     assert "method_version" not in next(s for s in steps if s.kind == "attack").spec
     steps, _ = trial_steps({**base, "attack": {"name": "kedmi"}, "prior": {"type": "kedmi"}})
     assert next(s for s in steps if s.kind == "prior").spec["method_version"] == 2
+    steps, _ = trial_steps({**base, "attack": {"name": "whitebox"}, "target": {"defenses": {"negls": {}}}})
+    assert next(s for s in steps if s.spec.get("role") == "target").spec["method_version"] == 3  # PPA's schedule
 
 
 def test_stored_runs_of_the_old_method_replay_with_their_own_step():
@@ -358,6 +360,8 @@ def test_stored_runs_of_the_old_method_replay_with_their_own_step():
     assert "step" not in replay_params({**old, "method_version": 2})
     ppa = {"name": "ppa", "params": {"pool": 200, "init_views": 4}}
     assert replay_params(ppa) == {"pool": 200}
+    assert replay_params({**ppa, "method_version": 2})["final_transform"] == "square-per-image-nonpaper"
+    assert "final_transform" not in replay_params({**ppa, "method_version": 3})
 
 
 # ---------------------------------------------------------------- LOMMA (method version 3) ------------------
