@@ -168,16 +168,18 @@ class PPA(Attack):
         scale, ratio, nb = tuple(self.p["final_crop"]), tuple(self.p["final_ratio"]), self.p["final_batch"]
         p = torch.zeros(len(x), device=x.device)
         yc, cc = y.cpu(), cand.cpu()
+        groups = []  # (rows, generator) per batch of one identity's candidates
         for c in yc.unique().tolist():
             rows = (yc == c).nonzero().flatten()
             rows = rows[cc[rows].argsort()]
             for b in range(0, len(rows), nb):
-                idx = rows[b:b + nb].to(x.device)
-                gen = torch.Generator().manual_seed(latent_seed(seed, c, b // nb, "ppa-final-batch"))
-                for _ in range(self.p["final_views"]):
-                    v = batch_transform(x[idx], scale, ratio, gen)
-                    with autocast(self.ctx.device):
-                        p[idx] += target_likelihood(self.T(v), y[idx]).float()
+                groups.append((rows[b:b + nb].to(x.device),
+                               torch.Generator().manual_seed(latent_seed(seed, c, b // nb, "ppa-final-batch"))))
+        order = torch.cat([idx for idx, _ in groups])
+        for _ in range(self.p["final_views"]):  # each group's k-th draw; one forward pass for all groups
+            v = torch.cat([batch_transform(x[idx], scale, ratio, gen) for idx, gen in groups])
+            with autocast(self.ctx.device):
+                p[order] += target_likelihood(self.T(v), y[order]).float()
         return p / self.p["final_views"]
 
     @torch.no_grad()
