@@ -158,6 +158,13 @@ def test_attack_run_stores_reconstructions_trace_and_evaluation(world):
     assert rec.file("reconstructions.png").read_bytes()[:4] == b"\x89PNG"
     trace = json.loads(rec.file("trace.json").read_text())
     assert len(trace["p_target"]) == 4
+    # method version 3: the target's raw logit per reconstruction, stored and used by GMI's selection rule
+    assert rec.config["attack"]["method_version"] == 3
+    t = rec.read_tensors("reconstructions.safetensors", ("target_logit",))
+    assert [r["target_logit"] for r in ev["per_reconstruction"]] == pytest.approx(t["target_logit"].tolist())
+    assert {"attack_acc_top1_selected", "attack_acc_top1_selected_prob"} <= set(rec.metrics)
+    assert ev["selection"]["paper_protocol"] == "selected" and set(ev["selection"]["rules"]) == {
+        "selected", "selected_prob"}
 
 
 def test_estimate_is_a_positive_number_of_seconds(world):

@@ -100,6 +100,8 @@ def test_tldmi_frozen_params_and_bn_stats(ws, tiny_data):
     ("densenet121", {"preset": "released"}, [1, 0, 1, 1]),            # released: dense block 2
     ("densenet169", {"preset": "released"}, [0, 1, 1, 1]),            # released: dense block 1
     ("densenet201", {}, [1, 1, 1, 0]),
+    ("resnet34", {"preset": "released"}, [1, 1, 1, 0]),                # RoLSS's released ResNet-34..152: [1,1,1,0]
+    ("resnet50", {"preset": "released"}, [1, 1, 1, 0]),
 ])
 def test_rolss_presets_paper_text_and_released(arch, defense, scales):
     cfg = model_config(arch, 6, 1, 32, defenses={"skips": defense})
@@ -124,8 +126,10 @@ def test_vit_skips_per_block_and_the_released_first_block():
         instantiate({"skips": {"block_scales": [1, 0]}}, model_config("vit_tiny", 6, 1, 32))
     with pytest.raises(ParamError, match="ViT/DeiT only"):
         instantiate({"skips": {"block_scales": [1, 0]}}, model_config("resnet18", 6, 1, 32))
-    with pytest.raises(ParamError, match="released no configuration for resnet34"):
-        instantiate({"skips": {"preset": "released"}}, model_config("resnet34", 6, 1, 32))
+    with pytest.raises(ParamError, match="released no configuration for efficientnet_b0"):
+        instantiate({"skips": {"preset": "released"}}, model_config("efficientnet_b0", 6, 1, 32))
+    with pytest.raises(ParamError, match="MobileNetV2 configuration is not transcribed"):
+        instantiate({"skips": {"preset": "released"}}, model_config("mobilenetv2", 6, 1, 32))
 
 
 def test_tts_switches_once_keeps_weights_and_saves_the_switched_model(ws, tiny_data):
@@ -205,20 +209,40 @@ def test_mid_kl_in_nats_and_seeded_sampling_at_test_time_as_mids_code():
     assert torch.isclose(old.kl, ref_kl / math.log(2), rtol=1e-5)
 
 
+def ppa_ls_scheduler(label_smoothing, num_epochs, epoch):
+    """PPA's train_model.py ls_scheduler (lines 51-58), 0-based epoch as models/classifier.py line 288 calls it."""
+    if epoch < 50:
+        return 0.0
+    elif epoch < 75:
+        factor = 1 / (num_epochs - 50)
+        return label_smoothing * factor * (epoch + 1 - 50)
+    else:
+        return label_smoothing
+
+
 def test_negls_follows_ppas_schedule():
-    from mivis.defenses.negls import scheduled_smoothing
-    # PPA: 0 until epoch 50 of 100, linear to -0.05 by epoch 75, held after
-    ref = [0.0 if e < 50 else -0.05 * min(1.0, (e - 50) / 25) for e in range(100)]
+    from mivis.defenses.negls import scheduled_smoothing, scheduled_smoothing_v2
+    ref = [ppa_ls_scheduler(-0.05, 100, e) for e in range(100)]
     assert [scheduled_smoothing(-0.05, e, 100) for e in range(100)] == pytest.approx(ref, abs=1e-12)
-    assert [scheduled_smoothing(-0.05, e, 8) for e in range(8)] == pytest.approx([0, 0, 0, 0, 0, -0.025, -0.05, -0.05])
-    cfg = model_config("resnet18", 6, 1, 32, defenses={"negls": {}}) | {"defense_version": 2}
-    (neg,) = instantiate(cfg["defenses"], cfg)
+    assert ref[74] == pytest.approx(-0.025) and ref[75] == -0.05  # half the factor, then a jump to it
+    v2 = [scheduled_smoothing_v2(-0.05, e, 100) for e in range(100)]
+    assert sum(abs(a - b) > 1e-9 for a, b in zip(v2, ref)) == 24  # method version 2's ramp: epochs 50 and 52-74
+    assert max(abs(a - b) for a, b in zip(v2, ref)) == pytest.approx(0.023)
+    # scaled to the run's epochs: 8 epochs -> half 4, three quarters 6
+    assert [scheduled_smoothing(-0.05, e, 8) for e in range(8)] == pytest.approx(
+        [0, 0, 0, 0, -0.0125, -0.025, -0.05, -0.05])
     logits, y = torch.randn(8, 6), torch.arange(8) % 6
 
     class T:
         main_epochs = 10
+    cfg = model_config("resnet18", 6, 1, 32, defenses={"negls": {}}) | {"defense_version": 3}
+    (neg,) = instantiate(cfg["defenses"], cfg)
     assert torch.isclose(neg.task_loss(logits, y, epoch=4, trainer=T), F.cross_entropy(logits, y))
+    assert torch.isclose(neg.task_loss(logits, y, epoch=5, trainer=T), smoothed_ce(logits, y, -0.01))
     assert torch.isclose(neg.task_loss(logits, y, epoch=8, trainer=T), smoothed_ce(logits, y, -0.05))
+    # a run trained by method version 2 keeps its own ramp (its label), v1 the constant factor
+    (old,) = instantiate(cfg["defenses"], cfg | {"defense_version": 2})
+    assert old.smoothing_at(7, 10) == pytest.approx(scheduled_smoothing_v2(-0.05, 7, 10)) != neg.smoothing_at(7, 10)
     const = instantiate({"negls": {"schedule": "constant-nonpaper"}}, cfg)[0]
     assert torch.isclose(const.task_loss(logits, y, epoch=0, trainer=T), smoothed_ce(logits, y, -0.05))
 

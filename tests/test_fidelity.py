@@ -228,20 +228,109 @@ def test_ppa_crops_have_the_papers_area_and_no_other_transform():
     assert torch.allclose(flipped, ramp.flip(3), atol=1e-5)  # area 1 + flip = the mirrored image
 
 
+def test_ppa_final_transforms_are_torchvisions_drawn_once_per_batch():
+    """PPA's attacks/final_selection.py 42-49: T.RandomResizedCrop(scale (0.5, 0.9), ratio (0.8, 1.2),
+    antialias) + T.RandomHorizontalFlip(0.5) on a batch tensor: one draw for the whole batch."""
+    tv = pytest.importorskip("torchvision.transforms")
+    from mivis.attacks.ppa import batch_transform
+    x = torch.rand(6, 3, 32, 32) * 2 - 1
+    ref_t = tv.Compose([tv.RandomResizedCrop(size=(32, 32), scale=(0.5, 0.9), ratio=(0.8, 1.2), antialias=True),
+                        tv.RandomHorizontalFlip(0.5)])
+    shapes = set()
+    for s in range(30):
+        torch.manual_seed(s)
+        ref = ref_t(x)
+        torch.manual_seed(s)
+        got = batch_transform(x, (0.5, 0.9), (0.8, 1.2), None)
+        assert torch.allclose(got, ref, atol=1e-5), f"seed {s}"
+        torch.manual_seed(s)
+        assert torch.allclose(batch_transform(x[2:3], (0.5, 0.9), (0.8, 1.2), None), got[2:3], atol=1e-5)
+        torch.manual_seed(s)
+        from mivis.attacks.ppa import resized_crop_box
+        shapes.add(resized_crop_box(32, 32, (0.5, 0.9), (0.8, 1.2), None)[2:])
+    assert any(h != w for h, w in shapes)  # not square: the aspect ratio is drawn too
+
+
+def test_ppa_final_selection_scores_as_ppas_code():
+    """scores_by_transform (final_selection.py 8-23) over DataLoader batches of one identity's candidates
+    (lines 61-66): mean softmax of the class over `iterations` batch-wide draws."""
+    tv = pytest.importorskip("torchvision.transforms")
+    from mivis.attacks import ATTACKS
+    from mivis.attacks.base import latent_seed
+    G, D, T = toy_nets()
+    entry = ATTACKS.get("ppa")
+    attack = entry.obj(entry.params.validate({"device": "cpu", "final_views": 7, "final_batch": 2}),
+                       toy_ctx(G, D, T))
+    assert attack.p["final_ratio"] == [0.8, 1.2] and attack.p["final_transform"] == "paper"
+    x = torch.rand(6, C, S, S) * 2 - 1
+    y = torch.tensor([1, 1, 1, 4, 4, 4])
+    cand = torch.tensor([2, 0, 1, 1, 2, 0])  # candidate numbers, not in row order
+    got = attack.final_confidence(x, y, 9, cand)
+    ref_t = tv.Compose([tv.RandomResizedCrop(size=(S, S), scale=(0.5, 0.9), ratio=(0.8, 1.2), antialias=True),
+                        tv.RandomHorizontalFlip(0.5)])
+    ref = torch.zeros(6)
+    for c in (1, 4):
+        rows = [i for i in cand.argsort().tolist() if y[i] == c]  # this identity's candidates in order
+        for b in range(0, len(rows), 2):
+            idx = torch.tensor(rows[b:b + 2])
+            torch.manual_seed(latent_seed(9, c, b // 2, "ppa-final-batch"))
+            score = torch.zeros(len(idx))
+            for _ in range(7):
+                score += T(ref_t(x[idx])).softmax(1)[torch.arange(len(idx)), y[idx]]
+            ref[idx] = score / 7
+    assert torch.allclose(got, ref, atol=1e-5)
+    old = entry.obj(entry.params.validate({"device": "cpu", "final_views": 7,
+                                           "final_transform": "square-per-image-nonpaper"}), toy_ctx(G, D, T))
+    assert (old.final_confidence(x, y, 9, cand) - ref).abs().max() > 1e-3
+
+
 # ---------------------------------------------------------------- selection ---------------------------------
-def test_best_restart_per_identity_beside_all_restarts():
+def gmi_code_selection(logits_by_restart):
+    """GMI's code (Celeba/attack.py 22-24, 70-80, 88-91): max_score = zeros; per restart in seed order, for each
+    identity i: if score[i, i] > max_score[i] keep that restart (max_iden[i] = E's prediction); an identity
+    never kept retains max_iden 0. Returns the kept restart per identity (None: never kept)."""
+    n = len(logits_by_restart[0])
+    max_score, kept = [0.0] * n, [None] * n
+    for seed, scores in enumerate(logits_by_restart):
+        for i in range(n):
+            if scores[i] > max_score[i]:
+                max_score[i], kept[i] = scores[i], seed
+    return kept
+
+
+def test_best_restart_by_gmis_rule_and_by_probability():
     from mivis.attacks.run import add_selection
-    rows = [{"identity": c, "restart": k, "p_target": p, "eval_top1": ok, "eval_top5": True, "knn_dist": 1.0 + k}
-            for c, k, p, ok in [(0, 0, 0.2, False), (0, 1, 0.9, True), (1, 0, 0.8, False), (1, 1, 0.3, True),
-                                (2, 0, 0.5, True), (2, 1, 0.1, False)]]
+    g = torch.Generator().manual_seed(11)
+    n_id, n_r = 40, 5
+    logits = torch.randn(n_r, n_id, K, generator=g) * 2  # raw target logits per restart and identity
+    y = torch.arange(n_id) % K
+    logit_y = logits.gather(2, y.expand(n_r, n_id)[..., None]).squeeze(2)
+    p_y = logits.softmax(2).gather(2, y.expand(n_r, n_id)[..., None]).squeeze(2)
+    right = torch.rand(n_r, n_id, generator=g) > 0.5  # E's verdict per reconstruction
+    rows = [{"identity": i, "restart": r, "target_logit": float(logit_y[r, i]), "p_target": float(p_y[r, i]),
+             "eval_top1": bool(right[r, i]), "eval_top5": True, "knn_dist": float(r + 1)}
+            for i in range(n_id) for r in range(n_r)]
     ev = {"per_reconstruction": rows, "metrics": {}}
     add_selection(ev, "gmi", {}, 200, 0)
-    # GMI's code keeps, per identity, the restart the target scores highest: (0,1) right, (1,0) wrong, (2,0) right
-    assert ev["metrics"]["attack_acc_top1_selected"]["value"] == pytest.approx(2 / 3)
-    assert ev["metrics"]["knn_dist_selected"]["value"] == pytest.approx((2 + 1 + 1) / 3)
+    kept = gmi_code_selection(logit_y.tolist())
+    ref = sum(bool(right[k, i]) for i, k in enumerate(kept) if k is not None) / n_id
+    assert ev["metrics"]["attack_acc_top1_selected"]["value"] == pytest.approx(ref)
+    assert ev["metrics"]["selected_none_kept"] == sum(k is None for k in kept) > 0  # logits <= 0 never kept
+    by_p = p_y.argmax(0)
+    ref_p = sum(bool(right[by_p[i], i]) for i in range(n_id)) / n_id
+    assert ev["metrics"]["attack_acc_top1_selected_prob"]["value"] == pytest.approx(ref_p)
+    assert sum(k is not None and k != int(by_p[i]) for i, k in enumerate(kept)) > 0  # the rules differ here
     assert ev["selection"]["paper_protocol"] == "selected"
+    assert "GMI's code" in ev["selection"]["rules"]["selected"]
+    # LOMMA's evaluation averages over its seeds without selection, on either base
+    add_selection(ev, "lomma", {"base": "gmi"}, 200, 0)
+    assert ev["selection"]["paper_protocol"] == "all restarts"
     add_selection(ev, "plgmi", {}, 200, 0)
     assert ev["selection"]["paper_protocol"] == "all restarts"
+    # rows stored before the logit was kept: only the labelled probability rule
+    old = {"per_reconstruction": [{k: v for k, v in r.items() if k != "target_logit"} for r in rows], "metrics": {}}
+    add_selection(old, "gmi", {}, 200, 0)
+    assert "attack_acc_top1_selected" not in old["metrics"] and "attack_acc_top1_selected_prob" in old["metrics"]
 
 
 # ---------------------------------------------------------------- versions ----------------------------------
@@ -252,7 +341,7 @@ def test_changed_methods_get_new_sweep_keys_unchanged_ones_keep_theirs():
     _, wb = trial_steps({**base, "attack": {"name": "whitebox"}})
     steps, _ = trial_steps({**base, "attack": {"name": "gmi"}})
     by_kind = {s.kind: s for s in steps if s.kind != "train" or s.spec.get("role") == "target"}
-    assert by_kind["attack"].spec["method_version"] == 2
+    assert by_kind["attack"].spec["method_version"] == 3  # GMI's selection rule changed in version 3
     assert "method_version" not in by_kind["train"].spec and "method_version" not in by_kind["prior"].spec
     assert gmi["keys"]["target"] == wb["keys"]["target"]  # an undefended target keeps its stored key
     steps, _ = trial_steps({**base, "attack": {"name": "whitebox"}, "target": {"defenses": {"mid": {}}}})
@@ -260,6 +349,8 @@ def test_changed_methods_get_new_sweep_keys_unchanged_ones_keep_theirs():
     assert "method_version" not in next(s for s in steps if s.kind == "attack").spec
     steps, _ = trial_steps({**base, "attack": {"name": "kedmi"}, "prior": {"type": "kedmi"}})
     assert next(s for s in steps if s.kind == "prior").spec["method_version"] == 2
+    steps, _ = trial_steps({**base, "attack": {"name": "whitebox"}, "target": {"defenses": {"negls": {}}}})
+    assert next(s for s in steps if s.spec.get("role") == "target").spec["method_version"] == 3  # PPA's schedule
 
 
 def test_stored_runs_of_the_old_method_replay_with_their_own_step():
@@ -269,3 +360,112 @@ def test_stored_runs_of_the_old_method_replay_with_their_own_step():
     assert "step" not in replay_params({**old, "method_version": 2})
     ppa = {"name": "ppa", "params": {"pool": 200, "init_views": 4}}
     assert replay_params(ppa) == {"pool": 200}
+    assert replay_params({**ppa, "method_version": 2})["final_transform"] == "square-per-image-nonpaper"
+    assert "final_transform" not in replay_params({**ppa, "method_version": 3})
+
+
+# ---------------------------------------------------------------- LOMMA (method version 3) ------------------
+def toy_lomma(base, G, D, n_students=2, **over):
+    """A LOMMA attack on toy nets with its students and public feature mean set (no distillation)."""
+    from mivis.attacks import ATTACKS
+    from mivis.models import Classifier
+    torch.manual_seed(5)
+    T = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(C * S * S, 16), nn.ReLU()), 16, K).eval().requires_grad_(False)
+    students = [nn.Sequential(nn.Flatten(), nn.Linear(C * S * S, K)).eval().requires_grad_(False)
+                for _ in range(n_students)]
+    kind = {"gmi": {"type": "gmi"}, "kedmi": {"type": "kedmi", "objective": "kedmi"}}[base]
+    prior = types.SimpleNamespace(G=G, D=D, z_dim=Z, config=kind)
+    entry = ATTACKS.get("lomma")
+    attack = entry.obj(entry.params.validate({"device": "cpu", "base": base, **over}),
+                       AttackContext(T, None, prior, torch.device("cpu"), K, (C, S, S)))
+    attack.students = students
+    attack.mu = torch.randn(16, generator=torch.Generator().manual_seed(6)).abs()
+    return attack, T, students
+
+
+def lomma_iden_loss(T, students, mu, fake, y, lam):
+    """LOMMA's code (Re-thinking_MI attack.py iden_loss, lines 83-104, variant 'ours' = logit loss + model
+    augmentation): NLLLoss on raw logits summed over [T, students] / len, plus lam * reg of the TARGET's
+    features only, reg = torch.mean((feat - fea_mean)^2) over batch and features (reg_loss, lines 12-18)."""
+    feat = T.embed(fake)
+    loss = F.nll_loss(T.head(feat), y)
+    for s in students:
+        loss = loss + F.nll_loss(s(fake), y)
+    return loss / (1 + len(students)) + lam * torch.mean((feat - mu.repeat(len(y), 1)).pow(2))
+
+
+def test_lomma_on_gmi_latents_equal_lommas_code_at_the_defaults():
+    """LOMMA's `inversion` (attack.py 188-264): bs 60 latents, Total = -D.mean() + 100 * Iden_Loss (line 239),
+    Nesterov step, clamp. mivis at its defaults (lam 1 inside the x100) after 25 steps: < 1e-3 apart."""
+    G, D, _ = toy_nets()
+    attack, T, students = toy_lomma("gmi", G, D, iterations=26)
+    ids = torch.arange(12) % K  # 12 identities x 5 restarts = LOMMA's batch of 60
+    seen, _, y_all, r_all = run_engine(attack, ids, 5, 26)  # seen[25]: the latents after 25 updates
+    z = attack.init(y_all, r_all, attack.p["seed"])["z"].clone()
+    v = torch.zeros_like(z)
+    for _ in range(25):
+        zz = z.clone().requires_grad_(True)
+        fake = G(zz)
+        total = -D(fake).mean() + 100 * lomma_iden_loss(T, students, attack.mu, fake, y_all, 1.0)
+        (g,) = torch.autograd.grad(total, zz)
+        v_prev = v.clone()
+        v = 0.9 * v - 0.02 * g
+        z = (z + (-0.9 * v_prev + 1.9 * v)).clamp(-1, 1)
+    idx, lat = seen[25]
+    assert (lat["z"] - z[idx]).abs().max() < 1e-3
+    # not a tolerance artefact: mivis v2's regulariser outside the x100 lands elsewhere ...
+    v2, _, _ = toy_lomma("gmi", G, D, iterations=26, reg="outside-nonpaper")
+    v2.mu, v2.students = attack.mu, students
+    seen_v2, _, _, _ = run_engine(v2, ids, 5, 26)
+    assert (seen_v2[25][1]["z"] - z[seen_v2[25][0]]).abs().max() > 0.05
+    # ... and equals the code's when its weight is moved inside by hand (100 x lam)
+    v2w, _, _ = toy_lomma("gmi", G, D, iterations=26, reg="outside-nonpaper", reg_weight=100.0)
+    v2w.mu, v2w.students = attack.mu, students
+    seen_w, _, _, _ = run_engine(v2w, ids, 5, 26)
+    assert (seen_w[25][1]["z"] - z[seen_w[25][0]]).abs().max() < 1e-3
+
+
+def test_lomma_on_kedmi_latents_equal_lommas_code_at_the_defaults():
+    """LOMMA's `dist_inversion` (attack.py 108-186): mu 0, log_var 1, Adam 0.02, z = mu + exp(log_var/2) eps
+    clamped to [-1, 1] (clipz), Prior = softplus(lse) - lse (means), Total = Prior + 100 * Iden_Loss (156)."""
+    G, _, _ = toy_nets()
+    torch.manual_seed(1)
+    D = ToyClassD().eval().requires_grad_(False)
+    iters, n = 25, 60
+    attack, T, students = toy_lomma("kedmi", G, D, iterations=iters + 1)
+    eps = [torch.randn(n, Z, generator=torch.Generator().manual_seed(200 + i)) * 2 for i in range(iters + 1)]
+    it = iter(eps)
+    attack.noise = lambda m, gen: {"eps": next(it)}
+    y = torch.arange(n) % K
+    seen, _, _, _ = run_engine(attack, y, 5, iters + 1)  # seen[i]: the latents after i updates
+    mu = torch.zeros(n, Z, requires_grad=True)
+    log_var = torch.ones(n, Z, requires_grad=True)
+    opt = torch.optim.Adam([mu, log_var], lr=0.02)
+    for i in range(iters):
+        assert (seen[i][1]["mu"] - mu.detach()).abs().max() < 1e-3, f"mu at step {i}"
+        z = (mu + torch.exp(0.5 * log_var) * eps[i]).clamp(-1, 1)
+        fake = G(z)
+        label = D.class_logits(D.features(fake))
+        prior = F.softplus(log_sum_exp(label)).mean() - log_sum_exp(label).mean()
+        total = prior + 100 * lomma_iden_loss(T, students, attack.mu, fake, y, 1.0)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    assert (seen[iters][1]["mu"] - mu.detach()).abs().max() < 1e-3
+    assert (seen[iters][1]["log_var"] - log_var.detach()).abs().max() < 1e-3
+    it = iter(eps)
+    v2, _, _ = toy_lomma("kedmi", G, D, iterations=iters + 1, reg="outside-nonpaper")
+    v2.mu, v2.students, v2.noise = attack.mu, students, lambda m, gen: {"eps": next(it)}
+    seen_v2, _, _, _ = run_engine(v2, y, 5, iters + 1)
+    assert (seen_v2[iters][1]["mu"] - mu.detach()).abs().max() > 0.05
+
+
+def test_lomma_defaults_and_help_follow_the_released_configs():
+    from mivis.attacks import ATTACKS
+    from mivis.attacks.base import replay_params
+    ps = ATTACKS.get("lomma").params
+    assert ps["reg"].default == "paper" and ps["reg_weight"].default == 1.0 and ps["id_weight"].default == 100.0
+    assert "2400 on KEDMI" in ps["iterations"].help and "effective 100" in ps["reg_weight"].help
+    old = {"name": "lomma", "params": {"base": "gmi", "reg_weight": 1.0}, "method_version": 2}
+    assert replay_params(old)["reg"] == "outside-nonpaper"  # a stored v2 run replays with its own loss
+    assert "reg" not in replay_params({**old, "method_version": 3})

@@ -22,8 +22,11 @@ ATTACKS = Registry("attack")
 # Method version of each attack's dynamics, recorded in an attack run's config ("method_version") and in
 # a sweep's attack step (so reuse never mixes versions). 2: GMI / LOMMA's step as the GMI code's
 # (mean over ref_batch latents, Nesterov, unclipped start), KEDMI's one Gaussian per identity with
-# draws, LOMMA's KEDMI path clipped, PPA's shared pool / crops / 100 final transforms.
-METHOD_VERSIONS = {"gmi": 2, "kedmi": 2, "lomma": 2, "ppa": 2}
+# draws, LOMMA's KEDMI path clipped, PPA's shared pool / crops / 100 final transforms. 3: LOMMA's
+# regulariser inside the x id_weight (reg "paper"); GMI's best restart chosen by the target's raw logit with
+# a running best from 0 (*_selected; the probability rule is *_selected_prob); PPA's final selection under
+# RandomResizedCrop (scale 0.5-0.9, ratio 0.8-1.2) + flip drawn once per batch (final_transform "paper").
+METHOD_VERSIONS = {"gmi": 3, "kedmi": 2, "lomma": 3, "ppa": 3}
 
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
@@ -166,14 +169,21 @@ def check_prior_kind(attack_cls, prior) -> None:
 
 def replay_params(attack_cfg: dict) -> dict:
     """Parameters that rerun a stored attack run (its config's "attack" entry) with its own dynamics: a run
-    from before method version 2 gets the labelled v1 update (step summed-nonpaper); parameters that no
+    from before method version 2 gets the labelled v1 update (step summed-nonpaper), a LOMMA run from before
+    version 3 its regulariser outside the x id_weight (reg outside-nonpaper), a PPA run of version 2 its
+    square per-image final crops (final_transform square-per-image-nonpaper); parameters that no
     longer exist are dropped (PPA's init_views: PPA's v1 selection itself is not kept, see
     docs/differences.md)."""
     name, params = attack_cfg["name"], dict(attack_cfg["params"])
     known = ATTACKS.get(name).params
     params = {k: v for k, v in params.items() if k in known}
-    if int(attack_cfg.get("method_version", 1)) < 2 and "step" in known:
+    version = int(attack_cfg.get("method_version", 1))
+    if version < 2 and "step" in known:
         params["step"] = "summed-nonpaper"
+    if version < 3 and name == "lomma":  # v1 / v2: the regulariser outside the x id_weight
+        params["reg"] = "outside-nonpaper"
+    if version < 3 and name == "ppa" and version >= 2:  # v2: square crops drawn per image
+        params["final_transform"] = "square-per-image-nonpaper"
     return params
 
 

@@ -48,6 +48,7 @@ class InversionResult:
     batch_size: int
     chunks: int
     events: list[str] = field(default_factory=list)
+    target_logit: torch.Tensor | None = None  # (M,) the target's raw logit of y (GMI's best-restart score)
 
 
 def plan_attack(attack: str, target_run: str, prior_run: str | None, identities: list[int] | None = None,
@@ -158,9 +159,9 @@ def invert(attack: str, target_run: str, prior_run: str | None = None, identitie
     batch = choose_batch(a, eng, y_all, r_all, per, p["batch_size"])
     out = eng.run(y_all, r_all, per, p["restarts"], batch)
     y, r = y_all[out.source], restart_numbers(r_all, out.source)
-    p_t, pred = target_scores(a.T, out.x, y, a.ctx.device)
+    p_t, pred, logit = target_scores(a.T, out.x, y, a.ctx.device)
     return InversionResult(plan.attack, p, plan.identities, out.x, y, r, p_t, pred, out.trace, out.seconds,
-                           str(a.ctx.device), out.batch_size, out.chunks, eng.events)
+                           str(a.ctx.device), out.batch_size, out.chunks, eng.events, logit)
 
 
 def restart_numbers(r_all: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -179,14 +180,16 @@ def restart_numbers(r_all: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def target_scores(T, x: torch.Tensor, y: torch.Tensor, device, batch: int = 512):
-    ps, preds = [], []
+    """(p_T(y|x), the target's top-1 class, its raw logit of y) per reconstruction."""
+    ps, preds, logits = [], [], []
     for i in range(0, len(x), batch):
-        xb = x[i:i + batch].to(device)
+        xb, yb = x[i:i + batch].to(device), y[i:i + batch].to(device)
         with autocast(device):
             lg = T(xb).float()
-        ps.append(target_likelihood(lg, y[i:i + batch].to(device)).cpu())
+        ps.append(target_likelihood(lg, yb).cpu())
         preds.append(lg.argmax(1).cpu())
-    return torch.cat(ps), torch.cat(preds)
+        logits.append(lg.gather(1, yb[:, None]).squeeze(1).cpu())
+    return torch.cat(ps), torch.cat(preds), torch.cat(logits)
 
 
 def estimate_seconds(attack: str, target_run: str, prior_run: str | None = None, identities: list[int] | None = None,

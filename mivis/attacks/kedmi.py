@@ -92,7 +92,8 @@ class KEDMI(GMI):
 
 
 KEDMI_PARAMS = ParamSet([
-    Param("iterations", int, 1500, "optimisation steps (paper: 1500-3000)", min=1, max=100000),
+    Param("iterations", int, 1500, "optimisation steps (KEDMI's code: 2400, recovery.py line 107; LOMMA's released "
+          "KEDMI configs: 2400)", min=1, max=100000),
     Param("loss", str, "ce", "identity loss (paper: ce)",
           choices=("ce", "one_minus_p", "logit", "max_margin", "poincare")),
     Param("id_weight", float, 100.0, "lambda: weight of the identity loss (paper: 100)", min=0.0, max=1e6),

@@ -4,6 +4,12 @@ Identity loss: the logit loss -logit_y averaged over the target and surrogate st
 from it on public data (model augmentation), plus a feature regulariser
 reg_weight * mean_d (phi_T(x) - mu_public)^2, mu_public = the target's mean penultimate feature on
 the public images. Latents, optimiser and prior loss are the base attack's.
+
+As LOMMA's code (Re-thinking_MI attack.py, iden_loss line 103 and the totals at lines 156 / 239; method
+version 3, reg "paper"): the regulariser sits INSIDE the identity loss that is multiplied by id_weight,
+  loss = prior_weight * prior + id_weight * (logit loss + reg_weight * reg),
+so at the defaults (lam = reg_weight = 1 in both released configs, id_weight 100) its effective weight is
+100. reg "outside-nonpaper" is mivis's method version 2 (reg_weight * reg added outside the x id_weight).
 """
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from .gmi import GMI, step_params
 from .kedmi import KEDMI
 from .losses import identity_loss
 from .surrogates import distill
+
+
+REG_PLACEMENTS = ("paper", "outside-nonpaper")
 
 
 class LOMMA(Attack):
@@ -92,19 +101,28 @@ class LOMMA(Attack):
             idl = idl + identity_loss("logit", s(x), y)
         idl = idl / (1 + len(self.students))
         reg = (feat.float() - self.mu).pow(2).mean(1)
-        loss = self.p["prior_weight"] * self.base.prior_loss(x) + self.p["id_weight"] * idl + self.p["reg_weight"] * reg
+        prior = self.p["prior_weight"] * self.base.prior_loss(x)
+        if self.p["reg"] == "paper":  # LOMMA's code: lam * reg inside the identity loss, then x lamda (100)
+            loss = prior + self.p["id_weight"] * (idl + self.p["reg_weight"] * reg)
+        else:  # mivis v2: outside the x id_weight (100x weaker at the defaults)
+            loss = prior + self.p["id_weight"] * idl + self.p["reg_weight"] * reg
         return Forward(x, logits, loss, idl)
 
 
 register_attack(LOMMA, ParamSet([
     Param("base", str, "gmi", "the attack LOMMA augments", choices=("gmi", "kedmi")),
-    Param("iterations", int, 1500, "optimisation steps (paper: 1500 on GMI, 3000 on KEDMI)", min=1, max=100000),
+    Param("iterations", int, 1500, "optimisation steps (LOMMA's code: 1500 on GMI; 2400 on KEDMI in both released "
+          "attack configs)", min=1, max=100000),
     Param("id_weight", float, 100.0, "lambda: weight of the (augmented) logit loss (LOMMA's code: 100, as GMI). "
           "mivis before method version 2 used 1 here: its summed step (~ref_batch times the paper's) drove z "
           "to the clip corners at 100", min=0.0, max=1e6),
     Param("prior_weight", float, 1.0, "weight of the base attack's prior loss", min=0.0, max=1e6),
-    Param("reg_weight", float, 1.0, "weight of the feature regulariser to the public feature mean (LOMMA: 1)", min=0.0,
+    Param("reg_weight", float, 1.0, "lam: weight of the feature regulariser to the public feature mean, inside the "
+          "identity loss, so its effective weight is id_weight x lam (LOMMA's code: lam 1, effective 100)", min=0.0,
           max=1e6),
+    Param("reg", str, "paper", "where the regulariser enters: 'paper' = inside the identity loss, multiplied by "
+          "id_weight with it (LOMMA's code); 'outside-nonpaper' = added outside with weight reg_weight alone "
+          "(mivis method version 2; 100x weaker at the defaults), not the paper's", choices=REG_PLACEMENTS),
     Param("lr", float, 0.02, "learning rate (paper: 0.02; Nesterov momentum for gmi, Adam for kedmi)", min=1e-6,
           max=100.0),
     Param("momentum", float, 0.9, "momentum of base gmi (paper: 0.9)", min=0.0, max=0.999),

@@ -68,6 +68,8 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
         reporter.report(force=True, phase="evaluate")
         t0 = time.monotonic()
         evaluation = evaluate_result(ws, res, plan.target, make_judges(), dlib, n_boot, plan.params["seed"])
+        for row, lg in zip(evaluation["per_reconstruction"], res.target_logit.tolist()):
+            row["target_logit"] = lg
         add_selection(evaluation, attack, plan.params, n_boot, plan.params["seed"])
         store_result(run, res, plan.target)
         if snaps.tensors() is not None:
@@ -99,36 +101,84 @@ def evaluate_result(ws, res: InversionResult, target: RunRecord, judges, dlib: b
 
 SELECTED = ("attack_acc_top1", "attack_acc_top5", "knn_dist")
 
+# How the best restart per identity is chosen (the *_selected metrics: "logit", *_selected_prob: "probability")
+SELECTION_RULES = {
+    "logit": "per identity, going through its restarts in order, the restart whose target logit of the class "
+             "exceeds the running best, which starts at 0 (GMI's code, Celeba/attack.py lines 22 and 70-80); an "
+             "identity none of whose restarts has a logit above 0 keeps none and counts as not recovered",
+    "probability": "per identity the restart with the highest p_T(y|x) (mivis method version 2; not GMI's rule)",
+}
+
 
 def paper_selects(attack: str, params: dict) -> bool:
-    """Whether the paper's protocol keeps only the best restart per identity (GMI's code, and LOMMA on GMI)."""
-    return attack == "gmi" or (attack == "lomma" and params.get("base") == "gmi")
+    """Whether the paper's protocol keeps only the best restart per identity: GMI's code does; LOMMA's
+    evaluation (metrics/eval_accuracy.py lines 32-61) averages over all its seeds, on GMI as on KEDMI."""
+    return attack == "gmi"
 
 
-def add_selection(evaluation: dict, attack: str, params: dict, n_boot: int, seed: int) -> None:
-    """Add the best-restart-per-identity metrics (*_selected: per identity the reconstruction with the
-    highest p_T(y|x), as GMI's code keeps) beside the all-restarts ones, and say which the paper uses."""
-    import numpy as np
-    from ..evaluation.bootstrap import bootstrap_mean
-    rows = evaluation["per_reconstruction"]
+def select_by_logit(rows: list[dict]) -> dict[int, dict | None]:
+    """GMI's rule: per identity the restart (in restart order) whose target logit beats a running best that
+    starts at 0; None where no restart's logit is above 0."""
+    best: dict[int, dict | None] = {}
+    score: dict[int, float] = {}
+    for r in sorted(rows, key=lambda r: (r["identity"], r["restart"])):
+        c = r["identity"]
+        best.setdefault(c, None)
+        if r["target_logit"] > score.get(c, 0.0):
+            score[c], best[c] = r["target_logit"], r
+    return best
+
+
+def select_by_probability(rows: list[dict]) -> dict[int, dict]:
     best: dict[int, dict] = {}
     for r in rows:
         if r["identity"] not in best or r["p_target"] > best[r["identity"]]["p_target"]:
             best[r["identity"]] = r
-    chosen = [best[c] for c in sorted(best)]
-    groups = np.array([r["identity"] for r in chosen])
+    return best
+
+
+def _selected_metrics(best: dict[int, dict | None], n_boot: int, seed: int) -> dict:
+    import numpy as np
+    from ..evaluation.bootstrap import bootstrap_mean
+    ids = sorted(best)
+    groups = np.array(ids)
+    out = {}
+    for name, col in zip(SELECTED[:2], ("eval_top1", "eval_top5")):  # an identity that kept none: not recovered
+        out[name] = bootstrap_mean(np.array([float(best[c][col]) if best[c] else 0.0 for c in ids]), groups,
+                                   n_boot, seed)
+    kept = [c for c in ids if best[c]]
+    if kept:
+        out["knn_dist"] = bootstrap_mean(np.array([float(best[c]["knn_dist"]) for c in kept]), np.array(kept),
+                                         n_boot, seed)
+    return out
+
+
+def add_selection(evaluation: dict, attack: str, params: dict, n_boot: int, seed: int) -> None:
+    """Add the best-restart-per-identity metrics beside the all-restarts ones, and say which the paper uses:
+    *_selected by GMI's code's rule (the target's raw logit, running best from 0; needs each row's
+    target_logit) and *_selected_prob by the highest p_T(y|x) (method version 2's rule, labelled)."""
+    rows = evaluation["per_reconstruction"]
     m = evaluation["metrics"]
-    for name, col in zip(SELECTED, ("eval_top1", "eval_top5", "knn_dist")):
-        m[f"{name}_selected"] = bootstrap_mean(np.array([float(r[col]) for r in chosen]), groups, n_boot, seed)
+    rules = {}
+    if rows and all("target_logit" in r for r in rows):
+        best = select_by_logit(rows)
+        for name, v in _selected_metrics(best, n_boot, seed).items():
+            m[f"{name}_selected"] = v
+        m["selected_none_kept"] = sum(b is None for b in best.values())
+        rules["selected"] = SELECTION_RULES["logit"]
+    for name, v in _selected_metrics(select_by_probability(rows), n_boot, seed).items():
+        m[f"{name}_selected_prob"] = v
+    rules["selected_prob"] = SELECTION_RULES["probability"]
     evaluation["selection"] = {
-        "rule": "best restart per identity by the target's p_T(y|x) (GMI's code)",
+        "rules": rules,
         "paper_protocol": "selected" if paper_selects(attack, params) else "all restarts",
-        "metrics": {"all restarts": list(SELECTED), "selected": [f"{n}_selected" for n in SELECTED]}}
+        "metrics": {"all restarts": list(SELECTED), **{k: [f"{n}_{k}" for n in SELECTED] for k in rules}}}
 
 
 def store_result(run: Run, res: InversionResult, target: RunRecord) -> None:
     run.save_weights({"x": res.x.half(), "y": res.y, "restart": res.restart, "p_target": res.p_target,
-                      "target_pred": res.target_pred, "trace_p_samples": res.trace.p_samples,
+                      "target_pred": res.target_pred, "target_logit": res.target_logit,
+                      "trace_p_samples": res.trace.p_samples,
                       "trace_checkpoints": torch.tensor(res.trace.checkpoints)},
                      {"attack": res.attack, "run": run.id}, name="reconstructions.safetensors")
     run.write_json("trace.json", res.trace.to_json())
@@ -184,6 +234,11 @@ def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, e
         extra["dlib"] = dlib_verdicts(t["x"].float(), t["y"], split)
     ev = evaluate(t["x"].float(), t["y"], t["restart"], t["p_target"], t["target_pred"], make_judges(), split,
                   n_boot, rec.config["attack"]["params"]["seed"], extra)
+    if "target_logit" in t and t["target_logit"].shape == t["y"].shape:  # stored since method version 3
+        for row, lg in zip(ev["per_reconstruction"], t["target_logit"].tolist()):
+            row["target_logit"] = lg
+    add_selection(ev, rec.config["attack"]["name"], rec.config["attack"]["params"], n_boot,
+                  rec.config["attack"]["params"]["seed"])
     run = Run(ws, rec.id)
     old = rec.read_json("evaluation.json")
     run.write_json(f"evaluation-{old['judge']['run']}.json", old)

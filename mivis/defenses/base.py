@@ -19,9 +19,10 @@ DEFENSES = Registry("defense")
 # Method version of the defenses' training and test-time behaviour, recorded in a new run's model config
 # ("defense_version"). 2: MID's KL in nats and z sampled at test time, TL-DMI's frozen BatchNorms keep
 # updating their running statistics, negative label smoothing on PPA's schedule. A stored run without the
-# key was trained by version 1 and is rebuilt as such (Defense.legacy).
-METHOD_VERSION = 2
-CHANGED_IN = {"mid": 2, "tldmi": 2, "negls": 2}  # defenses whose behaviour a version changed
+# key was trained by version 1 and is rebuilt as such (Defense.legacy). 3: negative label smoothing on PPA's
+# code's schedule (ls_scheduler: half the factor at three quarters of the epochs, then the factor).
+METHOD_VERSION = 3
+CHANGED_IN = {"mid": 2, "tldmi": 2, "negls": 3}  # the last version that changed each defense's behaviour
 
 
 def defenses_version(defenses: dict) -> int:

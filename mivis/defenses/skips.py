@@ -3,9 +3,9 @@
 Which skips RoLSS removes, when `scales` is unset (`preset`):
   paper-text  the paper's text: the last skip-bearing stage's skips removed (mivis's default).
   released    the RoLSS authors' released configurations: DenseNet-121/161/201 dense block 2,
-              DenseNet-169 dense block 1, ViT/DeiT the first transformer block, ResNet-18's "skip"
-              config a scale of 0.6 (applied here to the last stage, the stage the paper's text names;
-              the released config's stage is not recorded in mivis, see docs/differences.md).
+              DenseNet-169 dense block 1, ViT/DeiT the first transformer block, ResNet-18 skip
+              [1, 1, 1, 0.6] (the last stage at 0.6), ResNet-34/50/101/152 skip [1, 1, 1, 0] (the last
+              stage removed). MobileNetV2's released config is not transcribed (docs/differences.md).
 ViT/DeiT: `block_scales` sets one scale per transformer block (the stage list groups blocks in four).
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ PARAMS = ParamSet([
           "unset = RoLSS as `preset` says", min=0.0, max=1.0, optional=True, step=0.05),
     Param("preset", str, "paper-text", "RoLSS when scales is unset: 'paper-text' = the paper's text (the last "
           "stage's skips removed); 'released' = the authors' released configs (DenseNet-121/161/201: dense block 2; "
-          "DenseNet-169: block 1; ViT/DeiT: the first block; ResNet-18: scale 0.6 on the last stage)",
+          "DenseNet-169: block 1; ViT/DeiT: the first block; ResNet-18: [1, 1, 1, 0.6]; ResNet-34/50/101/152: "
+          "[1, 1, 1, 0])",
           choices=PRESETS),
     Param("block_scales", FLOAT_LIST, None, "ViT/DeiT only: one skip scale per transformer block, input to output "
           "(overrides scales; e.g. RoLSS's released ViT config removes block 1 only)", min=0.0, max=1.0,
@@ -36,6 +37,9 @@ PARAMS = ParamSet([
 ])
 
 RELEASED_DENSE_BLOCK = {"densenet121": 2, "densenet161": 2, "densenet201": 2, "densenet169": 1}
+# the released ResNet configs' per-stage skip list (RoLSS code's `skip` argument, stage 1..4)
+RELEASED_RESNET = {"resnet18": [1.0, 1.0, 1.0, 0.6], "resnet34": [1.0, 1.0, 1.0, 0.0], "resnet50": [1.0, 1.0, 1.0, 0.0],
+                   "resnet101": [1.0, 1.0, 1.0, 0.0], "resnet152": [1.0, 1.0, 1.0, 0.0]}
 
 
 def vit_blocks(model: nn.Module) -> list[nn.Module]:
@@ -52,11 +56,14 @@ def released_config(arch: str, fam: str, model: nn.Module) -> tuple[list[float] 
     if fam == "vit":
         k = len(vit_blocks(model))
         return None, [0.0] + [1.0] * (k - 1)
-    if arch == "resnet18":
-        return [0.6 if i == n - 1 else 1.0 for i in range(n)], None
+    if arch in RELEASED_RESNET:
+        return list(RELEASED_RESNET[arch]), None
+    known = ", ".join([*RELEASED_DENSE_BLOCK, *RELEASED_RESNET, "vit_tiny", "deit_tiny"])
+    if arch == "mobilenetv2":
+        raise ParamError("skips preset released: the RoLSS authors' MobileNetV2 configuration is not transcribed in "
+                         f"mivis (docs/differences.md); transcribed: {known}; use preset paper-text or give scales")
     raise ParamError(f"skips preset released: the RoLSS authors released no configuration for {arch}; "
-                     f"released configs exist for {', '.join([*RELEASED_DENSE_BLOCK, 'resnet18', 'vit_tiny', 'deit_tiny'])}; "
-                     "use preset paper-text or give scales")
+                     f"released configs exist for {known}; use preset paper-text or give scales")
 
 
 @DEFENSES.register("skips", params=PARAMS, paper="RoLSS / SSF (Koh et al., ECCV 2024)",

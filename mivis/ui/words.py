@@ -57,6 +57,8 @@ def choice_words(v: Any) -> str:
 METRIC_WORDS = {
     "attack_acc_top1": "Attack accuracy, top-1", "attack_acc_top5": "Attack accuracy, top-5",
     "attack_acc_top1_selected": "Top-1, best restart", "attack_acc_top5_selected": "Top-5, best restart",
+    "attack_acc_top1_selected_prob": "Top-1, best restart by p_T", "attack_acc_top5_selected_prob": "Top-5, best restart by p_T",
+    "selected_none_kept": "Identities with no restart kept",
     "target_success": "Target success",  # short: two runs side by side leave ~22 characters a card
     "target_likelihood": "Target confidence p_T", "knn_dist": "KNN distance",
     "feature_frechet_distance": "Feature Fréchet dist.", "natural_acc": "Natural accuracy",
@@ -71,6 +73,7 @@ METRIC_WORDS = {
 
 
 FRACTION_METRICS = {"attack_acc_top1", "attack_acc_top5", "attack_acc_top1_selected", "attack_acc_top5_selected",
+                    "attack_acc_top1_selected_prob", "attack_acc_top5_selected_prob",
                     "target_success", "natural_acc", "train_acc"}
 
 
