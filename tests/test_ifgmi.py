@@ -178,3 +178,21 @@ def test_pca_prior_reproduces_public_faces_and_its_density_prefers_them(tmp_path
     assert D(x).mean() > D(noise).mean() + 10
     with pytest.raises(Exception, match="support at most"):
         pca_net_config({"components": 100, "flip": True}, 30, 16, 1)
+
+
+def test_ifgmi_with_ppas_final_selection_keeps_the_most_robust_candidates():
+    from mivis.attacks import ATTACKS
+    from mivis.attacks.ifgmi import IFGMI
+    import types
+    G, T = toy_world()
+    prior = types.SimpleNamespace(G=G, D=None, z_dim=8, config={"type": "gmi"})
+    ctx = AttackContext(T, None, prior, torch.device("cpu"), K, (1, 32, 32))
+    p = ATTACKS.get("ifgmi").params.validate({"device": "cpu", "pool": 12, "iterations": 4, "stage_steps": [2, 2],
+                                              "radius": [0, 0.3], "final_selection": True, "candidates": 4,
+                                              "final_views": 3})
+    attack = IFGMI(p, ctx)
+    assert attack.candidates_per_identity(2) == 4
+    y = torch.tensor([1] * 4 + [2] * 4)
+    out = Engine(attack, 4, seed=0, amp=False).run(y, torch.arange(4).repeat(2), 4, 2, 0)
+    assert out.x.shape == (4, 1, 32, 32)  # 2 kept of 4 per identity
+    assert sorted(set((out.source // 4).tolist())) == [0, 1]

@@ -21,7 +21,7 @@ import torch
 
 from ..params import FLOAT_LIST, INT_LIST, Param, ParamError, ParamSet
 from ..progress import NULL
-from .base import Forward, register_attack
+from .base import ATTACKS, Forward, register_attack
 from .ppa import PPA, crop_view
 from .surrogates import distill
 
@@ -155,6 +155,10 @@ class IFGMI(PPA):
         return x, torch.arange(len(y), device=x.device)
 
 
+# with final_selection, PPA's final selection with PPA's own knobs (declared once, in ppa.py)
+_PPA_FINAL = [ATTACKS.get("ppa").params[n] for n in ("final_views", "final_crop", "final_ratio", "final_batch",
+                                                     "final_transform")]
+
 register_attack(IFGMI, ParamSet([
     Param("iterations", int, 80, "optimisation steps in all, split over the stages as stage_steps (IF-GMI: "
           "50 + 10 + 10 + 10 = 80)", min=1, max=100000),
@@ -173,11 +177,9 @@ register_attack(IFGMI, ParamSet([
           "every candidate: off)"),
     Param("crop", FLOAT_LIST, [0.9, 1.0], "area fraction range of the random resized square crop the target "
           "sees (IF-GMI: 0.9-1.0)", min=0.01, max=1.0),
-    Param("final_views", int, 100, "with final_selection: transforms averaged (PPA: 100)", min=1, max=1000),
     Param("students", str, "", "LOMMA's model augmentation, not IF-GMI's: architectures of students distilled "
           "from the target on the public images, comma-separated; the Poincare loss is averaged over the target "
           "and them (empty = the target alone, as IF-GMI)"),
     Param("student_epochs", int, 40, "distillation epochs per student (LOMMA's augmentation)", min=1, max=1000),
-    Param("final_crop", FLOAT_LIST, [0.5, 0.9], "with final_selection: crop area range (PPA: 0.5-0.9)",
-          min=0.01, max=1.0),
+    *_PPA_FINAL,
 ]), "IF-GMI: the latent, then the generator's intermediate features layer by layer inside l1 balls")
