@@ -461,8 +461,8 @@ class Workspace:
 
         Refused (RunError, nothing deleted) when the run or a run to be deleted with it is running,
         or when a queued or running job needs it (naming the job). A run that finished runs were made
-        from is deleted only with `cascade=True`, which deletes those runs (and theirs) too. A row
-        whose id is not a valid run id loses its row only; no file is touched for it."""
+        from is deleted only with `cascade=True`, which deletes those runs (and theirs) too; so is a run
+        with class votes (votes.check_delete; the cascade deletes its votes). A row whose id is not a valid run id loses its row only; no file is touched for it."""
         rec = self.get(run_id)
         if not valid_run_id(rec.id):
             with self._connect() as con:
@@ -480,6 +480,8 @@ class Workspace:
             raise RunError(f"run {busy[0].id} is still running; cancel it first")
         ids = [r.id for r in doomed]
         dirs = [self.run_dir(i) for i in ids]
+        from .votes import check_delete, drop_votes
+        check_delete(self, ids, cascade)  # a run with class votes goes only with cascade (which drops the votes)
         from .jobs import jobs_needing
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")  # no job can be submitted between the check and the delete
@@ -490,6 +492,7 @@ class Workspace:
                     raise RunError(f"run {rid} is needed by {j['status']} job {j['label'] or j['kind']} "
                                    f"({j['id']}); wait for it to finish or cancel it first")
                 con.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
+                drop_votes(con, ids)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
