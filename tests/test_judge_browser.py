@@ -132,3 +132,48 @@ def test_a_teachers_round_with_two_students_at_1024(tmp_path, monkeypatch):
     tv = V.tally(ws, V.DEMO)
     assert (tv["votes"], tv["voters"], tv["state"]) == (2, 2, V.REVEALED)
     assert all(v["session"].startswith("v-") for v in V.votes(ws, V.DEMO))  # browser ids, not session ids
+
+
+def test_a_run_deleted_under_an_open_page_is_one_line_and_its_votes_go_with_the_cascade(tmp_path, monkeypatch):
+    """A round on an attack run (hand-made: no training): the teacher's reveal shows the class beside the machine
+    judges on the same line-up; then the run is deleted with its votes (the cascade) while a student's page is
+    open: the page says so in one line, no exception box."""
+    from playwright.sync_api import expect, sync_playwright
+    from test_votes import fake_attack
+
+    from mivis import votes as V
+    from mivis.runs import RunError, Workspace
+    monkeypatch.setenv(V.TEACHER_ENV, KEY)
+    ws = Workspace(tmp_path / "ws")
+    rid, _ = fake_attack(ws)
+    b = V.load_ballot(ws, rid)
+    V.open_round(ws, b, 3, V.Teacher.owner())
+    V.lineup(ws, b, n_boot=10, compute=True)  # what the teacher's 'Open' does
+    proc, url, log = start_server(ws.path, tmp_path / "streamlit.log")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+            ctx, a = small_page(browser)
+            a.goto(f"{url}/judge?run={rid}")
+            idle(a)
+            expect(a.get_by_text(re.compile(r"Round 1 · who is this\? \(1 of 3\)"))).to_be_visible()
+            a.get_by_role("button", name="None of them").click()
+            expect(a.get_by_text(re.compile(r"who is this\? \(2 of 3\)"))).to_be_visible()
+            V.reveal_round(ws, rid, V.Teacher.owner())
+            expect(a.get_by_text(re.compile("Same line-up: 3 faces, chance 33%"))).to_be_visible(timeout=20_000)
+            expect(a.get_by_text(re.compile(r"Another question: which of all 6 private identities"))).to_be_visible()
+            idle(a)
+            a.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+            shot(a, "judge_05_run_revealed_with_the_machine_judges")
+            with pytest.raises(RunError, match="class vote"):
+                ws.delete(rid)  # asks first: the cascade deletes the votes too
+            ws.delete(rid, cascade=True)
+            expect(a.get_by_text(re.compile("This attack run was deleted"))).to_be_visible(timeout=20_000)
+            expect(a.get_by_test_id("stException")).to_have_count(0)
+            shot(a, "judge_06_run_deleted_under_the_page")
+            ctx.close()
+            browser.close()
+    finally:
+        tail = stop_server(proc, log)
+    assert "Traceback" not in tail, tail[-3000:]
+    assert V.vote_counts(ws, [rid]) == {}
