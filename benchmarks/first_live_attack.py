@@ -3,11 +3,14 @@
 
   Attack page -> "Set up the classroom default" (the shipped target, judge and prior: nothing trains)
               -> "Launch attack" (classroom preset: GMI, 20 ORL identities x 5 restarts, 32 px)
-              -> the finished result ("Attack accuracy top-1").
+              -> the first faces: the attack's final reconstructions, shown while the judges work
+                 ("Final reconstructions"; the finished result if judging ended between two polls)
+              -> the full result, every judge's verdict ("Attack accuracy top-1").
 
 The baseline, measured in the same run, is the same work without the server and the browser: the README's
 CLI commands (`classroom setup`, `attack --preset classroom`) in fresh processes on another empty workspace.
-The ratio is what the app adds on top of the computation (page runs, polling, rendering).
+The ratio is what the app adds on top of the computation (page runs, polling, rendering); the goal for the
+first faces is no more than the CLI's time for the whole first attack (set-up, attack and judging).
 
   python benchmarks/first_live_attack.py          # needs requirements-test.txt (playwright) and chromium
   python benchmarks/first_live_attack.py --load 1 # ... beside one process spinning a core (a busy laptop)
@@ -83,7 +86,10 @@ def browser_path(ws: Path) -> dict:
             expect(launch).to_be_enabled(timeout=600_000)  # the page reruns itself when the set-up finishes
             marks["setup_done_s"] = time.perf_counter() - t0
             launch.click()
-            expect(page.get_by_text("Attack accuracy top-1").first).to_be_visible(timeout=600_000)
+            full = page.get_by_text("Attack accuracy top-1").first
+            expect(page.get_by_text("Final reconstructions").first.or_(full)).to_be_visible(timeout=600_000)
+            marks["first_faces_s"] = time.perf_counter() - t0
+            expect(full).to_be_visible(timeout=600_000)
             marks["first_attack_done_s"] = time.perf_counter() - t0
             b.close()
     finally:
@@ -118,13 +124,16 @@ def main() -> None:
         cli = shipped(Path(tmp) / "cli-ws", dlib)
         print("CLI:     " + ", ".join(f"{k} {v:.1f} s" for k, v in cli.items()), flush=True)
     ratio = ui["first_attack_done_s"] / cli["first_attack_s"]
-    print(f"first live attack {ui['first_attack_done_s']:.1f} s after `streamlit run app.py`; "
-          f"the same work from the CLI {cli['first_attack_s']:.1f} s; ratio {ratio:.2f}x")
+    faces = ui["first_faces_s"] / cli["first_attack_s"]
+    print(f"first faces {ui['first_faces_s']:.1f} s after `streamlit run app.py` ({faces:.2f}x the CLI's whole first "
+          f"attack); full result {ui['first_attack_done_s']:.1f} s; the same work from the CLI "
+          f"{cli['first_attack_s']:.1f} s; ratio {ratio:.2f}x")
     print(f"other programs' load at the start: {before.others_busy:.2f} core(s) of {before.cores} ({cpu_model()}); "
           f"{a.load} spinning process(es) added; dlib judge: {dlib}")
     out = {"benchmark": "first_live_attack", "dlib": dlib, "cores": before.cores, "spinning_processes": a.load,
            "other_load_at_start_cores": round(before.others_busy, 2), "cpu": cpu_model(), "machine": platform.platform(),
-           "python": platform.python_version(), "browser": ui, "cli": cli, "ratio_browser_over_cli": round(ratio, 3)}
+           "python": platform.python_version(), "browser": ui, "cli": cli, "ratio_browser_over_cli": round(ratio, 3),
+           "ratio_first_faces_over_cli": round(faces, 3)}
     res = ROOT / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)
     path = res / f"first_live_attack{f'-load{a.load}' if a.load else ''}-{time.strftime('%Y%m%d-%H%M%S')}.json"
