@@ -347,8 +347,9 @@ def round_info(ws: Workspace, key: str) -> dict:
         row = con.execute("SELECT round, k, state FROM vote_rounds WHERE run = ?", (_stored(key),)).fetchone()
     if row is None:
         return {"round": 0, "k": None, "state": WAITING}
-    return {"round": int(row["round"]), "k": None if row["k"] is None else int(row["k"]),
-            "state": row["state"] or OPEN}  # a round reset before teachers' rounds existed: open, k free
+    if row["state"] is None or row["k"] is None:  # a round reset before teachers' rounds existed: the teacher
+        return {"round": int(row["round"]), "k": None, "state": WAITING}  # opens the next one
+    return {"round": int(row["round"]), "k": int(row["k"]), "state": row["state"]}
 
 
 def current_round(ws: Workspace, key: str) -> int:

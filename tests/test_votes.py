@@ -319,3 +319,17 @@ def test_machine_judges_on_the_same_lineup(ws):
     V.reset_round(ws, rid, V.Teacher.owner(), k=2)
     p = L.picks(L.stored(ws, rid), b, 2, 2)
     assert p["E"] == b.identity and all(c in b.candidates(i, 2, 2) for i, c in enumerate(p["dlib"]))
+
+
+def test_a_round_from_before_teachers_rounds_waits_for_the_teacher(ws):
+    """A vote_rounds row written by the earlier schema (round, reset; no k, no state): no votes until opened."""
+    rid, _ = fake_attack(ws)
+    b = V.load_ballot(ws, rid)
+    with ws._connect() as con:
+        con.execute("CREATE TABLE vote_rounds (run TEXT PRIMARY KEY, round INTEGER NOT NULL, reset REAL)")
+        con.execute("INSERT INTO vote_rounds (run, round, reset) VALUES (?, 3, 0)", (rid,))
+    assert V.round_info(ws, rid) == {"round": 3, "k": None, "state": V.WAITING}  # columns added on first use
+    with pytest.raises(ParamError, match="the teacher has not opened a round yet"):
+        V.cast_vote(ws, b, 0, "v-a", 3, V.NONE)
+    assert V.open_round(ws, b, 3, V.Teacher.owner()) == {"round": 4, "k": 3, "state": V.OPEN}
+    V.cast_vote(ws, b, 0, "v-a", 3, V.NONE)
