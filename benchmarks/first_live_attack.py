@@ -46,6 +46,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class _Marks(dict):
+    """Milestones, each printed when reached: a run cut short still says how far it got."""
+
+    def __setitem__(self, k, v):
+        super().__setitem__(k, v)
+        print(f"  browser milestone {k}: {v:.1f} s", flush=True)
+
+
 def browser_path(ws: Path, wait_s: int = 600) -> dict:
     """Seconds from `streamlit run app.py` to each milestone of the first live attack (each waited for at most
     wait_s: a machine busy with other work needs longer)."""
@@ -56,7 +64,7 @@ def browser_path(ws: Path, wait_s: int = 600) -> dict:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
-    marks: dict[str, float] = {}
+    marks: dict[str, float] = _Marks()
     log = open(ws.parent / "streamlit.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
@@ -80,7 +88,7 @@ def browser_path(ws: Path, wait_s: int = 600) -> dict:
             page.set_default_timeout(wait_s * 1000)
             page.goto(f"{url}/attack")
             setup = page.get_by_role("button", name="Set up the classroom default")
-            expect(setup).to_be_enabled(timeout=120_000)
+            expect(setup).to_be_enabled(timeout=wait_s * 1000)
             marks["attack_page_ready_s"] = time.perf_counter() - t0
             setup.click()
             launch = page.get_by_role("button", name="Launch attack", exact=True)
@@ -103,7 +111,7 @@ def browser_path(ws: Path, wait_s: int = 600) -> dict:
         tail = log.read()
     if "Traceback" in tail:
         raise SystemExit("the server printed a traceback:\n" + tail[-3000:])
-    return marks
+    return dict(marks)
 
 
 def main() -> None:
