@@ -127,6 +127,9 @@ def likelihood_histogram_figure(groups: list[dict], *, split: bool = True, bins:
 
 
 # --- Fisher information per layer ------------------------------------------------------------------------
+ROUND_LOG_TICKS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]  # a ratio axis's ticks: 1-2-5
+
+
 def fisher_shares(values: list[float]) -> list[float]:
     """Each loss normalised on its own: F_l / sum over layers of F_l (a share per layer)."""
     total = float(sum(v for v in values if v and v > 0))
@@ -166,10 +169,12 @@ def fisher_figure(layers: list[str], series: dict[str, list[float]], *, title: s
                       row=2, col=1)
         fig.add_hline(y=1, line=dict(color="#999999", dash="dot"), row=2, col=1)
         fig.update_yaxes(title_text="MI ÷ class.", type="log", row=2, col=1, title_standoff=4,
-                         range=[math.log10(ratio_range[0]), math.log10(ratio_range[1])] if ratio_range else None)
+                         range=[math.log10(ratio_range[0]), math.log10(ratio_range[1])] if ratio_range else None,
+                         tickvals=ROUND_LOG_TICKS, ticktext=[f"{v:g}×" for v in ROUND_LOG_TICKS])
     # a short title (a long one ran into the ratio axis's) and powers of ten, not SI prefixes ("100µ")
     fig.update_yaxes(title_text="share" + (" (log)" if log else ""), type="log" if log else "linear",
-                     exponentformat="power", row=1, col=1)
+                     exponentformat="power", row=1, col=1, **({} if log else {"rangemode": "tozero",
+                                                                              "tickformat": ".0%"}))
     if y_range is not None:
         fig.update_yaxes(range=[math.log10(y_range[0]), math.log10(y_range[1])] if log else list(y_range),
                          row=1, col=1)

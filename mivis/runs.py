@@ -25,6 +25,16 @@ from typing import Any, Iterable
 from .paths import DEFAULT_WORKSPACE, ENV_VAR  # kept importable from here
 
 STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
+# Records of higher layers that hang on runs register here (the registry never imports them): each guard is
+# (check(ws, ids, cascade) -> raises RunError unless the runs may go, drop(con, ids) -> deletes its rows in
+# the delete's transaction). mivis.votes registers the class's votes; the doors that delete import it.
+DELETE_GUARDS: list = []
+
+
+def on_delete(check, drop) -> None:
+    if (check, drop) not in DELETE_GUARDS:
+        DELETE_GUARDS.append((check, drop))
+
 # every id `Workspace.create` makes: kind-YYYYMMDD-HHMMSS-xxxxxx; a registry row with any other id
 # (a tampered or hand-edited database) is shown as damaged and its id is never used as a path
 RUN_ID_RE = re.compile(r"[a-z][a-z0-9_]{0,31}-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
@@ -520,8 +530,9 @@ class Workspace:
         Refused (RunError, nothing deleted) when the run or a run to be deleted with it is running,
         or when a live lease says something uses it (a queued or running job, a command, a sweep step, a
         running run made from it), naming the user. A run that finished runs were made
-        from is deleted only with `cascade=True`, which deletes those runs (and theirs) too. A row
-        whose id is not a valid run id loses its row only; no file is touched for it."""
+        from is deleted only with `cascade=True`, which deletes those runs (and theirs) too; so is a run
+        that a registered delete guard protects (class votes: mivis.votes; the cascade drops what it
+        guards). A row whose id is not a valid run id loses its row only; no file is touched for it."""
         rec = self.get(run_id, damaged=True)
         if not valid_run_id(rec.id):
             with self._connect() as con:
@@ -539,6 +550,8 @@ class Workspace:
             raise RunError(f"run {busy[0].id} is still running; cancel it first")
         ids = [r.id for r in doomed]
         dirs = [self.run_dir(i) for i in ids]
+        for check, _ in DELETE_GUARDS:
+            check(self, ids, cascade)
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")  # no lease can be taken between the check and the delete
             try:
@@ -548,6 +561,8 @@ class Workspace:
                     raise RunError(f"run {rid} is in use by {holder}; wait for it to finish or cancel it first")
                 con.executemany("DELETE FROM runs WHERE id = ?", [(i,) for i in ids])
                 con.executemany("DELETE FROM leases WHERE run_id = ?", [(i,) for i in ids])  # stale ones only
+                for _, drop in DELETE_GUARDS:
+                    drop(con, ids)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

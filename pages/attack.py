@@ -18,7 +18,8 @@ from mivis.runs import RunError  # noqa: E402
 from mivis.priors import PRIORS, PRESETS as PRIOR_PRESETS, import_prior, shipped_priors  # noqa: E402
 
 PAGE = "attack"
-ADVANCED = ("device", "batch_size", "amp", "compile")
+ADVANCED = ("device", "batch_size", "amp", "compile", "channels_last")
+BASIC = ("identities", "restarts", "iterations", "seed")  # what a class needs; the paper's knobs sit in a fold
 st.title("Attack")
 st.caption("Invert a trained target: search an image prior learned on **public** faces for images the target "
            "labels as each **private** identity. An independent evaluation model judges whether the identity leaked.")
@@ -99,6 +100,11 @@ def shipped_info() -> list[tuple[str, dict, str]]:
     return out
 
 
+# the classroom set-up registers the target, then the judge and the prior: between the steps the page must not
+# flash "no evaluation model / prior fits" warnings at the teacher who just clicked it
+setting_up = next((j for j in ui.job_manager().active() if j.kind == "classroom"), None)
+SETTING_UP = "The classroom set-up is registering it; it appears here when the set-up finishes."
+
 # --- prior ---------------------------------------------------------------------------------------------
 prior_id = None
 blocked = False
@@ -134,6 +140,9 @@ if need != "none":
             samples = ws.get(prior_choice).file("samples.png")
             if samples.exists():
                 pc[1].image(ui.png_crisp(samples, 256), caption="prior samples", width=220)
+    elif setting_up is not None:
+        blocked = True
+        pc[0].info(SETTING_UP, icon=":material/hourglass_top:")
     else:
         blocked = True
         kind = "conditional (PLG-MI) prior trained with this target" if need == "conditional" else "GAN prior"
@@ -169,6 +178,9 @@ if judges:
     eval_id = knobs.widget(Param("eval", str, judges[0].id, "the evaluation model (never the target)",
                                  choices=tuple(jl)), container=ec[0], label="Evaluation model",
                            format_func=lambda i: jl[i])
+elif setting_up is not None:
+    eval_id, blocked = None, True
+    ec[0].info(SETTING_UP, icon=":material/hourglass_top:")
 else:
     eval_id, blocked = None, True
     tarch = target.config["model"]["arch"]
@@ -222,11 +234,14 @@ params_decl = [dataclasses.replace(p, default=defaults.get(p.name, p.default),  
                                    **({"min": 0, "max": target.config["model"]["num_classes"] - 1}  # target's
                                       if p.name == "identities" else {}))  # classes before a range expands
                for p in entry.params]
-main = [p for p in params_decl if p.name not in ADVANCED]
+main = [p for p in params_decl if p.name in BASIC]
+paper = [p for p in params_decl if p.name not in BASIC and p.name not in ADVANCED]
 adv = [p for p in params_decl if p.name in ADVANCED]
 n_classes = target.config["model"]["num_classes"]
 values = knobs.widgets(main, prefix=f"{attack}.", columns=4)
-with st.expander("Device and speed", icon=":material/speed:"):
+with st.expander("Advanced: the paper's settings (the preset fills them)", icon=":material/tune:"):
+    values.update(knobs.widgets(paper, prefix=f"{attack}.", columns=3))
+with st.expander("Advanced: device and speed", icon=":material/speed:"):
     values.update(knobs.widgets(adv, prefix=f"{attack}.", columns=4))
 ids = values.get("identities") or list(range(n_classes))
 restarts = values.get("restarts", 1)
@@ -277,8 +292,37 @@ if go:
 
 
 # --- the job: live view and result -----------------------------------------------------------------------
+def judging(rec) -> bool:
+    """Faces first: once the attack's last iteration has ended, its final reconstructions (the run's grid, real
+    face first in each row) while the judges work, and each judge's top-1 as it finishes."""
+    p = rec.progress or {}
+    rid = p.get("run")
+    if rec.status != "running" or p.get("phase") != "judging" or not isinstance(rid, str):
+        return False
+    try:
+        png = ws.run_dir(rid) / "reconstructions.png"
+    except Exception:
+        return False
+    said = [f"{name} top-1 **{100 * p[f'top1_{k}']:.0f}%**" for k, name in (("E", "E"), ("dlib", "dlib"))
+            if isinstance(p.get(f"top1_{k}"), (int, float))]
+    now = {"E": "the evaluation model E is judging", "dlib": "dlib is judging"}.get(p.get("judging") or "")
+    st.markdown("**Final reconstructions** (the attack has ended) · " + " · ".join(said + ([now] if now else [])))
+    if png.exists():
+        tgt = ws.get(rec.params.get("target_run")) if ws.exists(rec.params.get("target_run", "")) else None
+        size = tgt.config["model"]["img_size"] if tgt else 32
+        try:
+            ui.png_row_pages(png, size * (2 if size <= 32 else 1) + 2, key=f"{PAGE}:judging_rows",
+                             caption="Each row: a real private training face, then that identity's reconstructions; "
+                                     "the verdicts come as each judge finishes. " + ui.ORL_CREDIT)
+        except OSError:  # being written: the next poll shows it
+            pass
+    return True
+
+
 def live(rec):
     if rec.kind == "attack":
+        if judging(rec):
+            return
         events = [e for e in ui.job_manager().events(rec.id) if e.get("phase") == "attack"]
         left, right = st.columns([3, 2])
         prev = rec.dir / "preview.png"

@@ -38,6 +38,9 @@ def tlabel(i: str) -> str:
     return f"{r.name or m['arch']} · {', '.join(m.get('defenses') or {}) or 'no defense'} · {r.id[-6:]}"
 
 
+LOG = st.toggle("Log scale", value=False, key=f"{PAGE}:log",
+                help="Bars start at zero on a linear axis, so heights compare directly; a log axis shows layers "
+                     "with tiny values too, but makes 0.005 and 0.007 look far apart.")
 ids = tuple(by_id)
 analysed = [i for i in ids if any(r.config.get("target_run") == i for r in analyses)]
 c = st.columns(2)
@@ -108,7 +111,9 @@ def shared_axes(target_ids: list[str]) -> dict:
             norms.append([s["grad_norm"] for s in d["gradflow_final"]["stages"]])
         norms += [[s["grad_norm"] for s in f["stages"]] for f in d.get("gradflow") or []]
     rr = shared_log_range(*ratios)
-    return {"fisher": shared_log_range(*fi), "snapshots": shared_log_range(*snaps), "grad": shared_log_range(*norms),
+    from mivis.figures import shared_range
+    span = shared_log_range if LOG else shared_range  # linear axes start at zero
+    return {"fisher": span(*fi), "snapshots": span(*snaps), "grad": span(*norms),
             "ratio": (rr[0] / 1.5, rr[1] * 1.5) if rr else None, "compact": True}
 
 
@@ -117,6 +122,10 @@ def show(target_id: str, key: str, axes: dict | None = None) -> None:
     st.markdown(f"#### {tlabel(target_id)}")
     rec = latest(target_id)
     if rec is None:
+        if job is not None and job.active and job.params.get("target_run") == target_id:
+            st.info("The layers analysis of this target is under way: its progress is below; the charts appear "
+                    "here when it finishes.", icon=":material/hourglass_top:")
+            return
         st.info("No layers analysis of this target yet.", icon=":material/info:")
         compute_box(target_id, key)
         return
@@ -125,31 +134,27 @@ def show(target_id: str, key: str, axes: dict | None = None) -> None:
     names = [short(n) for n in d["layers"]]
     series = _fi_series(d)
     ui.fisher_bars(names, series, title="Fisher information per layer", key=f"fi:{key}:{rec.id}",
-                   y_range=axes.get("fisher"), ratio_range=axes.get("ratio"), compact=bool(axes.get("compact")))
+                   y_range=axes.get("fisher"), ratio_range=axes.get("ratio"), compact=bool(axes.get("compact")),
+                   log=LOG)
     mm = rec.metrics
-    txt = ("Each loss normalised on its own: its share of its total per layer, on a log scale (one layer can "
-           "hold 95% and the rest still be compared). Below: model inversion's share ÷ classification's share; "
-           "above 1, the layer matters relatively more to the attack. "
+    txt = ("**What it shows:** how much each layer's weights matter to each task, as that layer's share of the "
+           "task's total (each bar colour sums to 100%). Below: the attack's share ÷ classification's share; "
+           "above 1×, the layer matters relatively more to the attack. "
            f"Share in the first half of the layers: classification {mm.get('fi_classification_first_half', 0):.0%}")
     if "fi_mi_first_half" in mm:
         txt += f", model inversion {mm['fi_mi_first_half']:.0%}"
     st.caption(txt + f". Analysis run `{rec.id}` (attack `{rec.config.get('attack_run')}`).")
     snaps = d.get("mi_snapshots") or []
-    if snaps:
-        import plotly.graph_objects as go
-
+    if len(snaps) > 1:  # a heatmap of these read as identical rows: one sentence says how much they moved
         from mivis.figures import fisher_shares
-        z = [[math.log10(v) if v > 0 else None for v in fisher_shares([r["normalised"] for r in s["rows"]])]
-             for s in snaps]
-        rng = axes.get("snapshots")
-        fig = go.Figure(go.Heatmap(z=z, x=names, y=[f"iteration {s['iteration']}" for s in snaps],
-                                   colorscale="Viridis", zmin=math.log10(rng[0]) if rng else None,
-                                   zmax=math.log10(rng[1]) if rng else None,
-                                   colorbar=dict(title="share<br>(log10)")))
-        fig.update_layout(title="Inversion Fisher info over iterations",
-                          xaxis_title="layer (input → output)")
-        fig.update_xaxes(tickangle=-60, automargin=True, tickmode="array", tickvals=names, ticktext=names)
-        ui.plot(fig, key=f"snap:{key}:{rec.id}", height=380)
+        sh = [fisher_shares([r["normalised"] for r in s["rows"]]) for s in snaps]
+        moved = [max(col) - min(col) for col in zip(*sh)]
+        j = max(range(len(moved)), key=moved.__getitem__)
+        st.caption(f"**Over the attack's iterations** ({snaps[0]['iteration']} to {snaps[-1]['iteration']}, "
+                   f"{len(snaps)} snapshots) the attack's share per layer moved by at most "
+                   f"{100 * moved[j]:.1f} percentage points (layer {names[j]}: {100 * sh[0][j]:.1f}% → "
+                   f"{100 * sh[-1][j]:.1f}%)" + (", so the bars above stand for the whole attack, not only its end."
+                                                  if moved[j] < 0.05 else "."))
     flows = d.get("gradflow") or []
     final = d.get("gradflow_final")
     if final:
@@ -157,19 +162,25 @@ def show(target_id: str, key: str, axes: dict | None = None) -> None:
         from plotly.subplots import make_subplots
         st_names = [s["stage"] for s in final["stages"]]
         fig = make_subplots(specs=[[{"secondary_y": True}]])
-        fig.add_trace(go.Bar(x=st_names, y=[s["grad_norm"] for s in final["stages"]],
-                             name="gradient norm at the stage input"))
+        norms = [s["grad_norm"] for s in final["stages"]]
+        fig.add_trace(go.Bar(x=st_names, y=norms, name="gradient size at the stage input"))
         fig.add_trace(go.Scatter(x=st_names, y=[s["skip_share"] for s in final["stages"]], mode="markers+lines",
-                                 name="skip-path share"), secondary_y=True)
+                                 name="share through the skip path"), secondary_y=True)
         grng = axes.get("grad")
-        fig.update_yaxes(title="gradient norm ‖∂L/∂x‖ (log)", type="log", secondary_y=False,
-                         range=[math.log10(grng[0]), math.log10(grng[1])] if grng else None)
-        fig.update_yaxes(title="skip share", range=[0, 1], secondary_y=True)
+        fig.update_yaxes(title="gradient size ‖∂L/∂x‖" + (" (log)" if LOG else ""), type="log" if LOG else "linear",
+                         secondary_y=False, **({"range": [math.log10(grng[0]), math.log10(grng[1])]} if LOG and grng
+                                               else {"range": list(grng)} if grng else {"rangemode": "tozero"}))
+        fig.update_yaxes(title="skip share", range=[0, 1], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".0%",
+                         showgrid=False, secondary_y=True)  # its own round ticks, not the bars' grid (0.354)
         fig.update_layout(title="Gradient flow per stage (attack's loss)",
                           legend=dict(orientation="h", y=-0.3))
         ui.plot(fig, key=f"flow:{key}:{rec.id}", height=320)
-        if any(s["skip_share"] is None for s in final["stages"]):
-            st.caption("No skip share where a stage has no skip path (removed, or none in this architecture).")
+        top = max(range(len(norms)), key=norms.__getitem__) if norms else 0
+        st.caption("**What it shows:** how strongly the attack's loss pushes on each stage's input at the end of "
+                   f"the attack (bars; largest at {st_names[top]}), and the share of that push carried by the skip "
+                   "connection rather than the stage's own layers (line)." +
+                   (" No skip share where a stage has no skip path (removed, or none in this architecture)."
+                    if any(s["skip_share"] is None for s in final["stages"]) else ""))
     if flows:
         import plotly.graph_objects as go
         fig = go.Figure()
@@ -177,15 +188,22 @@ def show(target_id: str, key: str, axes: dict | None = None) -> None:
             fig.add_trace(go.Scatter(x=[f["iteration"] for f in flows],
                                      y=[f["stages"][j]["grad_norm"] for f in flows], name=s["stage"],
                                      mode="lines+markers"))
-        fig.update_layout(title="Gradient norm per stage over iterations", xaxis_title="iteration",
-                          yaxis_type="log", yaxis_title="gradient norm (log)", legend=dict(orientation="h", y=-0.3))
-        if axes.get("grad"):
-            fig.update_yaxes(range=[math.log10(axes["grad"][0]), math.log10(axes["grad"][1])])
+        fig.update_layout(title="Gradient size per stage over iterations", xaxis_title="iteration",
+                          yaxis_type="log" if LOG else "linear", yaxis_title="gradient size" + (" (log)" if LOG else ""),
+                          legend=dict(orientation="h", y=-0.3))
+        grng = axes.get("grad")
+        if grng:
+            fig.update_yaxes(range=[math.log10(grng[0]), math.log10(grng[1])] if LOG else list(grng))
+        elif not LOG:
+            fig.update_yaxes(rangemode="tozero")
         ui.plot(fig, key=f"flowit:{key}:{rec.id}", height=300)
+        st.caption("**What it shows:** the same gradient size per stage at each recorded iteration of the attack: "
+                   "whether the push on a stage grows, fades or stays as the reconstructions improve.")
     with st.expander("Recompute (e.g. with another attack run)", icon=":material/refresh:"):
         compute_box(target_id, key)
 
 
+job = ui.current_job(PAGE, kinds=("layers",), box=box)  # before the charts: a running analysis is named there
 if b_id:
     axes = shared_axes([a_id, b_id])
     st.caption("Side by side, both columns share every y-axis, so equal heights mean equal values.")
@@ -204,7 +222,6 @@ def live(rec):
                                                      else ""))
 
 
-job = ui.current_job(PAGE, kinds=("layers",), box=box)
 if job is not None:
     with job_box:
         ui.job_panel(PAGE, job, live=live)

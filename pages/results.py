@@ -81,12 +81,12 @@ if tgt and (tgt.metrics.get("natural_acc") or 0) < MIN_LEARNED_ACC:
 m = ev["metrics"]
 dlib_m = (ev.get("extra_judges") or {}).get("dlib", {}).get("attack_acc_top1")
 judges_here = ["E"] + (["dlib"] if dlib_m and all("top1@dlib" in r for r in ev["per_reconstruction"]) else [])
-judge = st.radio("Judge", judges_here, horizontal=True, key=f"{PAGE}:judge",
+judge = st.radio("Judge", judges_here, horizontal=True, key=f"{PAGE}:judge", index=len(judges_here) - 1,
                  format_func=lambda j: {"E": f"E: evaluation model {ev['judge']['arch']}",
                                         "dlib": "dlib: independent face embedding"}[j],
                  help="E learned from the same private images as the target; dlib never trained on them (1-NN "
-                      "in its face embedding). The choice sets the headline accuracy, the histogram split and "
-                      "the paired comparison.")
+                      "in its face embedding). The choice sets the headline accuracy, the faces' frames and "
+                      "captions, the histogram split and the paired comparison; the independent judge comes first.")
 VERDICT = {"E": "eval_top1", "dlib": "top1@dlib"}[judge]
 ui.metric_row([
     {"label": f"Top-1 judged by {judge}", "value": m.get("attack_acc_top1") if judge == "E" else dlib_m,
@@ -166,20 +166,18 @@ with tab_faces:
         pages = max(1, -(-len(ids) // per_page))
         pg = st.number_input("Identities page", 1, pages, 1, key=f"{PAGE}:facepage") if pages > 1 else 1
         st.caption("First image of each row: a real private training face. Then the reconstructions, each framed "
-                   f"by the {'evaluation model' if judge == 'E' else 'dlib face embedding'}'s verdict (green ✓ right: the attacked identity / red ✗ wrong: judged as "
-                   "someone else) with the target's confidence in the attacked identity (p_T)." +
+                   f"by the {'evaluation model E' if judge == 'E' else 'dlib face embedding'}'s verdict (green ✓: "
+                   "the attacked person / red ✗: someone else; the Judge choice above switches) with the target's "
+                   "confidence in the attacked identity (p_T)." +
                    (f" {ui.ORL_CREDIT}." if fc["dataset"] == "orl" else ""))
         for c in ids[(pg - 1) * per_page: pg * per_page]:
             idx = [i for i, y in enumerate(fc["y"]) if y == c]
-            from mivis.figures import framed, verdict_text
+            from mivis.figures import framed
             imgs = [ui.crisp(fc["real"][c], 96)] + [framed(fc["x"][i], bool(rows[i][VERDICT]), 96) for i in idx]
             caps = [f"real: {names[c]}"]
-            for i in idx:
+            for i in idx:  # short captions that follow the chosen judge: two lines at 96 px
                 r = rows[i]
-                mark = verdict_text(bool(r["eval_top1"]), names[r["eval_pred"]])
-                if "top1@dlib" in r:
-                    mark = f"E {mark} · dlib {'✓ right' if r['top1@dlib'] else '✗ wrong'}"
-                caps.append(f"{mark} · confidence {r['p_target']:.0%}")
+                caps.append(f"{'✓' if r[VERDICT] else '✗'} {judge} · p_T {r['p_target']:.0%}")
             st.image(imgs, caption=caps, width=96)
 
 # --- likelihood histograms across runs --------------------------------------------------------------------

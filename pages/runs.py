@@ -9,6 +9,7 @@ import streamlit as st
 from mivis import ui
 
 ui.ensure_router()
+import mivis.votes  # noqa: E402,F401  (registers its delete guard: runs with class votes go only with the cascade)
 from mivis.runs import STATUSES, RunError
 
 PAGE = "runs"
@@ -177,11 +178,15 @@ def delete_box(r) -> None:
                                             if kids else ""))
         sure = st.checkbox("I understand its files are deleted", key=f"{PAGE}:sure:{r.id}")
         cascade = False
-        if done_kids:
-            cascade = st.checkbox(f"Also delete the {len(kids)} run(s) made from it (cascade)",
-                                  key=f"{PAGE}:cascade:{r.id}",
-                                  help="Finished runs were made from this one; without them it cannot be deleted.")
-        if st.button("Delete run", disabled=not sure or (bool(done_kids) and not cascade), icon=":material/delete:",
+        from mivis.votes import vote_counts
+        n_votes = vote_counts(ws, [r.id]).get(r.id, 0)
+        if done_kids or n_votes:
+            what = ([f"the {len(kids)} run(s) made from it"] if done_kids else []) + \
+                ([f"the class's {n_votes} vote(s) on it (Be the judge)"] if n_votes else [])
+            cascade = st.checkbox(f"Also delete {' and '.join(what)} (cascade)", key=f"{PAGE}:cascade:{r.id}",
+                                  help="Without them this run cannot be deleted.")
+        if st.button("Delete run", disabled=not sure or (bool(done_kids or n_votes) and not cascade),
+                     icon=":material/delete:",
                      key=f"{PAGE}:del"):
             try:
                 gone = ws.delete(r.id, cascade=cascade)

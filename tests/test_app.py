@@ -261,7 +261,17 @@ def test_layers_page_one_and_two_targets(world):
     open_page(at, "layers", target=world["full"])
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["type"] for t in spec["data"]] == ["bar", "bar", "scatter"]  # classification, MI, their ratio
+    assert spec["layout"]["yaxis"]["type"] == "linear" and spec["layout"]["yaxis"]["rangemode"] == "tozero"
     assert "Share in the first half of the layers" in texts(at)
+    charts = at.get("plotly_chart")
+    assert texts(at).count("**What it shows:**") == len(charts)  # one plain sentence under each chart
+    assert not any(t.get("type") == "heatmap" for c in charts for t in json.loads(c.proto.spec)["data"])
+    flow = next(json.loads(c.proto.spec) for c in charts if "Gradient flow" in json.dumps(json.loads(
+        c.proto.spec)["layout"].get("title", "")))
+    assert flow["layout"]["yaxis"]["type"] == "linear" and flow["layout"]["yaxis2"]["tickvals"] == [0, 0.25, 0.5,
+                                                                                                     0.75, 1]
+    at.toggle(key="layers:log").set_value(True).run()
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["yaxis"]["type"] == "log"
     at.selectbox(key="layers:vs").set_value(world["rolss"]).run()
     assert_clean(at)
     assert "No layers analysis of this target yet" in texts(at)  # the RoLSS target: offered a job

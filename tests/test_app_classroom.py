@@ -84,3 +84,33 @@ def test_mid_beta_is_typed_not_dragged(app):
     beta = [n for n in app.number_input if "beta" in n.label.lower()]
     assert len(beta) == 1 and beta[0].value == 0.003
     assert not [s for s in app.slider if "beta" in s.label.lower()]
+
+
+def test_no_warning_flash_while_the_classroom_is_set_up(app, ws, monkeypatch):
+    """The set-up registers the target first, then the judge and the prior: in between the page says the set-up
+    is registering them instead of flashing 'No evaluation model can judge this target' at the teacher."""
+    import time
+
+    from mivis.jobs import JobManager, JobRecord
+    r = ws.create("target", {"model": {"arch": "resnet18", "num_classes": 6, "img_size": 32, "in_chans": 1},
+                             "data": {"dataset": "synthetic"}, "train": {"seed": 0, "epochs": 1}},
+                  data_fingerprint="f", name="classroom target")
+    r.finish({"natural_acc": 0.9})
+    setup = JobRecord("job-setup", 1, "classroom", "classroom set-up", {}, "someone", "running", "cpu", [], {}, None,
+                      {"phase": "import"}, time.time(), time.time(), None)
+    monkeypatch.setattr(JobManager, "active", lambda self: [setup])
+    open_page(app, "attack")
+    assert not any("No evaluation model can judge" in w.value for w in app.warning)
+    assert not any("fits this target" in w.value for w in app.warning)
+    assert any("The classroom set-up is registering it" in i.value for i in app.info)
+    assert app.button(key="attack:launch").disabled
+    # the paper's knobs sit in a fold with plain labels; a class sees identities, restarts, iterations and seed
+    adv = next(e for e in app.expander if e.label.startswith("Advanced: the paper's settings"))
+    inside = [w.label for kind in ("number_input", "selectbox", "slider", "text_input", "toggle", "checkbox")
+              for w in getattr(adv, kind)]
+    assert "Batch the paper's step is sized for (ref_batch)" in inside
+    assert "Keep the latent code within ± this (clip)" in inside
+    everywhere = [w.label for kind in ("number_input", "selectbox", "slider", "text_input", "toggle", "checkbox")
+                  for w in getattr(app, kind)]
+    assert [x for x in everywhere if "(ref_batch)" in x or "(clip)" in x] == \
+        [x for x in inside if "(ref_batch)" in x or "(clip)" in x]  # nowhere outside the fold

@@ -122,6 +122,9 @@ def test_fisher_figure_is_log_scaled_per_loss_with_the_ratio():
     ratio = next(t for t in fig.data if t.type == "scatter")
     assert ratio.y[1] == pytest.approx(2.0, rel=0.05) and ratio.y[2] == pytest.approx(2.74, rel=0.05)
     assert list(fig.layout.xaxis2.tickvals) == layers  # every layer named, none skipped
+    assert list(fig.layout.yaxis2.ticktext)[:3] == ["0.01×", "0.02×", "0.05×"]  # round ratio ticks
+    lin = figures.fisher_figure(layers, {"classification": DEMO_CLS, "model inversion": DEMO_MI}, log=False)
+    assert lin.layout.yaxis.type == "linear" and lin.layout.yaxis.rangemode == "tozero"  # the page's default
 
 
 def test_fisher_ratio_handles_zero_shares():
@@ -195,8 +198,9 @@ def test_layers_side_by_side_share_every_y_axis(world):
     fisher = [s for s in specs if "Fisher information per layer" in str(s["layout"].get("title"))]
     flows = [s for s in specs if "Gradient flow" in str(s["layout"].get("title"))]
     assert len(fisher) == 2 and len(flows) == 2
-    assert fisher[0]["layout"]["yaxis"]["type"] == "log"
+    assert fisher[0]["layout"]["yaxis"]["type"] == "linear"  # zero-based bars; log is the page's toggle
     assert fisher[0]["layout"]["yaxis"]["range"] == fisher[1]["layout"]["yaxis"]["range"]
+    assert fisher[0]["layout"]["yaxis"]["range"][0] == 0
     assert flows[0]["layout"]["yaxis"]["range"] == flows[1]["layout"]["yaxis"]["range"]
     assert "share every y-axis" in "\n".join(str(c.value) for c in at.caption)
 
@@ -206,7 +210,7 @@ def test_words_plain_first_symbol_after():
     from mivis import ui
     from mivis.params import Param
     from mivis.ui.words import _label
-    assert _label(Param("id_weight", float, 100.0, "")) == "Identity-loss weight (λ, id_weight)"
+    assert _label(Param("id_weight", float, 100.0, "")) == "Weight of the identity loss (λ, id_weight)"
     assert _label(Param("fi_samples", int, 8, "")).endswith("(fi_samples)")
     assert ui.choice_words("ce") == "cross-entropy (ce)"
     assert ui.settings_differ(1) == "1 setting differs" and ui.settings_differ(2) == "2 settings differ"

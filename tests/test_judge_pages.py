@@ -34,7 +34,12 @@ def test_results_shows_both_judges_and_e_false_positives(at, ws):
     open_page(at, "results", run=rid)
     radio = at.radio(key="results:judge")
     assert radio.options == ["E: evaluation model vgg11", "dlib: independent face embedding"]
-    # E calls 4 of 6 reconstructions right, dlib 1 of 6
+    # E calls 4 of 6 reconstructions right, dlib 1 of 6; the independent judge is the default
+    assert radio.value == "dlib"
+    assert any(m.label == "Top-1 judged by dlib" and m.value == "17%" for m in at.metric)
+    caps = [i.caption for img in at.get("image") for i in img.proto.imgs]
+    assert caps and all(c.startswith(("real:", "✓ dlib ·", "✗ dlib ·")) for c in caps), caps
+    radio.set_value("E").run()
     assert any(m.label == "Top-1 judged by E" for m in at.metric)
     page = texts(at)
     assert "E's false-positive share against dlib: 75%" in page  # 3 of E's 4 hits are someone else for dlib
@@ -43,7 +48,6 @@ def test_results_shows_both_judges_and_e_false_positives(at, ws):
     assert list(judges["top-1 [95% CI]"].str.split(" ").str[0]) == ["67%", "17%"]
     radio.set_value("dlib").run()
     assert_clean(at)
-    assert any(m.label == "Top-1 judged by dlib" and m.value == "17%" for m in at.metric)
     assert "Split by dlib's verdict" in " ".join(t.label for t in at.toggle)
 
 
@@ -54,28 +58,54 @@ def test_results_without_dlib_verdicts_says_how_to_add_them(at, ws):
     assert "No dlib verdicts on this run" in texts(at) and "rejudge --dlib" in texts(at)
 
 
-def test_be_the_judge_page_stores_a_vote_and_refuses_a_second(at, ws):
+def test_be_the_judge_page_stores_a_vote_and_refuses_a_second(at, ws, monkeypatch):
     from mivis import votes as V
+    monkeypatch.delenv(V.TEACHER_ENV, raising=False)
     rid, _ = fake_attack(ws)
-    open_page(at, "judge", run=rid, k="3")
-    assert "Who is this? (1 of 3)" in texts(at)
-    faces = [b for b in at.button if b.label in ("1", "2", "3")]
+    open_page(at, "judge", run=rid)
+    assert "Waiting for the teacher to open a round" in texts(at)
+    assert not [x for x in at.button if x.label in ("1", "2", "3")]
+    V.open_round(ws, V.load_ballot(ws, rid), 3, V.Teacher.owner())
+    at.run()
+    assert "who is this? (1 of 3)" in texts(at)
+    faces = [x for x in at.button if x.label in ("1", "2", "3")]
     assert len(faces) == 3
     faces[0].click().run()
     assert_clean(at)
-    assert "Who is this? (2 of 3)" in texts(at)
+    assert "who is this? (2 of 3)" in texts(at)
+    assert "it was" not in texts(at) and "Right" not in texts(at)  # no answer before the reveal
     t = V.tally(ws, rid)
     assert t["votes"] == 1 and t["voters"] == 1 and t["chance"] == pytest.approx(1 / 3)
-    assert "votes: **1**" in texts(at)
-    at.button(key=next(b.key for b in at.button if b.label == "None of them")).click().run()
+    assert "votes: **1**" in texts(at) and "Class top-1" not in texts(at)  # the score would give answers away
+    at.button(key=next(x.key for x in at.button if x.label == "None of them")).click().run()
     assert_clean(at)
     assert V.tally(ws, rid)["votes"] == 2 and V.tally(ws, rid)["none_share"] == 0.5
-    # the teacher resets: a new round, nothing counted
-    at.checkbox(key="judge:sure").check().run()
-    at.button(key="judge:reset").click().run()
+    # a student: no reset, reveal or open control; a guessed key is refused
+    assert not [x for x in at.button if x.key in ("judge:open", "judge:reveal", "judge:close")]
+    key = V.new_teacher_key(ws)  # the teacher created it earlier
+    at.run()
+    at.text_input(key="judge:key").set_value("0000-0000-0000")
+    next(x for x in at.button if "Unlock" in x.label).click().run()
     assert_clean(at)
-    assert V.tally(ws, rid)["votes"] == 0 and V.current_round(ws, rid) == 1
-    assert "Class tally · round 1" in texts(at)
+    assert any("wrong teacher key" in e.value for e in at.error)
+    assert not [x for x in at.button if x.key == "judge:reveal"] and V.round_info(ws, rid)["state"] == V.OPEN
+    # the teacher's key unlocks the controls: live score, reveal
+    at.text_input(key="judge:key").set_value(key)
+    next(x for x in at.button if "Unlock" in x.label).click().run()
+    assert_clean(at)
+    assert "Class top-1" in texts(at)
+    at.button(key="judge:reveal").click().run()
+    assert_clean(at)
+    assert V.round_info(ws, rid)["state"] == V.REVEALED
+    assert "Round 1 revealed" in texts(at) and "Same line-up: 3 faces, chance 33%" in texts(at)
+    assert "Another question: which of all 6 private identities?" in texts(at)
+    # a new round, from the teacher's slider
+    at.slider(key="judge:k").set_value(4).run()
+    at.button(key="judge:open").click().run()
+    assert_clean(at)
+    assert V.round_info(ws, rid) == {"round": 2, "k": 4, "state": V.OPEN}
+    assert V.tally(ws, rid)["votes"] == 0 and "who is this? (1 of 3)" in texts(at)
+    assert len([x for x in at.button if x.label in ("1", "2", "3", "4")]) == 4
 
 
 def test_be_the_judge_unknown_run_in_the_url(at, ws):
@@ -141,25 +171,29 @@ def test_runs_page_lists_dlib_next_to_e(at, ws):
     assert any("under dlib 0% [0, 0]" in m for m in lines) and any("under dlib 100%" in m for m in lines)
 
 
-def test_be_the_judge_k_follows_the_ballot(at, ws):
-    """The demo offers up to 10 faces; a run on 6 private identities at most 6: k is clamped, not an error."""
+def test_be_the_judge_k_follows_the_ballot(at, ws, monkeypatch):
+    """The demo offers up to 10 faces; a run on 6 private identities at most 6: the teacher's slider follows."""
+    from mivis import votes as V
+    monkeypatch.setenv(V.TEACHER_ENV, "t-key")
     rid, _ = fake_attack(ws)
-    open_page(at, "judge", k="9")
-    assert at.slider(key="judge:k").value == 9
-    assert len([b for b in at.button if b.label in [str(i) for i in range(1, 11)]]) == 9
+    open_page(at, "judge")
+    at.text_input(key="judge:key").set_value("t-key")
+    next(x for x in at.button if "Unlock" in x.label).click().run()
+    assert at.slider(key="judge:k").max == 10
     at.selectbox(key="judge:run").set_value(rid).run()
     assert_clean(at)
-    assert at.slider(key="judge:k").value == 6
-    assert len([b for b in at.button if b.label in [str(i) for i in range(1, 11)]]) == 6
+    assert at.slider(key="judge:k").max == 6
 
 
 def test_a_vote_after_the_teacher_reset_is_not_counted_in_the_new_round(at, ws):
     from mivis import votes as V
     rid, _ = fake_attack(ws)
-    open_page(at, "judge", run=rid, k="3")
-    V.reset_round(ws, rid)  # the teacher, from another session or the CLI
-    next(b for b in at.button if b.label == "1").click().run()
+    V.open_round(ws, V.load_ballot(ws, rid), 3, V.Teacher.owner())
+    open_page(at, "judge", run=rid)
+    V.reset_round(ws, rid, V.Teacher.owner())  # the teacher, from another session or the CLI
+    next(x for x in at.button if x.label == "1").click().run()
     assert_clean(at)
     assert any("The teacher started a new round" in e.value for e in at.error)
-    assert V.tally(ws, rid)["votes"] == 0 and V.votes(ws, rid, round=0) == []
-    assert "Who is this? (1 of 3)" in texts(at)
+    assert V.tally(ws, rid)["votes"] == 0 and V.votes(ws, rid, round=1) == []
+    assert "who is this? (1 of 3)" in texts(at)
+

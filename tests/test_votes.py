@@ -53,14 +53,20 @@ def test_demo_votes_persist_and_tally_with_chance_and_rounds(tmp_path):
         assert c == b.candidates(item, 5, 0)  # the same faces, in the same order, for every voter of a round
     draws = {tuple(b.candidates(3, 5, s)) for s in range(6)}
     assert len(draws) > 1  # another round (seed) draws and shuffles again
+    # the same faces for every voter, in each voter's own order
+    orders = {tuple(b.candidates(3, 5, 0, voter=f"v{i}")) for i in range(8)}
+    assert len(orders) > 1 and all(sorted(o) == sorted(b.candidates(3, 5, 0)) for o in orders)
+    with pytest.raises(ParamError, match="the teacher has not opened a round yet"):
+        V.cast_vote(ws, b, 0, "s0", 5, V.NONE)
+    assert V.open_round(ws, b, 5, V.Teacher.owner()) == {"round": 1, "k": 5, "state": V.OPEN}
     # three sessions: s0 always right, s1 always 'none of them', s2 right on items 0-4 only
     for item in range(10):
-        c = b.candidates(item, 5, 0)
+        c = b.candidates(item, 5, 1)
         wrong = next(x for x in c if x != b.identity[item])
         V.cast_vote(ws, b, item, "s0", 5, b.identity[item])
         V.cast_vote(ws, b, item, "s1", 5, V.NONE)
         V.cast_vote(ws, b, item, "s2", 5, b.identity[item] if item < 5 else wrong)
-    with pytest.raises(ParamError, match="already voted on item 4"):
+    with pytest.raises(ParamError, match=r"already voted on this reconstruction \(item 4"):
         V.cast_vote(ws, b, 4, "s2", 5, V.NONE)
     t = V.tally(Workspace(tmp_path / "ws"), V.DEMO)  # a new process (restart) reads the same votes
     assert (t["votes"], t["voters"], t["items"]) == (30, 3, 10)
@@ -76,11 +82,15 @@ def test_demo_votes_persist_and_tally_with_chance_and_rounds(tmp_path):
     n_e = sum(e_items)
     wrong_on_e = sum(1 + (i >= 5) for i in range(10) if e_items[i])  # s1 always; s2 on items 5-9
     assert fp["value"] == pytest.approx(wrong_on_e / (3 * n_e))
+    # the teacher reveals: voting ends
+    assert V.reveal_round(ws, V.DEMO, V.Teacher.owner())["state"] == V.REVEALED
+    with pytest.raises(ParamError, match="round 1 is revealed: its voting has ended"):
+        V.cast_vote(ws, b, 4, "s9", 5, V.NONE)
     # the teacher resets: a new round counts from zero, the old votes stay stored
-    assert V.reset_round(ws, V.DEMO) == 1
+    assert V.reset_round(ws, V.DEMO, V.Teacher.owner()) == 2
     t = V.tally(ws, V.DEMO)
-    assert t["votes"] == 0 and t["accuracy"] is None and t["round"] == 1
-    assert len(V.votes(ws, V.DEMO, round=0)) == 30
+    assert t["votes"] == 0 and t["accuracy"] is None and t["round"] == 2 and t["state"] == V.OPEN
+    assert len(V.votes(ws, V.DEMO, round=1)) == 30
     V.cast_vote(ws, b, 4, "s2", 5, V.NONE)  # a new round: the same session may vote on the item again
     assert V.tally(ws, V.DEMO)["votes"] == 1
 
@@ -93,16 +103,23 @@ def test_bad_votes_are_refused_with_a_message(ws):
     with pytest.raises(ParamError, match="no attack run 'attack-nope'"):
         V.tally(ws, "attack-nope")
     with pytest.raises(ParamError, match="no attack run 'attack-nope'"):
-        V.reset_round(ws, "attack-nope")
+        V.reset_round(ws, "attack-nope", V.Teacher.owner())
+    with pytest.raises(ParamError, match="only the teacher can change a round"):
+        V.open_round(ws, b, 3, None)
+    with pytest.raises(ParamError, match=r"k=1: .* integer in 2\.\.6"):
+        V.open_round(ws, b, 1, V.Teacher.owner())
+    V.open_round(ws, b, 3, V.Teacher.owner())
+    with pytest.raises(ParamError, match="round 1 shows 3 faces per reconstruction, not 4"):
+        V.cast_vote(ws, b, 0, "s", 4, V.NONE)
     with pytest.raises(ParamError, match=r"item 7 is not on the ballot .* items are 0\.\.2"):
         V.cast_vote(ws, b, 7, "s", 3, V.NONE)
     with pytest.raises(ParamError, match=r"k=1: .* integer in 2\.\.6"):
         V.cast_vote(ws, b, 0, "s", 1, V.NONE)
-    shown = b.candidates(0, 3, 0)
+    shown = b.candidates(0, 3, 1)
     absent = next(c for c in b.gallery if c not in shown)
     with pytest.raises(ParamError, match="was not among the 3 faces shown for item 0"):
         V.cast_vote(ws, b, 0, "s", 3, absent)
-    with pytest.raises(ParamError, match="session id"):
+    with pytest.raises(ParamError, match="voter's id"):
         V.cast_vote(ws, b, 0, "", 3, V.NONE)
     other = ws.create("target", {"x": 1})
     other.finish({})
@@ -117,6 +134,7 @@ def test_attack_run_ballot_and_the_judges_agreement_table(ws):
     assert b.rows == [1, 2, 5] and b.identity == [0, 1, 2]  # each identity's most likely reconstruction
     assert sorted(b.gallery) == list(range(6)) and b.gallery[0].shape == (32, 32, 1)
     assert b.machine == {"E": [True, True, True], "dlib": [False, True, False]}
+    V.open_round(ws, b, 3, V.Teacher.owner())
     # 4 voters: right on identities 0 and 1, 'none of them' on identity 2
     for s in range(4):
         for item in range(3):
@@ -162,6 +180,8 @@ def test_judge_cli_tally_and_reset(ws, capsys):
         return rc, out.out, out.err
     rid, _ = fake_attack(ws, dlib=False)
     b = V.load_ballot(ws, rid)
+    rc, out, err = cli("open", rid, "--k", "4")
+    assert rc == 0 and "round 1 open, 4 faces" in out, err
     V.cast_vote(ws, b, 0, "a", 4, b.identity[0])
     V.cast_vote(ws, b, 1, "a", 4, V.NONE)
     rc, out, err = cli("tally", rid, "--json")
@@ -169,9 +189,11 @@ def test_judge_cli_tally_and_reset(ws, capsys):
     out = json.loads(out)
     assert out["votes"] == 2 and out["accuracy"]["value"] == 0.5 and out["chance"] == 0.25
     rc, out, _ = cli("tally", rid)
-    assert "human top-1" in out and "50%" in out
+    assert "human top-1" in out and "50%" in out and "round 1, open, 4 faces" in out
+    rc, out, _ = cli("reveal", rid)
+    assert rc == 0 and "round 1 revealed" in out
     rc, out, _ = cli("reset", rid)
-    assert rc == 0 and "round 1 started" in out
+    assert rc == 0 and "round 2 started" in out
     assert V.tally(ws, rid)["votes"] == 0
     rc, _, err = cli("tally", "attack-20990101-000000-abcdef")
     assert rc == 2 and "no attack run 'attack-20990101-000000-abcdef'" in err
@@ -181,6 +203,7 @@ def test_evaluate_show_prints_the_judges_agreement(ws, capsys):
     from mivis.cli import main
     rid, _ = fake_attack(ws)
     b = V.load_ballot(ws, rid)
+    V.open_round(ws, b, 3, V.Teacher.owner())
     for item in range(3):  # one voter: right on identities 0 and 1, 'none of them' on 2
         V.cast_vote(ws, b, item, "s", 3, b.identity[item] if item < 2 else V.NONE)
     assert main(["--workspace", str(ws.path), "evaluate", "show", rid]) == 0
@@ -213,11 +236,100 @@ def test_votes_on_an_earlier_demo_build_are_not_counted(tmp_path, monkeypatch):
     monkeypatch.setenv("MIVIS_DEMO", str(old))
     ws = Workspace(tmp_path / "ws")
     b = V.load_ballot(ws, V.DEMO)
+    V.open_round(ws, b, 5, V.Teacher.owner())
     V.cast_vote(ws, b, 0, "s0", 5, b.identity[0])
     assert V.tally(ws, V.DEMO)["votes"] == 1 and V.voted_items(ws, V.DEMO, "s0") == {0}
     spec = (old / "demo.json").read_text()
     (old / "demo.json").write_text(spec.replace('"title"', '"rebuilt": true, "title"', 1))  # another build
     assert V.tally(ws, V.DEMO)["votes"] == 0 and V.voted_items(ws, V.DEMO, "s0") == set()
+    V.open_round(ws, b, 5, V.Teacher.owner())  # the rebuilt demo's own first round
     V.cast_vote(ws, V.load_ballot(ws, V.DEMO), 0, "s0", 5, b.identity[0])  # the same session may vote again
     (old / "demo.json").write_text(spec)  # back to the first build: its vote is still there
     assert V.tally(ws, V.DEMO)["votes"] == 1
+
+
+def test_teacher_key_env_and_stored(ws, monkeypatch):
+    monkeypatch.delenv(V.TEACHER_ENV, raising=False)
+    assert V.teacher_key_source(ws) is None
+    with pytest.raises(ParamError, match="no teacher key yet"):
+        V.check_teacher(ws, "anything")
+    key = V.new_teacher_key(ws)
+    assert V.teacher_key_source(ws) == "workspace" and len(key) == 14
+    with pytest.raises(ParamError, match="a teacher key exists already"):  # a student cannot take over the class
+        V.new_teacher_key(ws)
+    with pytest.raises(ParamError, match="wrong teacher key"):
+        V.check_teacher(ws, "0000-0000-0000")
+    with pytest.raises(ParamError, match="wrong teacher key"):
+        V.check_teacher(ws, "")
+    assert isinstance(V.check_teacher(ws, f" {key} "), V.Teacher)
+    with V._connect(ws) as con:  # only a salted hash is stored
+        assert key not in str(dict(con.execute("SELECT * FROM vote_teacher").fetchone()))
+    new = V.new_teacher_key(ws, replace=True)
+    with pytest.raises(ParamError, match="wrong teacher key"):
+        V.check_teacher(ws, key)
+    assert V.check_teacher(ws, new)
+    monkeypatch.setenv(V.TEACHER_ENV, "class-of-2026")  # the server's environment wins
+    assert V.teacher_key_source(ws) == "env"
+    with pytest.raises(ParamError, match="wrong teacher key"):
+        V.check_teacher(ws, new)
+    assert V.check_teacher(ws, "class-of-2026")
+    with pytest.raises(ParamError, match="set by MIVIS_TEACHER_KEY"):
+        V.new_teacher_key(ws, replace=True)
+
+
+def test_deleting_a_run_with_votes_needs_the_cascade(ws, capsys):
+    from mivis.cli import main
+    from mivis.runs import RunError
+    rid, _ = fake_attack(ws)
+    b = V.load_ballot(ws, rid)
+    V.open_round(ws, b, 3, V.Teacher.owner())
+    V.cast_vote(ws, b, 0, "v-a", 3, V.NONE)
+    with pytest.raises(RunError, match=f"run {rid} has 1 class vote"):
+        ws.delete(rid)
+    assert ws.exists(rid) and V.tally(ws, rid)["votes"] == 1  # nothing deleted
+    assert main(["--workspace", str(ws.path), "runs", "delete", rid]) == 2
+    assert "--cascade" in capsys.readouterr().err
+    assert main(["--workspace", str(ws.path), "runs", "delete", rid, "--cascade"]) == 0
+    assert not ws.exists(rid) and V.vote_counts(ws, [rid]) == {}
+    assert V.round_info(ws, rid)["state"] == V.WAITING  # its round went with it
+    with pytest.raises(ParamError, match=f"no attack run '{rid}'"):  # what a page still showing it is told
+        V.tally(ws, rid)
+
+
+def test_machine_judges_on_the_same_lineup(ws):
+    """E and dlib pick among the round's k faces from stored scores: E always the attacked identity, dlib the
+    first candidate that is not; the class beside them on the same items, chance 1/k."""
+    from mivis.evaluation import lineup as L
+    rid, _ = fake_attack(ws)
+    b = V.load_ballot(ws, rid)
+    gallery = sorted(b.gallery)
+    e = [[1.0 if c == b.identity[i] else 0.0 for c in gallery] for i in range(len(b))]
+    V.open_round(ws, b, 4, V.Teacher.owner())
+    wrong = [next(c for c in b.candidates(i, 4, 1) if c != b.identity[i]) for i in range(len(b))]
+    d = [[1.0 if c == wrong[i] else 0.0 for c in gallery] for i in range(len(b))]
+    L.store(ws, {"run": rid, "items": b.rows, "identity": b.identity, "gallery": gallery,
+                 "scores": {"E": e, "dlib": d}, "missing": {}})
+    V.cast_vote(ws, b, 0, "v-a", 4, b.identity[0])
+    V.cast_vote(ws, b, 1, "v-a", 4, V.NONE)
+    line = V.lineup(ws, b, n_boot=200)
+    got = {r["judge"]: (r["value"], r["n"], r["unit"]) for r in line["rows"]}
+    assert got == {"humans": (0.5, 2, "vote"), "E": (1.0, 3, "reconstruction"), "dlib": (0.0, 3, "reconstruction")}
+    assert line["k"] == 4 and line["chance"] == 0.25 and line["missing"] == {}
+    # another round draws other line-ups: the picks follow them (dlib's 'wrong' face may not be in them)
+    V.reset_round(ws, rid, V.Teacher.owner(), k=2)
+    p = L.picks(L.stored(ws, rid), b, 2, 2)
+    assert p["E"] == b.identity and all(c in b.candidates(i, 2, 2) for i, c in enumerate(p["dlib"]))
+
+
+def test_a_round_from_before_teachers_rounds_waits_for_the_teacher(ws):
+    """A vote_rounds row written by the earlier schema (round, reset; no k, no state): no votes until opened."""
+    rid, _ = fake_attack(ws)
+    b = V.load_ballot(ws, rid)
+    with ws._connect() as con:
+        con.execute("CREATE TABLE vote_rounds (run TEXT PRIMARY KEY, round INTEGER NOT NULL, reset REAL)")
+        con.execute("INSERT INTO vote_rounds (run, round, reset) VALUES (?, 3, 0)", (rid,))
+    assert V.round_info(ws, rid) == {"round": 3, "k": None, "state": V.WAITING}  # columns added on first use
+    with pytest.raises(ParamError, match="the teacher has not opened a round yet"):
+        V.cast_vote(ws, b, 0, "v-a", 3, V.NONE)
+    assert V.open_round(ws, b, 3, V.Teacher.owner()) == {"round": 4, "k": 3, "state": V.OPEN}
+    V.cast_vote(ws, b, 0, "v-a", 3, V.NONE)

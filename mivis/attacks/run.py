@@ -65,13 +65,21 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
         snaps = SnapshotRecorder(plan.params["iterations"], on_step, hook_every)  # for the layers analysis
         res = invert(attack, plan.target.id, config["prior_run"], workspace=ws, reporter=reporter, on_step=snaps,
                      hook_every=1, plan=plan)
-        reporter.report(force=True, phase="evaluate")
         t0 = time.monotonic()
-        evaluation = evaluate_result(ws, res, plan.target, make_judges(), dlib, n_boot, plan.params["seed"])
+        store_result(run, res, plan.target)  # faces first: the final reconstructions are on disk before any judge
+        steps = 1 + bool(dlib)  # E (with any extra evaluation models), then dlib
+        verdicts: dict = {}
+
+        def judged(name: str, m: dict) -> None:  # each judge's top-1 reaches the live view as it finishes
+            verdicts[f"top1_{name}"] = m.get("value")
+            reporter.report(force=True, phase="judging", run=run.id, done=len(verdicts), total=steps,
+                            judging="dlib" if len(verdicts) < steps else "", **verdicts)
+        reporter.report(force=True, phase="judging", run=run.id, done=0, total=steps, judging="E")
+        evaluation = evaluate_result(ws, res, plan.target, make_judges(), dlib, n_boot, plan.params["seed"],
+                                     on_judged=judged)
         for row, lg in zip(evaluation["per_reconstruction"], res.target_logit.tolist()):
             row["target_logit"] = lg
         add_selection(evaluation, attack, plan.params, n_boot, plan.params["seed"])
-        store_result(run, res, plan.target)
         if snaps.tensors() is not None:
             run.save_weights(snaps.tensors(), {"run": run.id}, name="snapshots.safetensors")
         run.write_json("evaluation.json", evaluation)
@@ -89,14 +97,30 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
     return run.record()
 
 
-def evaluate_result(ws, res: InversionResult, target: RunRecord, judges, dlib: bool, n_boot: int, seed: int) -> dict:
+def evaluate_result(ws, res: InversionResult, target: RunRecord, judges, dlib: bool, n_boot: int, seed: int,
+                    on_judged=None) -> dict:
+    """E (and any extra evaluation models), then dlib; on_judged(name, top-1 metric) after each, so a live view
+    adds each verdict as its judge finishes. The same evaluation as judging all at once."""
     from ..evaluation import evaluate
     split = load_split(target.config["data"])
-    extra = {}
+    ev = evaluate(res.x, res.y, res.restart, res.p_target, res.target_pred, judges, split, n_boot, seed)
+    if on_judged is not None:
+        on_judged("E", ev["metrics"]["attack_acc_top1"])
     if dlib:
         from ..evaluation.dlib_judge import dlib_verdicts
-        extra["dlib"] = dlib_verdicts(res.x, res.y, split)
-    return evaluate(res.x, res.y, res.restart, res.p_target, res.target_pred, judges, split, n_boot, seed, extra)
+        add_verdicts(ev, "dlib", dlib_verdicts(res.x, res.y, split), res.y.numpy(), n_boot, seed)
+        if on_judged is not None:
+            on_judged("dlib", ev["extra_judges"]["dlib"]["attack_acc_top1"])
+    return ev
+
+
+def add_verdicts(ev: dict, name: str, v: dict, groups, n_boot: int, seed: int) -> None:
+    """A judge's per-reconstruction verdicts {"top1", "info"} added to an evaluation, as evaluate() stores its
+    extra_verdicts: extra_judges[name] (top-1 with the identity bootstrap) and top1@name in every row."""
+    from ..evaluation.bootstrap import bootstrap_mean
+    ev["extra_judges"][name] = {**v.get("info", {}), "attack_acc_top1": bootstrap_mean(v["top1"], groups, n_boot, seed)}
+    for r, ok in zip(ev["per_reconstruction"], v["top1"]):
+        r[f"top1@{name}"] = bool(ok)
 
 
 SELECTED = ("attack_acc_top1", "attack_acc_top5", "knn_dist")

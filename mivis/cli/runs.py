@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from .. import votes  # noqa: F401  (registers its delete guard: a run with class votes goes only with --cascade)
 from ._common import print_json, table, workspace
 
 
@@ -19,7 +20,8 @@ def register(sub) -> None:
     q = s.add_parser("delete", help="delete a run and its files (refused while a queued or running job needs it)")
     q.add_argument("run_id")
     q.add_argument("--cascade", action="store_true",
-                   help="also delete every run made from it (needed when finished runs were made from it)")
+                   help="also delete every run made from it and the class's votes on it (needed when finished runs "
+                        "were made from it or it has votes from Be the judge)")
     q.set_defaults(func=delete)
 
 

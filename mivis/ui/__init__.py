@@ -11,6 +11,7 @@
     diagram   the architecture's stage diagram
     demo      Home's precomputed demo
     ceiling   a prior's ceiling beside an attack's accuracy, and the Attack page's ceiling panel
+    voter     a voter id that survives reloads and new tabs of the same browser (a cookie)
 
 Pages stay thin: they declare knobs, call the library or submit a job, and render with these.
 Nothing here computes results; torch is imported only by the helpers that draw tensors.
@@ -29,6 +30,7 @@ from .jobs import (JOB_KEY, POLL_SECONDS, QUEUE_IDLE_SECONDS, current_job, forge
 from .knobs import JOB_KEY_URL, Knobs, param_input, read_url_value, to_url, url_choice
 from .session import (ASSETS, ORL_CREDIT, ROOT, ensure_router, job_manager, load_split_on_click, session_id,
                       shutdown_managers, workspace)
+from .voter import remember_voter, voter_id
 from .words import (ATTACK_WORDS, CHOICE_WORDS, DEFENSE_WORDS, FRACTION_METRICS, METRIC_WORDS, PARAM_WORDS,
                     attack_words, choice_words, defense_words, metric_is_fraction, metric_text, metric_words,
                     paired_words, plain, run_label, run_short, settings_differ, skips_words, study_defense_words)
@@ -44,6 +46,6 @@ __all__ = [
     "png_crisp", "png_row_pages", "png_scaled", "progress_text", "queue_rows", "read_url_value", "run_label",
     "run_page", "run_short", "session_id", "settings_differ", "shutdown_managers", "sidebar_jobs", "skips_words",
     "stage_diagram", "stage_dot", "study_defense_words", "submit_job", "to_display", "to_url", "url_choice",
-    "user_error_types", "workspace",
+    "user_error_types", "remember_voter", "voter_id", "workspace",
     "ceiling_note", "ceiling_panel",
 ]

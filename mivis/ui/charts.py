@@ -35,12 +35,13 @@ def likelihood_histogram(groups: list[dict], *, split: bool = True, bins: int = 
 
 def fisher_bars(layers: list[str], series: dict[str, list[float]], *, title: str = "Fisher information per layer",
                 key: str | None = None, y_range: tuple[float, float] | None = None, height: int = 480,
-                ratio_range: tuple[float, float] | None = None, compact: bool = False) -> None:
-    """Fisher information per layer (input -> output): each loss's share of its own total on a log
-    axis, and with two losses the model-inversion / classification ratio per layer
-    (mivis.figures.fisher_figure). y_range: a shared axis for plots side by side."""
+                ratio_range: tuple[float, float] | None = None, compact: bool = False, log: bool = True) -> None:
+    """Fisher information per layer (input -> output): each loss's share of its own total (log axis, or a
+    linear zero-based one with log=False), and with two losses the model-inversion / classification ratio
+    per layer (mivis.figures.fisher_figure). y_range: a shared axis for plots side by side."""
     from ..figures import fisher_figure
-    fig = fisher_figure(layers, series, title=title, y_range=y_range, ratio_range=ratio_range, compact=compact)
+    fig = fisher_figure(layers, series, title=title, y_range=y_range, ratio_range=ratio_range, compact=compact,
+                        log=log)
     plot(fig, key=key, height=height)
 
 

@@ -21,8 +21,17 @@ def plain(text: Any) -> str:
 
 # plain words first, the symbol (the parameter's name) after
 PARAM_WORDS = {
-    "id_weight": "Identity-loss weight (λ, id_weight)", "clip": "Latent clip: z kept in ±clip (clip)",
-    "loss": "Identity loss (loss)", "fi_samples": "Private images for classification Fisher info (fi_samples)",
+    "id_weight": "Weight of the identity loss (λ, id_weight)", "clip": "Keep the latent code within ± this (clip)",
+    "loss": "Identity loss (loss)", "prior_weight": "Weight of looking real (prior_weight)",
+    "prior_loss": "How 'looking real' is scored (prior_loss)", "momentum": "Momentum of the search (momentum)",
+    "step": "Update rule: the paper code's or mivis v1's (step)",
+    "ref_batch": "Batch the paper's step is sized for (ref_batch)",
+    "channels_last": "Channels-last memory layout (channels_last)", "reg_weight": "Weight of the students' "
+    "agreement (reg_weight)", "students": "Surrogate students (students)", "student_epochs": "Epochs per "
+    "student (student_epochs)", "views": "Augmented views per step (views)", "pool": "Candidates drawn first "
+    "(pool)", "candidates": "Candidates kept (candidates)", "tv_weight": "Weight of smoothness (tv_weight)",
+    "l2_weight": "Weight of small pixel values (l2_weight)", "init_std": "Spread of the starting noise (init_std)",
+    "fi_samples": "Private images for classification Fisher info (fi_samples)",
     "mi_samples": "Reconstructions for inversion Fisher info (mi_samples)",
     "fi_batch_size": "Fisher batch size (1 = per-sample)", "lr": "Learning rate (lr)",
 }
