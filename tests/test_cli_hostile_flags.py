@@ -57,19 +57,19 @@ def world(tmp_path, monkeypatch):
                         "mivis.analysis.layers.fisher_per_layer", "mivis.evaluation.dlib_judge.heldout_accuracy",
                         "mivis.evaluation.dlib_judge.add_to_run", "mivis.sweep.run_sweep",
                         "mivis.sweep.ray_executor.RayExecutor.__init__", "mivis.celeba.arrange_celeba",
-                        "mivis.cli.classroom.export_classroom"):
+                        "mivis.cli.classroom.export_classroom", "mivis.analysis.ceiling.project"):
         monkeypatch.setattr(target_name, _stop)
     # a sweep's estimate times steps, and its reuse lookup builds each step's model: nothing to reuse here
     import importlib
     monkeypatch.setattr(importlib.import_module("mivis.sweep.estimate"), "estimate_step", lambda *a, **k: 1.0)
     monkeypatch.setattr("mivis.sweep.runner.find_existing", lambda *a, **k: None)
-    from mivis.weights import check_run_weights
+    from mivis.checks import check_run_weights
     loaded: dict = {}
 
     def once(ws_, rid):  # the hand-made runs' weights do not change during the walk: load each once
         if rid not in loaded:
             loaded[rid] = check_run_weights(ws_, rid)
-    monkeypatch.setattr("mivis.weights.check_run_weights", once)
+    monkeypatch.setattr("mivis.checks.check_run_weights", once)
     cwd = tmp_path / "a" / "b" / "c"  # ../../../ stays inside the test's own folder
     cwd.mkdir(parents=True)
     monkeypatch.chdir(cwd)
@@ -87,7 +87,7 @@ def _positional(w, path: list[str], dest: str) -> str:
             "grid_file": w["grid"], "sweeps": "walk", "arch": "resnet18", "weights": str(w["tmp"] / "none.st"),
             "source": "orl32-gmi", "dest": str(w["tmp"] / "dest"), "out": str(w["tmp"] / "out.safetensors"),
             "report": str(w["tmp"] / "none.md"), "reruns": str(w["tmp"] / "none.json"),
-            "images": str(w["tmp"] / "none"), "identities": str(w["tmp"] / "none.txt")}[dest]
+            "images": str(w["tmp"] / "none"), "identities": str(w["tmp"] / "none.txt"), "prior": w["prior"]}[dest]
 
 
 def _required(w, path, parser) -> tuple[list[str], list[str]]:
