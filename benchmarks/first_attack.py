@@ -2,7 +2,8 @@
 
 Each path runs the README's commands in fresh processes on an empty workspace and times them:
   shipped   python -m mivis classroom setup                  (register the shipped target, judge, prior)
-            python -m mivis attack --preset classroom ...    (GMI, 20 ORL identities x 5 restarts, 32 px)
+            python -m mivis attack --attack ifgmi --preset classroom ...  (the Attack page's one click: IF-GMI,
+                                                     20 ORL identities x 5 restarts, 32 px)
   trained   python -m mivis train (the classroom target), python -m mivis train (its VGG-11 judge),
             python -m mivis prior import orl32-gmi, then the same attack
 and prints each phase, the time to the first finished attack on each path and their ratio. The attack's
@@ -27,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from mivis.attacks.presets import ONE_CLICK  # noqa: E402  (the attack the Attack page launches in one click)
 
 
 def mivis(ws: Path, *args: str) -> tuple[float, str]:
@@ -43,7 +45,7 @@ def run_id(stdout: str, key: str) -> str:
 
 
 def attack(ws: Path, target: str, dlib: bool) -> float:
-    s, _ = mivis(ws, "attack", "--attack", "gmi", "--target", target, "--preset", "classroom",
+    s, _ = mivis(ws, "attack", "--attack", ONE_CLICK, "--target", target, "--preset", "classroom",
                  *([] if dlib else ["--no-dlib"]))
     return s
 

@@ -2,13 +2,13 @@
 (Debian's chromium through Playwright), then the clicks the README names, timed from the server's start:
 
   Attack page -> "Set up the classroom default" (the shipped target, judge and prior: nothing trains)
-              -> "Launch attack" (classroom preset: GMI, 20 ORL identities x 5 restarts, 32 px)
+              -> "Launch attack" (classroom preset: IF-GMI, 20 ORL identities x 5 restarts, 32 px)
               -> the first faces: the attack's final reconstructions, shown while the judges work
                  ("Final reconstructions"; the finished result if judging ended between two polls)
               -> the full result, every judge's verdict ("Attack accuracy top-1").
 
 The baseline, measured in the same run, is the same work without the server and the browser: the README's
-CLI commands (`classroom setup`, `attack --preset classroom`) in fresh processes on another empty workspace.
+CLI commands (`classroom setup`, `attack --attack ifgmi --preset classroom`) in fresh processes on another empty workspace.
 The ratio is what the app adds on top of the computation (page runs, polling, rendering); the goal for the
 first faces is no more than the CLI's time for the whole first attack (set-up, attack and judging).
 

@@ -10,7 +10,7 @@ ui.ensure_router()
 
 from mivis.attacks import ATTACKS, estimate_seconds  # noqa: E402
 from mivis.attacks.context import check_prior  # noqa: E402
-from mivis.attacks.presets import PRESETS, apply_preset  # noqa: E402
+from mivis.attacks.presets import ONE_CLICK, PRESETS, apply_preset  # noqa: E402
 from mivis.evaluation import check_judge  # noqa: E402
 from mivis.models import same_architecture  # noqa: E402
 from mivis.params import Param, ParamError  # noqa: E402
@@ -81,7 +81,7 @@ tp = Param("target", str, targets[0].id, "the trained classifier to attack", cho
 cols = st.columns([3, 2])
 target_id = knobs.widget(tp, container=cols[0], label="Target run", sticky=True, format_func=lambda i: describe_target(by_id[i]))
 target = by_id[target_id]
-attack = knobs.widget(Param("attack", str, "gmi", "the attack", choices=tuple(ATTACKS.names())), container=cols[1],
+attack = knobs.widget(Param("attack", str, ONE_CLICK, "the attack", choices=tuple(ATTACKS.names())), container=cols[1],
                       label="Attack", format_func=lambda n: f"{n}: {ATTACKS.get(n).help.split(':')[0]}")
 entry = ATTACKS.get(attack)
 st.caption(entry.help)

@@ -191,7 +191,7 @@ def test_attack_page_estimate_launch_and_result(world):
     from ui_world import ATTACK
     at = AppTest.from_file(APP, default_timeout=120)
     url = {f"gmi.{k}": (",".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in ATTACK.items()}
-    open_page(at, "attack", target=world["full"], **url)
+    open_page(at, "attack", target=world["full"], attack="gmi", **url)
     assert at.selectbox(key="attack:prior").value == world["prior"]
     assert at.selectbox(key="attack:eval").value == world["eval"]
     assert "3 identities x 2 restarts" in texts(at)
@@ -304,7 +304,7 @@ def test_pages_on_an_empty_workspace_say_what_to_do(app, page, text):
 
 def test_attack_identities_typed_wrong_block_the_launch(world):
     at = AppTest.from_file(APP, default_timeout=120)
-    open_page(at, "attack", target=world["full"])
+    open_page(at, "attack", target=world["full"], attack="gmi")
     at.text_input(key="attack:gmi.identities").set_value("1,two").run()
     assert_clean(at)
     assert any("identities" in e.value for e in at.error)

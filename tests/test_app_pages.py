@@ -20,7 +20,7 @@ def _value(at, key):
 
 def test_attack_preset_is_applied_in_the_run_that_follows_the_change(world):
     at = AppTest.from_file(APP, default_timeout=120)
-    open_page(at, "attack", target=world["full"])
+    open_page(at, "attack", target=world["full"], attack="gmi")
     assert at.selectbox(key="attack:preset").value == "classroom"
     assert _value(at, "attack:gmi.iterations") == 100
     at.selectbox(key="attack:preset").set_value("paper").run()  # one run: the callback ran before the script

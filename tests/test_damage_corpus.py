@@ -142,7 +142,7 @@ CORPUS = {
         ATTACK_CLI[:-5] + ["--identities", "0-99999", "--device", "cpu", "--no-dlib"]],
         [("architecture", {"dataset": "folder", "data_dir": "/etc"}),
          ("architecture", {"dataset": "folder", "data_dir": "/usr/include", "image_size": "256", "channels": "3"}),
-         ("attack", {"target": T, "gmi.identities": "0-999999"})]),
+         ("attack", {"target": T, "attack": "gmi", "gmi.identities": "0-999999"})]),
 }
 
 
@@ -222,6 +222,7 @@ def test_the_attack_page_refuses_unloadable_weights_at_launch_and_leaves_no_run(
     n_runs = len(ws.list())
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["target"] = world["full"]
+    at.query_params["attack"] = "gmi"
     for k, v in ATTACK.items():
         at.query_params[f"gmi.{k}"] = ",".join(map(str, v)) if isinstance(v, list) else str(v)
     at.switch_page("pages/attack.py")

@@ -12,7 +12,7 @@ DATA = {"dataset": "synthetic", "n_private": 6, "image_size": 32, "test_per_iden
 TRAIN = {"arch": "resnet18", "epochs": 1, "batch_size": 16, "device": "cpu"}
 ATTACK = {"identities": [0, 1, 2], "restarts": 2, "iterations": 8, "device": "cpu"}
 # what the pages' URL parameters must say to use the same tiny settings
-ATTACK_URL = "gmi.identities=0,1,2&gmi.restarts=2&gmi.iterations=8&gmi.device=cpu"
+ATTACK_URL = "attack=gmi&gmi.identities=0,1,2&gmi.restarts=2&gmi.iterations=8&gmi.device=cpu"
 
 _built: dict = {}
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from ..params import ParamError
 
+# the attack the Attack page launches in one click (with the classroom preset): the strongest measured
+# (README "How much do the independent judges see?"); the first-attack benchmarks time the same
+ONE_CLICK = "ifgmi"
+
 PRESETS = {
     "classroom": {"restarts": 5, "iterations": 100, "_ppa": {"pool": 50, "candidates": 5},
                   "_ifgmi": {"iterations": 80}},
