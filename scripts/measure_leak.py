@@ -14,23 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import cpu_model  # noqa: E402  (results name their machine, as the benchmarks' do)
 
 
 def per_reconstruction(rec) -> list[dict]:
@@ -67,7 +58,7 @@ def main(argv=None) -> int:
     runs = import_classroom(ws)
     prior = import_prior("orl32-gmi", ws).id
     seeds = [int(s) for s in a.seeds.split(",")]
-    result = {"machine": f"{cpu_name()}, {__import__('os').cpu_count()} cores", "preset": a.preset,
+    result = {"machine": f"{cpu_model()}, {__import__('os').cpu_count()} cores", "preset": a.preset,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "target": "classroom ResNet-18 (shipped)",
               "seeds": seeds, "attacks": {}}
     rows = {}
