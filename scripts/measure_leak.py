@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     runs = import_classroom(ws)
     prior = import_prior("orl32-gmi", ws).id
     seeds = [int(s) for s in a.seeds.split(",")]
-    result = {"machine": f"{cpu_model()}, {__import__('os').cpu_count()} cores", "preset": a.preset,
+    result = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "preset": a.preset,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "target": "classroom ResNet-18 (shipped)",
               "seeds": seeds, "attacks": {}}
     rows = {}
