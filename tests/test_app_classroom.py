@@ -99,7 +99,7 @@ def test_no_warning_flash_while_the_classroom_is_set_up(app, ws, monkeypatch):
     setup = JobRecord("job-setup", 1, "classroom", "classroom set-up", {}, "someone", "running", "cpu", [], {}, None,
                       {"phase": "import"}, time.time(), time.time(), None)
     monkeypatch.setattr(JobManager, "active", lambda self: [setup])
-    open_page(app, "attack")
+    open_page(app, "attack", attack="gmi")  # GMI's paper knobs: ref_batch and clip
     assert not any("No evaluation model can judge" in w.value for w in app.warning)
     assert not any("fits this target" in w.value for w in app.warning)
     assert any("The classroom set-up is registering it" in i.value for i in app.info)
@@ -111,6 +111,6 @@ def test_no_warning_flash_while_the_classroom_is_set_up(app, ws, monkeypatch):
     assert "Batch the paper's step is sized for (ref_batch)" in inside
     assert "Keep the latent code within ± this (clip)" in inside
     everywhere = [w.label for kind in ("number_input", "selectbox", "slider", "text_input", "toggle", "checkbox")
-                  for w in getattr(app, kind)]
+                  for w in getattr(app, kind) if str(w.key).startswith("attack:gmi.")]  # the attack's own knobs
     assert [x for x in everywhere if "(ref_batch)" in x or "(clip)" in x] == \
         [x for x in inside if "(ref_batch)" in x or "(clip)" in x]  # nowhere outside the fold

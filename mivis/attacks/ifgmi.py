@@ -74,7 +74,7 @@ class IFGMI(PPA):
                              f"block(s): at most {blocks + 1} stages; give stage_steps and radius "
                              f"{blocks + 1} values each (e.g. stage_steps "
                              f"{','.join(['70'] + ['10'] * blocks)}, radius {','.join(['0'] + ['0.1'] * blocks)})")
-        self.archs = [a.strip() for a in p["students"].split(",") if a.strip()]
+        self.archs = [a.strip() for a in (p["students"] or "").split(",") if a.strip()]
         if self.archs:
             from ..models import ARCHITECTURES
             for a in self.archs:
@@ -177,9 +177,9 @@ register_attack(IFGMI, ParamSet([
           "every candidate: off)"),
     Param("crop", FLOAT_LIST, [0.9, 1.0], "area fraction range of the random resized square crop the target "
           "sees (IF-GMI: 0.9-1.0)", min=0.01, max=1.0),
-    Param("students", str, "", "LOMMA's model augmentation, not IF-GMI's: architectures of students distilled "
+    Param("students", str, None, "LOMMA's model augmentation, not IF-GMI's: architectures of students distilled "
           "from the target on the public images, comma-separated; the Poincare loss is averaged over the target "
-          "and them (empty = the target alone, as IF-GMI)"),
+          "and them (empty = the target alone, as IF-GMI)", optional=True),
     Param("student_epochs", int, 40, "distillation epochs per student (LOMMA's augmentation)", min=1, max=1000),
     *_PPA_FINAL,
 ]), "IF-GMI: the latent, then the generator's intermediate features layer by layer inside l1 balls")
