@@ -283,13 +283,16 @@ def test_class_votes_appear_beside_the_judges_once_there_are_any(monkeypatch, tm
     ws = Workspace(tmp_path / "ws")
     b = V.demo_ballot(tmp_path / "demo")
     assert b.machine["dlib"] == [False, True, False]  # Be the judge compares the class with dlib too
+    V.open_round(ws, b, 2, V.Teacher.owner())  # votes count only in an open round
     V.cast_vote(ws, b, 0, "voter-1", 2, b.identity[0])  # right
     V.cast_vote(ws, b, 0, "voter-2", 2, V.NONE)         # wrong
     V.cast_vote(ws, b, 2, "voter-1", 2, b.identity[2])  # right
+    assert "The class" not in texts(home(monkeypatch, tmp_path, tmp_path / "demo"))  # not before the reveal
+    V.reveal_round(ws, b.key, V.Teacher.owner())
     at = home(monkeypatch, tmp_path, tmp_path / "demo")
     page = texts(at)
     assert "**The class** (Be the judge, 3 votes by 2 voters on the full model's reconstructions shown below): " \
-           "**67% [" in page and "(chance 50% with the faces they chose from)" in page
+           "**67%" in page and "(chance 50% with the faces they chose from)" in page
     got = cards(at)
     caps = lambda who: [t for k, t in got[who] if k == "caption"]  # noqa: E731
     assert any(c.endswith("class: 1 of 2 right") for c in caps("s1"))
@@ -365,7 +368,9 @@ def test_home_with_the_class_votes_imports_no_torch(tmp_path):
     os.environ["MIVIS_DEMO"] = str(tmp_path / "demo")  # the votes' key is the demo's content hash
     try:
         b = V.demo_ballot(tmp_path / "demo")
+        V.open_round(Workspace(tmp_path / "ws"), b, 3, V.Teacher.owner())  # votes count only in an open round
         V.cast_vote(Workspace(tmp_path / "ws"), b, 1, "voter-1", 3, b.identity[1])
+        V.reveal_round(Workspace(tmp_path / "ws"), b.key, V.Teacher.owner())
     finally:
         os.environ.pop("MIVIS_DEMO") if old is None else os.environ.__setitem__("MIVIS_DEMO", old)
     code = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"

@@ -77,7 +77,7 @@ def judges_agree_words(e: dict, dlib: dict) -> str:
 
 
 def class_votes(folder: Path, n_items: int) -> dict | None:
-    """The class's votes on this demo (Be the judge, run "demo") once there are any: the tally and per item
+    """The class's votes on this demo (Be the judge, run "demo") once the teacher revealed them: the tally and per item
     (the full model's reconstruction of pairs[i]) [right, votes]. None when there are none, when the folder is
     not the one Be the judge votes on, or when the workspace cannot be read (Home never stops for it)."""
     import sqlite3
@@ -90,7 +90,7 @@ def class_votes(folder: Path, n_items: int) -> dict | None:
             return None
         ws = Workspace()
         t = V.tally(ws, V.DEMO, n_boot=1000)
-        if not t["votes"]:
+        if not t["votes"] or t["state"] not in (V.REVEALED, V.CLOSED):  # no answers before the teacher's reveal
             return None
         per = {i: [sum(v), len(v)] for i, v in V.item_votes(ws, V.DEMO).items() if 0 <= i < n_items}
     except (RunError, ParamError, sqlite3.Error, OSError):
