@@ -17,7 +17,7 @@ per real face, per reconstruction and per named identity. The attack runs must c
 whom dlib named is recomputed here for the shown faces from the stored reconstructions (the runs store
 only dlib's right/wrong). Re-running it on the same machine type with the same code rebuilds the same files (seeded
 training and attacks; PNGs and JSON carry no timestamps and no run ids, which carry their creation time).
-The shipped assets/demo/ is `--from` the seed-0 runs of studies/cpu/f-leak.toml (full and RoLSS ResNet-18,
+The shipped assets/demo/ is `--from` the seed-0 runs of studies/cpu/g-leak.toml (full and RoLSS ResNet-18,
 IF-GMI at its classroom preset, the sweep's own VGG-11 E, dlib; docs/v2/leak/findings.md) and their layers
 analysis (`python -m mivis analyze layers`), exported on 2026-12-07.
 """
