@@ -390,22 +390,21 @@ def open_round(ws: Workspace, ballot: "Ballot", k: int, teacher: Teacher) -> dic
 
 def reveal_round(ws: Workspace, key: str, teacher: Teacher) -> dict:
     """The teacher shows the answers: everyone sees what each reconstruction was; voting in this round ends."""
-    _need_teacher(teacher)
-    _check_key(ws, key)
-    info = round_info(ws, key)
-    if info["state"] == WAITING:
-        raise ParamError("no round is open yet: open one first")
-    return _set_round(ws, key, False, info["k"], REVEALED)
+    return _end_round(ws, key, teacher, REVEALED)
 
 
 def close_round(ws: Workspace, key: str, teacher: Teacher) -> dict:
     """The teacher ends the round without showing the answers (they can still be revealed later)."""
+    return _end_round(ws, key, teacher, CLOSED)
+
+
+def _end_round(ws: Workspace, key: str, teacher: Teacher, state: str) -> dict:
     _need_teacher(teacher)
     _check_key(ws, key)
     info = round_info(ws, key)
     if info["state"] == WAITING:
         raise ParamError("no round is open yet: open one first")
-    return _set_round(ws, key, False, info["k"], CLOSED)
+    return _set_round(ws, key, False, info["k"], state)
 
 
 def reset_round(ws: Workspace, key: str, teacher: Teacher, k: int | None = None) -> int:
