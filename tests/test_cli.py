@@ -30,6 +30,10 @@ def test_data_train_list_show(tmp_path):
 def test_bad_flags_give_one_line_errors(tmp_path):
     out = cli("train", "--epochs", "-3", ws=tmp_path / "ws")
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "[1, 1000]" in out.stderr
+    out = cli("runs", "show", "nope", ws=tmp_path / "ws")  # the refused train created nothing: no workspace yet
+    assert out.returncode == 2 and "no mivis workspace" in out.stderr and not (tmp_path / "ws").exists()
+    from mivis.runs import Workspace
+    Workspace(tmp_path / "ws")
     out = cli("runs", "show", "nope", ws=tmp_path / "ws")
     assert out.returncode == 2 and "no run" in out.stderr
     out = cli("train", "--patch-size", "8", "--epochs", "1", ws=tmp_path / "ws")

@@ -21,7 +21,7 @@ import torch
 
 from ..params import FLOAT_LIST, INT_LIST, Param, ParamError, ParamSet
 from ..progress import NULL
-from .base import ATTACKS, Forward, register_attack
+from .base import ATTACKS, Attack, Forward, register_attack
 from .ppa import PPA, crop_view
 from .surrogates import distill
 
@@ -61,7 +61,13 @@ class IFGMI(PPA):
     prior = "unconditional"
 
     def __init__(self, p, ctx):
-        super().__init__(p, ctx)
+        if p["final_selection"]:  # PPA's checks: pool >= candidates, the crops, the final ratio
+            PPA.__init__(self, p, ctx)
+        else:  # without PPA's final selection its candidates and final knobs are not used
+            Attack.__init__(self, p, ctx)
+            v = p["crop"]
+            if len(v) != 2 or not 0 < v[0] <= v[1] <= 1:
+                raise ParamError(f"ifgmi crop: two area fractions lo,hi with 0 < lo <= hi <= 1, not {v}")
         steps, radius = list(p["stage_steps"]), list(p["radius"])
         if not steps or any(s < 1 for s in steps):
             raise ParamError(f"ifgmi stage_steps: positive step counts, one per stage, not {steps}")
@@ -94,7 +100,12 @@ class IFGMI(PPA):
                          for k, a in enumerate(self.archs)]
 
     def candidates_per_identity(self, restarts: int) -> int:
-        return super().candidates_per_identity(restarts) if self.p["final_selection"] else restarts
+        if self.p["final_selection"]:
+            return super().candidates_per_identity(restarts)
+        if self.p["pool"] < restarts:
+            raise ParamError(f"ifgmi: pool ({self.p['pool']}) must be at least restarts ({restarts}), the latents "
+                             "the initial selection keeps per identity")
+        return restarts
 
     def stage_starts(self) -> list[int]:
         starts, t = [], 0

@@ -200,10 +200,11 @@ def verify_dlib(args) -> int:
     ws = workspace(args)
     e = None
     if args.eval_run:
-        from ..train import classifier_config
+        from ..runs import DamagedRun
         rec = ws.get(args.eval_run)
-        classifier_config(rec)  # a hand-edited config: DamagedRun naming the run, not a KeyError
-        data, e = rec.config["data"], rec.metrics.get("natural_acc")
+        data, e = rec.config.get("data"), rec.metrics.get("natural_acc")  # only its data: no model is rebuilt
+        if not isinstance(data, dict):  # a hand-edited config: DamagedRun naming the run, not a KeyError
+            raise DamagedRun(rec.id, "its config has no data description")
     else:
         data = DATA_PARAMS.from_namespace(args)
     split = load_split(data)
