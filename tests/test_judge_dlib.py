@@ -101,7 +101,8 @@ def test_rejudge_adds_dlib_to_stored_runs_keeping_E_and_compares_under_dlib(ws, 
 
 def test_verify_dlib_cli_next_to_an_evaluation_model(ws, orl, capsys):
     from mivis.cli import main
-    ev = ws.create("eval", {"data": ORL, "model": {"arch": "vgg11"}})
+    # a complete classifier config (an eval run whose model cannot be rebuilt is damaged, as `runs list` says)
+    ev = ws.create("eval", {"data": ORL, "model": {"arch": "vgg11", "num_classes": 4, "in_chans": 1, "img_size": 32}})
     ev.finish({"natural_acc": 0.95})
     assert main(["--workspace", str(ws.path), "evaluate", "verify-dlib", "--eval", ev.id, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -200,11 +200,10 @@ def verify_dlib(args) -> int:
     ws = workspace(args)
     e = None
     if args.eval_run:
-        from ..runs import DamagedRun
+        from ..train import classifier_config
         rec = ws.get(args.eval_run)
-        data, e = rec.config.get("data"), rec.metrics.get("natural_acc")  # only its data: no model is rebuilt
-        if not isinstance(data, dict):  # a hand-edited config: DamagedRun naming the run, not a KeyError
-            raise DamagedRun(rec.id, "its config has no data description")
+        classifier_config(rec)  # a hand-edited config: DamagedRun naming the run, not a KeyError
+        data, e = rec.config["data"], rec.metrics.get("natural_acc")
     else:
         data = DATA_PARAMS.from_namespace(args)
     split = load_split(data)
