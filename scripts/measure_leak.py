@@ -83,7 +83,7 @@ def main(argv=None) -> int:
                   f"{m['extra_judges']['dlib']['attack_acc_top1']['value']:.1%}, attack {m['attack_seconds']:.0f} s "
                   f"({wall:.0f} s with loading and judging)", flush=True)
         rows[name] = all_rows
-        result["attacks"][name] = {"params": params, "E": pooled(all_rows, "eval_top1"),
+        result["attacks"][name] = {"params": apply_preset(a.preset, name, {}), "E": pooled(all_rows, "eval_top1"),
                                    "dlib": pooled(all_rows, "top1@dlib"), "per_seed": per_seed}
     names = list(rows)
     for other in names[1:]:
