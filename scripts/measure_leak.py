@@ -42,6 +42,18 @@ def paired(a: list[dict], b: list[dict], key: str) -> dict:
                              np.array([float(r[key]) for r in b]), np.array([r["identity"] for r in b]))
 
 
+def mean_image_verdicts(rec, split) -> list[dict]:
+    """dlib's verdict on each identity's average reconstruction of one run (the restarts' consensus image)."""
+    import torch
+    from mivis.evaluation.dlib_judge import dlib_verdicts
+    t = rec.read_tensors("reconstructions.safetensors")
+    x, y = t["x"].float(), t["y"]
+    ids = y.unique()
+    mean = torch.stack([x[y == c].mean(0) for c in ids])
+    v = dlib_verdicts(mean, ids, split)["top1"]
+    return [{"identity": int(c), "top1@dlib": bool(b)} for c, b in zip(ids.tolist(), v.tolist())]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workspace", required=True)
@@ -62,9 +74,11 @@ def main(argv=None) -> int:
     result = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "preset": a.preset,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "target": "classroom ResNet-18 (shipped)",
               "seeds": seeds, "attacks": {}}
+    from mivis.data import load_split
+    split = load_split(ws.get(runs["target"]).config["data"])
     rows = {}
     for name in a.attacks.split(","):
-        per_seed, all_rows = [], []
+        per_seed, all_rows, mean_rows = [], [], []
         for s in seeds:
             params = apply_preset(a.preset, name, {"seed": s})
             t0 = time.monotonic()
@@ -75,6 +89,7 @@ def main(argv=None) -> int:
             for r in rs:
                 r["seed"] = s
             all_rows += rs
+            mean_rows += mean_image_verdicts(rec, split)
             m = rec.metrics
             per_seed.append({"seed": s, "run": rec.id, "E": m["attack_acc_top1"],
                              "dlib": m["extra_judges"]["dlib"]["attack_acc_top1"],
@@ -84,7 +99,8 @@ def main(argv=None) -> int:
                   f"({wall:.0f} s with loading and judging)", flush=True)
         rows[name] = all_rows
         result["attacks"][name] = {"params": apply_preset(a.preset, name, {}), "E": pooled(all_rows, "eval_top1"),
-                                   "dlib": pooled(all_rows, "top1@dlib"), "per_seed": per_seed}
+                                   "dlib": pooled(all_rows, "top1@dlib"), "per_seed": per_seed,
+                                   "dlib_mean_image": pooled(mean_rows, "top1@dlib")}
     names = list(rows)
     for other in names[1:]:
         result[f"{names[0]} - {other}"] = {"E": paired(rows[names[0]], rows[other], "eval_top1"),
@@ -93,7 +109,9 @@ def main(argv=None) -> int:
         e, d = r["E"], r["dlib"]
         secs = [p["attack_seconds"] for p in r["per_seed"]]
         print(f"{name}: E {e['value']:.1%} [{e['lo']:.1%}, {e['hi']:.1%}], dlib {d['value']:.1%} "
-              f"[{d['lo']:.1%}, {d['hi']:.1%}] over {len(seeds)} seeds; attack {min(secs):.0f}-{max(secs):.0f} s")
+              f"[{d['lo']:.1%}, {d['hi']:.1%}] over {len(seeds)} seeds; attack {min(secs):.0f}-{max(secs):.0f} s; "
+              f"dlib on each identity's mean image {r['dlib_mean_image']['value']:.1%} "
+              f"[{r['dlib_mean_image']['lo']:.1%}, {r['dlib_mean_image']['hi']:.1%}]")
     for k, v in result.items():
         if " - " in k:
             print(f"{k}: E {v['E']['value']:+.1%} [{v['E']['lo']:+.1%}, {v['E']['hi']:+.1%}], dlib "
