@@ -172,10 +172,11 @@ def find_existing(step: Step, ws: Workspace, runs: dict) -> str | None:
     found = StepStore(ws).finished(step.key)
     if found or step.kind != "train":
         return found
-    from ..train import training_config
+    from ..train import as_recorded_before, training_config
     a = _train_args(step, runs)
-    rec = ws.find(a["role"], training_config(a["role"], a["train_cfg"], a["data_cfg"], a["arch_params"],
-                                             a["defenses"], ws))
+    cfg = training_config(a["role"], a["train_cfg"], a["data_cfg"], a["arch_params"], a["defenses"], ws)
+    old = as_recorded_before(cfg)  # the same training stored before a knob was added records no key for it
+    rec = ws.find(a["role"], cfg) or (ws.find(a["role"], old) if old else None)
     return rec.id if rec else None
 
 
