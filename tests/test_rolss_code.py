@@ -1,7 +1,8 @@
 """mivis's RoLSS options against references written from the public RoLSS code (github.com/ShailenSmith/RoLSS,
 commit defabf6): its ResNet (models/torchvision/models/resnet.py: BasicBlock / Bottleneck forward 91-109 /
 149-171, ResNet.__init__ 215-223 with layer3's split=0.8, _make_layer 265-336), its MobileNetV2
-(models/torchvision/models/mobilenetv2.py: InvertedResidual 19-77, MobileNetV2.__init__ 118-181) and its
+(models/torchvision/models/mobilenetv2.py: InvertedResidual 19-77, MobileNetV2.__init__ 118-181), its DenseNet
+(models/torchvision/models/densenet.py: _DenseBlock 103-187, DenseNet.__init__ 243-288) and its
 released skip configs (configs/training/targets/FaceScrub/*/skip.yaml line 8). The references below are
 written from those equations; they read only the weights of mivis's model, never its forward.
 Also the ResNets' BatchNorm initialisation knob (zero_init_last: timm's default vs torchvision's ones)."""
@@ -20,7 +21,8 @@ SPLIT_ZERO = {"resnet18": [1], "resnet34": [4, 5], "resnet50": [4, 5], "resnet10
               "resnet152": list(range(28, 36))}
 # configs/training/targets/FaceScrub/<net>/skip.yaml line 8
 RELEASED = {"resnet18": [1, 1, 1, 0.6], "resnet34": [1, 1, 1, 0], "resnet50": [1, 1, 1, 0], "resnet101": [1, 1, 1, 0],
-            "resnet152": [1, 1, 1, 0], "mobilenetv2": [1, 1, 1, 1, 1, 1, 0]}
+            "resnet152": [1, 1, 1, 0], "mobilenetv2": [1, 1, 1, 1, 1, 1, 0], "densenet121": [1, 0, 1, 1],
+            "densenet161": [1, 0, 1, 1], "densenet169": [0, 1, 1, 1], "densenet201": [1, 0, 1, 1]}
 EPS = 1e-5  # torch.nn.BatchNorm2d's default, which the RoLSS code's norm_layer uses
 
 
@@ -235,3 +237,49 @@ def test_runs_stored_without_the_knob_rebuild_and_are_found_again(ws, tiny_data)
     other = Step("train", {"role": "target", "train": train, "data": tiny_data, "defenses": {},
                            "arch_params": {"zero_init_last": False}})
     assert find_existing(other, ws, {}) is None  # another init is another training
+
+
+# ---- DenseNet, from the RoLSS code's densenet.py --------------------------------------------------------
+
+def _rolss_dense_layer(layer, features: list) -> torch.Tensor:
+    """torchvision's _DenseLayer: BN-ReLU-1x1 conv, BN-ReLU-3x3 conv on the concatenated inputs."""
+    h = torch.cat(features, 1)
+    h = F.conv2d(F.relu(_bn(h, layer.norm1)), layer.conv1.weight)
+    return F.conv2d(F.relu(_bn(h, layer.norm2)), layer.conv2.weight, padding=1)
+
+
+def _rolss_dense_block(layers: list, x: torch.Tensor, skip: float) -> torch.Tensor:
+    """_DenseBlock.forward (densenet.py 173-187): after each layer the newest earlier map is cut to its first
+    round(channels * skip) channels, then the layer's output is appended; the block returns them all."""
+    features = [x]
+    for layer in layers:
+        new_features = _rolss_dense_layer(layer, features)
+        channels = features[-1].shape[1]
+        features[-1] = features[-1][:, :round(channels * skip), :, :]
+        features.append(new_features)
+    return torch.cat(features, 1)
+
+
+def _rolss_densenet(model, x: torch.Tensor, skip: list[float]) -> torch.Tensor:
+    f = model.body.features
+    x = F.max_pool2d(F.relu(_bn(F.conv2d(x, f.conv0.weight, stride=2, padding=3), f.norm0)), 3, 2, 1)
+    for i in range(4):
+        x = _rolss_dense_block(list(getattr(f, f"denseblock{i + 1}").values()), x, skip[i])
+        if i < 3:  # _Transition (190-196), its width num_features_in (262-266)
+            t = getattr(f, f"transition{i + 1}")
+            x = F.avg_pool2d(F.conv2d(F.relu(_bn(x, t.norm)), t.conv.weight), 2, 2)
+    x = F.relu(_bn(x, f.norm5))  # norm5, then the ReLU of DenseNet.forward
+    return model.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+@pytest.mark.parametrize("arch,skips", [("densenet121", {"preset": "released"}),  # [1, 0, 1, 1]
+                                        ("densenet169", {"preset": "released"}),  # [0, 1, 1, 1]
+                                        ("densenet121", {"scales": [0.25, 1, 0.5, 0]})])
+def test_densenet_skips_match_the_rolss_code(arch, skips):
+    cfg, sk = _defended(arch, skips)
+    assert sk.p["scales"] == skips.get("scales", RELEASED[arch])
+    model = _randomise(model_from_config(cfg), seed=8)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        want = _rolss_densenet(model, x, sk.p["scales"])
+        assert torch.allclose(model(x), want, atol=1e-4, rtol=1e-4), (model(x) - want).abs().max()
