@@ -283,3 +283,12 @@ def test_densenet_skips_match_the_rolss_code(arch, skips):
     with torch.no_grad():
         want = _rolss_densenet(model, x, sk.p["scales"])
         assert torch.allclose(model(x), want, atol=1e-4, rtol=1e-4), (model(x) - want).abs().max()
+
+
+def test_vit_released_config_with_the_codes_mode():
+    # vit/skip.yaml lines 8-9: skip [0, 1 x 11], mode mlp; vision_transformer.py 121-134: with mode mlp the
+    # attention residual stays (x + input) and the MLP residual is scaled (y + skip * x)
+    cfg, sk = _defended("vit_tiny", {"preset": "released", "mode": "mlp"})
+    m = model_from_config(cfg)
+    got = [(getattr(b, "attn_scale", 1.0), getattr(b, "mlp_scale", 1.0)) for b in m.body.blocks]
+    assert got == [(1.0, 0.0)] + [(1.0, 1.0)] * 11

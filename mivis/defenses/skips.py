@@ -4,7 +4,8 @@ Which skips RoLSS removes, when `scales` is unset (`preset`):
   paper-text  the paper's text: the last skip-bearing stage's skips removed (mivis's default).
   released    the configurations of the public RoLSS code (github.com/ShailenSmith/RoLSS,
               configs/training/targets/FaceScrub/*/skip.yaml): DenseNet-121/161/201 dense block 2,
-              DenseNet-169 dense block 1, ViT/DeiT the first transformer block, ResNet-18 skip
+              DenseNet-169 dense block 1, ViT/DeiT the first transformer block (with the run's `mode`; the
+              code's configs say mode mlp, docs/differences.md), ResNet-18 skip
               [1, 1, 1, 0.6] (the last stage at 0.6), ResNet-34/50/101/152 skip [1, 1, 1, 0] (the last
               stage removed), MobileNetV2 skip [1, 1, 1, 1, 1, 1, 0] over its seven block groups, whose
               last group (one block, 160 -> 320 channels) has no skip: no skip is removed.
@@ -31,7 +32,8 @@ PARAMS = ParamSet([
           "unset = RoLSS as `preset` says", min=0.0, max=1.0, optional=True, step=0.05),
     Param("preset", str, "paper-text", "RoLSS when scales is unset: 'paper-text' = the paper's text (the last "
           "stage's skips removed); 'released' = the public RoLSS code's configs (DenseNet-121/161/201: dense block "
-          "2; DenseNet-169: block 1; ViT/DeiT: the first block; ResNet-18: [1, 1, 1, 0.6]; ResNet-34/50/101/152: "
+          "2; DenseNet-169: block 1; ViT/DeiT: the first block (the code's configs scale only its MLP residual: add "
+          "mode mlp); ResNet-18: [1, 1, 1, 0.6]; ResNet-34/50/101/152: "
           "[1, 1, 1, 0]; MobileNetV2: [1, 1, 1, 1, 1, 1, 0] over its 7 block groups, whose last has no skip, so "
           "no skip is removed); add layer3_split for the code's ResNet layer3",
           choices=PRESETS),
