@@ -292,3 +292,28 @@ def test_vit_released_config_with_the_codes_mode():
     m = model_from_config(cfg)
     got = [(getattr(b, "attn_scale", 1.0), getattr(b, "mlp_scale", 1.0)) for b in m.body.blocks]
     assert got == [(1.0, 0.0)] + [(1.0, 1.0)] * 11
+
+
+# ---- ConvNeXt-T, from the RoLSS code's convnext.py -----------------------------------------------------
+
+def _rolss_cnblock(blk, x: torch.Tensor, skip: float) -> torch.Tensor:
+    """CNBlock.forward (convnext.py 64-69): layer_scale * block(input), then `if self.skip: result += input`;
+    block = 7x7 depthwise conv, LayerNorm over channels, Linear 4x, GELU, Linear (torchvision's CNBlock)."""
+    h = F.conv2d(x, blk.conv_dw.weight, blk.conv_dw.bias, padding=3, groups=x.shape[1]).permute(0, 2, 3, 1)
+    h = F.layer_norm(h, (h.shape[-1],), blk.norm.weight, blk.norm.bias, 1e-6)
+    h = F.linear(F.gelu(F.linear(h, blk.mlp.fc1.weight, blk.mlp.fc1.bias)), blk.mlp.fc2.weight, blk.mlp.fc2.bias)
+    result = blk.gamma.view(-1, 1, 1) * h.permute(0, 3, 1, 2)
+    return result + x if skip else result
+
+
+def test_convnext_tiny_released_config_matches_the_rolss_code_block_by_block():
+    cfg, sk = _defended("timm:convnext_tiny", {"preset": "released"})
+    assert sk.p["scales"] == [0, 0, 1, 1]  # convnext/skip.yaml line 8
+    model = _randomise(model_from_config(cfg), seed=10)
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for st, skip in zip(model.body.stages, [0, 0, 1, 1]):
+            blk = st.blocks[0]
+            x = torch.randn(2, blk.conv_dw.in_channels, 4, 4, generator=g)
+            want = _rolss_cnblock(blk, x, skip)
+            assert torch.allclose(blk(x), want, atol=1e-4, rtol=1e-4), (blk(x) - want).abs().max()

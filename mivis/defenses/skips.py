@@ -7,8 +7,9 @@ Which skips RoLSS removes, when `scales` is unset (`preset`):
               DenseNet-169 dense block 1, ViT/DeiT the first transformer block (with the run's `mode`; the
               code's configs say mode mlp, docs/differences.md), ResNet-18 skip
               [1, 1, 1, 0.6] (the last stage at 0.6), ResNet-34/50/101/152 skip [1, 1, 1, 0] (the last
-              stage removed), MobileNetV2 skip [1, 1, 1, 1, 1, 1, 0] over its seven block groups, whose
-              last group (one block, 160 -> 320 channels) has no skip: no skip is removed.
+              stage removed), ConvNeXt-T (timm:convnext_tiny) skip [0, 0, 1, 1], MobileNetV2 skip
+              [1, 1, 1, 1, 1, 1, 0] over its seven block groups, whose last group (one block, 160 -> 320
+              channels) has no skip: no skip is removed.
 `layer3_split` (ResNets): the RoLSS code's ResNet builds layer3 with split=0.8 in every model, full ones
 too (models/torchvision/models/resnet.py 222, 295-321): layer3's blocks from int(0.8 * n) on have no skip.
 ViT/DeiT: `block_scales` sets one scale per transformer block (the stage list groups blocks in four).
@@ -33,7 +34,7 @@ PARAMS = ParamSet([
     Param("preset", str, "paper-text", "RoLSS when scales is unset: 'paper-text' = the paper's text (the last "
           "stage's skips removed); 'released' = the public RoLSS code's configs (DenseNet-121/161/201: dense block "
           "2; DenseNet-169: block 1; ViT/DeiT: the first block (the code's configs scale only its MLP residual: add "
-          "mode mlp); ResNet-18: [1, 1, 1, 0.6]; ResNet-34/50/101/152: "
+          "mode mlp); ConvNeXt-T (timm:convnext_tiny): [0, 0, 1, 1]; ResNet-18: [1, 1, 1, 0.6]; ResNet-34/50/101/152: "
           "[1, 1, 1, 0]; MobileNetV2: [1, 1, 1, 1, 1, 1, 0] over its 7 block groups, whose last has no skip, so "
           "no skip is removed); add layer3_split for the code's ResNet layer3",
           choices=PRESETS),
@@ -52,6 +53,7 @@ RELEASED_DENSE_BLOCK = {"densenet121": 2, "densenet161": 2, "densenet201": 2, "d
 # the released MobileNetV2 config's skip list, one per inverted-residual setting (block group) of torchvision's
 # MobileNetV2 = timm mobilenetv2_100's blocks.0..6; its 0 falls on the last group, which has no skip
 RELEASED_MOBILENETV2 = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+RELEASED_CONVNEXT_TINY = [0.0, 0.0, 1.0, 1.0]  # convnext/skip.yaml line 8: stages 1 and 2 without skips
 LAYER3_SPLIT = 0.8  # the RoLSS code's _make_layer(..., split=0.8) for layer3 (resnet.py 222)
 # the released ResNet configs' per-stage skip list (RoLSS code's `skip` argument, stage 1..4)
 RELEASED_RESNET = {"resnet18": [1.0, 1.0, 1.0, 0.6], "resnet34": [1.0, 1.0, 1.0, 0.0], "resnet50": [1.0, 1.0, 1.0, 0.0],
@@ -76,7 +78,11 @@ def released_config(arch: str, fam: str, model: nn.Module) -> tuple[list[float] 
         return list(RELEASED_RESNET[arch]), None
     if arch == "mobilenetv2":
         return released_mobilenetv2(model), None
-    known = ", ".join([*RELEASED_DENSE_BLOCK, *RELEASED_RESNET, "mobilenetv2", "vit_tiny", "deit_tiny"])
+    from ..models import arch_identity
+    if arch_identity(arch) == "convnext_tiny":  # timm:convnext_tiny; the code's `if self.skip: result += input`
+        return list(RELEASED_CONVNEXT_TINY), None
+    known = ", ".join([*RELEASED_DENSE_BLOCK, *RELEASED_RESNET, "mobilenetv2", "timm:convnext_tiny", "vit_tiny",
+                       "deit_tiny"])
     raise ParamError(f"skips preset released: the public RoLSS code has no configuration for {arch}; "
                      f"it has configs for {known}; use preset paper-text or give scales")
 
