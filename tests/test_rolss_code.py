@@ -317,3 +317,27 @@ def test_convnext_tiny_released_config_matches_the_rolss_code_block_by_block():
             x = torch.randn(2, blk.conv_dw.in_channels, 4, 4, generator=g)
             want = _rolss_cnblock(blk, x, skip)
             assert torch.allclose(blk(x), want, atol=1e-4, rtol=1e-4), (blk(x) - want).abs().max()
+
+
+def test_a_resnet_student_stored_before_the_knob_is_reused(ws, tiny_data):
+    import json
+
+    from mivis.attacks.surrogates import _config, distill
+    from mivis.runs import config_hash
+    from mivis.train import as_recorded_before, load_classifier, train_run
+    target = train_run("target", {"arch": "vgg11", "epochs": 1, "batch_size": 16, "device": "cpu"}, tiny_data,
+                       workspace=ws)
+    T, _ = load_classifier(ws, target.id)
+    public_x = torch.zeros(4, 1, 32, 32)
+    first = distill(ws, target, T, public_x, "resnet18", 1, 0, torch.device("cpu"))
+    (student,) = [r for r in ws.list() if r.kind == "surrogate"]
+    old = as_recorded_before(_config(target, "resnet18", 1, 0))
+    assert old is not None and old["model"]["arch_params"] == {}
+    with ws._connect() as con:  # as stored before zero_init_last existed
+        con.execute("UPDATE runs SET config = ?, config_hash = ? WHERE id = ?",
+                    (json.dumps(old), config_hash(old), student.id))
+    again = distill(ws, target, T, public_x, "resnet18", 1, 0, torch.device("cpu"))
+    assert [r.id for r in ws.list() if r.kind == "surrogate"] == [student.id]  # found, not distilled again
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(first(x), again(x))
