@@ -117,7 +117,8 @@ def test_vit_skips_per_block_and_the_released_first_block():
     assert sk.p["block_scales"] == [0.0] + [1.0] * 11  # only the first of the 12 blocks: not a group of 3
     m = model_from_config(cfg | {"defenses": {"skips": dict(sk.p)}})  # a stored run rebuilds the same
     got = [(b.attn_scale, b.mlp_scale) for b in m.body.blocks]
-    assert got == [(0.0, 0.0)] + [(1.0, 1.0)] * 11 and stage_scales(m)[0] == 0.0
+    # the code's ViT/DeiT configs say mode mlp: block 1's MLP residual only (tests/test_rolss_code.py)
+    assert got == [(1.0, 0.0)] + [(1.0, 1.0)] * 11 and stage_scales(m)[0] == 0.0 and sk.p["mode"] == "mlp"
     one = {"skips": {"block_scales": [1, 1, 1, 1, 0.5, 1, 1, 1, 1, 1, 1, 1], "mode": "attn"}}
     cfg = model_config("vit_tiny", 6, 1, 32, defenses=one)
     m = model_from_config(cfg)

@@ -285,13 +285,33 @@ def test_densenet_skips_match_the_rolss_code(arch, skips):
         assert torch.allclose(model(x), want, atol=1e-4, rtol=1e-4), (model(x) - want).abs().max()
 
 
-def test_vit_released_config_with_the_codes_mode():
-    # vit/skip.yaml lines 8-9: skip [0, 1 x 11], mode mlp; vision_transformer.py 121-134: with mode mlp the
-    # attention residual stays (x + input) and the MLP residual is scaled (y + skip * x)
-    cfg, sk = _defended("vit_tiny", {"preset": "released", "mode": "mlp"})
-    m = model_from_config(cfg)
-    got = [(getattr(b, "attn_scale", 1.0), getattr(b, "mlp_scale", 1.0)) for b in m.body.blocks]
-    assert got == [(1.0, 0.0)] + [(1.0, 1.0)] * 11
+@pytest.mark.parametrize("arch", ["vit_tiny", "deit_tiny"])
+def test_vit_released_config_with_the_codes_mode(arch):
+    # vit/skip.yaml, deit/skip.yaml lines 8-9: skip [0, 1 x 11], mode mlp; vision_transformer.py 121-134: with
+    # mode mlp the attention residual stays (x + input) and the MLP residual is scaled (y + skip * x)
+    for given in ({"preset": "released"}, {"preset": "released", "mode": "mlp"}):
+        cfg, sk = _defended(arch, given)
+        assert sk.p["mode"] == "mlp" and sk.p["block_scales"] == [0.0] + [1.0] * 11
+        m = model_from_config(cfg)
+        got = [(getattr(b, "attn_scale", 1.0), getattr(b, "mlp_scale", 1.0)) for b in m.body.blocks]
+        assert got == [(1.0, 0.0)] + [(1.0, 1.0)] * 11
+    _, sk = _defended(arch, {"preset": "released", "mode": "attn"})  # asked for: the attention residual
+    assert sk.p["mode"] == "attn"
+
+
+def test_sweep_keys_of_the_changed_vit_preset_carry_the_version():
+    from mivis.defenses.base import defenses_version
+    from mivis.sweep.steps import trial_steps
+    released = {"skips": {"preset": "released"}}
+    assert defenses_version(released, "vit_tiny") == 3 and defenses_version(released, "resnet18") == 1
+    assert defenses_version({"skips": {"preset": "released", "mode": "attn"}}, "vit_tiny") == 1
+    assert defenses_version({"skips": {"scales": [0, 1, 1, 1]}}, "vit_tiny") == 1
+
+    def target_spec(arch):
+        steps, _ = trial_steps({"target": {"arch": arch, "defenses": released}, "attack": {"name": "whitebox"}})
+        return next(s.spec for s in steps if s.kind == "train" and s.spec.get("role") == "target")
+    assert target_spec("vit_tiny").get("method_version") == 3  # a stored step of the old preset is not reused
+    assert "method_version" not in target_spec("resnet18")  # unchanged: the ResNet keys stay as they were
 
 
 # ---- ConvNeXt-T, from the RoLSS code's convnext.py -----------------------------------------------------

@@ -4,8 +4,8 @@ Which skips RoLSS removes, when `scales` is unset (`preset`):
   paper-text  the paper's text: the last skip-bearing stage's skips removed (mivis's default).
   released    the configurations of the public RoLSS code (github.com/ShailenSmith/RoLSS,
               configs/training/targets/FaceScrub/*/skip.yaml): DenseNet-121/161/201 dense block 2,
-              DenseNet-169 dense block 1, ViT/DeiT the first transformer block (with the run's `mode`; the
-              code's configs say mode mlp, docs/differences.md), ResNet-18 skip
+              DenseNet-169 dense block 1, ViT/DeiT the first transformer block's MLP residual (the configs'
+              mode mlp; mode both becomes mlp, mode attn stays), ResNet-18 skip
               [1, 1, 1, 0.6] (the last stage at 0.6), ResNet-34/50/101/152 skip [1, 1, 1, 0] (the last
               stage removed), ConvNeXt-T (timm:convnext_tiny) skip [0, 0, 1, 1], MobileNetV2 skip
               [1, 1, 1, 1, 1, 1, 0] over its seven block groups, whose last group (one block, 160 -> 320
@@ -33,8 +33,8 @@ PARAMS = ParamSet([
           "unset = RoLSS as `preset` says", min=0.0, max=1.0, optional=True, step=0.05),
     Param("preset", str, "paper-text", "RoLSS when scales is unset: 'paper-text' = the paper's text (the last "
           "stage's skips removed); 'released' = the public RoLSS code's configs (DenseNet-121/161/201: dense block "
-          "2; DenseNet-169: block 1; ViT/DeiT: the first block (the code's configs scale only its MLP residual: add "
-          "mode mlp); ConvNeXt-T (timm:convnext_tiny): [0, 0, 1, 1]; ResNet-18: [1, 1, 1, 0.6]; ResNet-34/50/101/152: "
+          "2; DenseNet-169: block 1; ViT/DeiT: the first block's MLP residual (the configs' mode mlp; mode attn "
+          "scales its attention residual instead; for both, give block_scales); ConvNeXt-T (timm:convnext_tiny): [0, 0, 1, 1]; ResNet-18: [1, 1, 1, 0.6]; ResNet-34/50/101/152: "
           "[1, 1, 1, 0]; MobileNetV2: [1, 1, 1, 1, 1, 1, 0] over its 7 block groups, whose last has no skip, so "
           "no skip is removed); add layer3_split for the code's ResNet layer3",
           choices=PRESETS),
@@ -54,6 +54,7 @@ RELEASED_DENSE_BLOCK = {"densenet121": 2, "densenet161": 2, "densenet201": 2, "d
 # MobileNetV2 = timm mobilenetv2_100's blocks.0..6; its 0 falls on the last group, which has no skip
 RELEASED_MOBILENETV2 = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
 RELEASED_CONVNEXT_TINY = [0.0, 0.0, 1.0, 1.0]  # convnext/skip.yaml line 8: stages 1 and 2 without skips
+RELEASED_VIT_MODE = "mlp"  # vit/skip.yaml and deit/skip.yaml line 9 (`mode: mlp`)
 LAYER3_SPLIT = 0.8  # the RoLSS code's _make_layer(..., split=0.8) for layer3 (resnet.py 222)
 # the released ResNet configs' per-stage skip list (RoLSS code's `skip` argument, stage 1..4)
 RELEASED_RESNET = {"resnet18": [1.0, 1.0, 1.0, 0.6], "resnet34": [1.0, 1.0, 1.0, 0.0], "resnet50": [1.0, 1.0, 1.0, 0.0],
@@ -140,6 +141,8 @@ class Skips(Defense):
             scales, blocks = released_config(self.model_cfg["arch"], fam, model)
             if scales is not None:
                 self.p["scales"] = scales
+            if blocks is not None and self.p["mode"] == "both":
+                self.p["mode"] = RELEASED_VIT_MODE  # the code's ViT/DeiT configs scale the MLP residual only
         if blocks is not None:
             k = len(vit_blocks(model))
             if len(blocks) != k:

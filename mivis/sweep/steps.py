@@ -62,7 +62,8 @@ def trial_steps(trial: dict) -> tuple[list[Step], dict]:
     tg = add(Step("train", _versioned({"role": "target",
                                       "train": {k: v for k, v in target.items() if k not in TRAIN_ONLY_KEYS},
                                       "defenses": defenses, "arch_params": target.get("arch_params", {}),
-                                      "init": init_key, "data": data}, defenses_version(defenses)),
+                                      "init": init_key, "data": data},
+                                     defenses_version(defenses, target.get("arch", "resnet18"))),
                   deps=[init_key] if init_key else [],
                   label=f"target {target.get('arch', 'resnet18')} {defense_label(defenses)} seed {target.get('seed', 0)}"))
     name, keys = _attack_steps(trial, data, tg, ev, init_key, add)
