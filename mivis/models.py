@@ -166,8 +166,14 @@ def register_timm(name: str, timm_name: str, family: str, help: str, params: Par
                            family=family, timm_name=timm_name, **meta)
 
 
+# timm zero-initialises the last BatchNorm of every residual branch (zero_init_last, its default); torchvision's
+# ResNet, and the RoLSS code built on it, initialise every BatchNorm weight at 1 (docs/differences.md)
+_RESNET_PARAMS = ParamSet([Param(
+    "zero_init_last", bool, True, "initialise the last BatchNorm of each residual branch at 0, so each block starts "
+    "as its shortcut (timm's default, kept by runs made before this knob); false = every BatchNorm at 1, as "
+    "torchvision's ResNet and the RoLSS code (torchvision models/resnet.py, zero_init_residual=False)")])
 for _d in (18, 34, 50, 101, 152):
-    register_timm(f"resnet{_d}", f"resnet{_d}", "resnet", f"ResNet-{_d} (additive skips)")
+    register_timm(f"resnet{_d}", f"resnet{_d}", "resnet", f"ResNet-{_d} (additive skips)", params=_RESNET_PARAMS)
 for _d in (121, 161, 169, 201):
     register_timm(f"densenet{_d}", f"densenet{_d}", "densenet", f"DenseNet-{_d} (concatenative skips)")
 register_timm("efficientnet_b0", "efficientnet_b0", "inverted_residual", "EfficientNet-B0 (inverted residuals)")

@@ -280,6 +280,24 @@ def training_config(role: str, train_cfg: dict | None = None, data_cfg: dict | N
     return _run_config(role, cfg, split, mcfg)
 
 
+# knobs added after runs were stored, with the value a run stored without the key was trained with:
+# (where: "arch_params" or a defense's name, the knob, that value)
+ADDED_KNOBS = (("arch_params", "zero_init_last", True), ("skips", "layer3_split", False))
+
+
+def as_recorded_before(config: dict) -> dict | None:
+    """`config` as a run stored before ADDED_KNOBS existed recorded it (those keys absent where they hold the
+    value such a run was trained with), so reuse finds older runs of the same training; None if it is the same."""
+    import copy
+    old = copy.deepcopy(config)
+    model = old.get("model") or {}
+    for where, name, value in ADDED_KNOBS:
+        params = model.get("arch_params") if where == "arch_params" else (model.get("defenses") or {}).get(where)
+        if isinstance(params, dict) and name in params and params[name] == value:
+            del params[name]
+    return None if old == config else old
+
+
 def train_run(role: str, train_cfg: dict | None = None, data_cfg: dict | None = None, *,
               arch_params: dict | None = None, defenses: dict | None = None,
               workspace: Workspace | None = None, reporter: Reporter = NULL, name: str = "") -> RunRecord:

@@ -140,14 +140,16 @@ def test_remaining_time_is_extrapolated_within_the_current_step():
 
 def test_the_shipped_models_import_and_match_the_code(ws):
     """assets/classroom/ imports as it is, and records what `classroom export` would train today."""
-    from mivis.train import training_config
+    from mivis.train import as_recorded_before, training_config
     info = classroom.shipped()
     assert info is not None, "assets/classroom/ is missing: run `python -m mivis classroom export`"
     ids = classroom.import_classroom(ws)
     for role, train, *_ in classroom.STEPS:
         rec = ws.get(ids[role])
         now = training_config(role, {**train, "device": "cpu"}, classroom.CLASSROOM_DATA, workspace=ws)
-        assert rec.config["model"] == now["model"] and rec.config["data"] == now["data"]
+        # exported before the ResNets' zero_init_last knob existed: its config has no key for it (the same training)
+        assert rec.config["model"] in (now["model"], (as_recorded_before(now) or now)["model"])
+        assert rec.config["data"] == now["data"]
         assert {k: rec.config["train"].get(k) for k in now["train"]} == now["train"], \
             "training settings changed since export: rerun `python -m mivis classroom export`"
         # the shipped target and judge learned ORL: far above chance (5%)

@@ -30,7 +30,9 @@ def _config(target: RunRecord, arch: str, epochs: int, seed: int) -> dict:
 def distill(ws: Workspace, target: RunRecord, T: torch.nn.Module, public_x: torch.Tensor, arch: str, epochs: int,
             seed: int, device: torch.device, reporter: Reporter = NULL) -> torch.nn.Module:
     cfg = _config(target, arch, epochs, seed)
-    found = ws.find("surrogate", cfg)
+    from ..train import as_recorded_before
+    old = as_recorded_before(cfg)  # a ResNet student stored before zero_init_last existed has no key for it
+    found = ws.find("surrogate", cfg) or (ws.find("surrogate", old) if old else None)
     if found is not None:
         model = model_from_config(found.config["model"])
         load_into(model, found.file("weights.safetensors"))

@@ -20,14 +20,25 @@ DEFENSES = Registry("defense")
 # ("defense_version"). 2: MID's KL in nats and z sampled at test time, TL-DMI's frozen BatchNorms keep
 # updating their running statistics, negative label smoothing on PPA's schedule. A stored run without the
 # key was trained by version 1 and is rebuilt as such (Defense.legacy). 3: negative label smoothing on PPA's
-# code's schedule (ls_scheduler: half the factor at three quarters of the epochs, then the factor).
+# code's schedule (ls_scheduler: half the factor at three quarters of the epochs, then the factor); the RoLSS
+# `released` preset on ViT/DeiT scales only the MLP residual of the first block (the code's configs' mode mlp).
 METHOD_VERSION = 3
 CHANGED_IN = {"mid": 2, "tldmi": 2, "negls": 3}  # the last version that changed each defense's behaviour
 
 
-def defenses_version(defenses: dict) -> int:
-    """The method version a training with these defenses depends on (1 when none of them changed)."""
-    return max([CHANGED_IN.get(n, 1) for n in defenses or {}] or [1])
+def defenses_version(defenses: dict, arch: str | None = None) -> int:
+    """The method version a training with these defenses (on this architecture) depends on (1 when none of
+    them changed)."""
+    v = max([CHANGED_IN.get(n, 1) for n in defenses or {}] or [1])
+    sk = (defenses or {}).get("skips")
+    if arch and isinstance(sk, dict) and sk.get("preset") == "released" and sk.get("scales") is None \
+            and sk.get("block_scales") is None and sk.get("mode", "both") == "both":
+        try:
+            if family({"arch": arch}) == "vit":
+                v = max(v, 3)  # released ViT/DeiT: mode mlp since version 3
+        except ParamError:
+            pass  # an unknown architecture is refused when the step is validated
+    return v
 
 
 class Defense:

@@ -62,7 +62,8 @@ def trial_steps(trial: dict) -> tuple[list[Step], dict]:
     tg = add(Step("train", _versioned({"role": "target",
                                       "train": {k: v for k, v in target.items() if k not in TRAIN_ONLY_KEYS},
                                       "defenses": defenses, "arch_params": target.get("arch_params", {}),
-                                      "init": init_key, "data": data}, defenses_version(defenses)),
+                                      "init": init_key, "data": data},
+                                     defenses_version(defenses, target.get("arch", "resnet18"))),
                   deps=[init_key] if init_key else [],
                   label=f"target {target.get('arch', 'resnet18')} {defense_label(defenses)} seed {target.get('seed', 0)}"))
     name, keys = _attack_steps(trial, data, tg, ev, init_key, add)
@@ -172,10 +173,11 @@ def find_existing(step: Step, ws: Workspace, runs: dict) -> str | None:
     found = StepStore(ws).finished(step.key)
     if found or step.kind != "train":
         return found
-    from ..train import training_config
+    from ..train import as_recorded_before, training_config
     a = _train_args(step, runs)
-    rec = ws.find(a["role"], training_config(a["role"], a["train_cfg"], a["data_cfg"], a["arch_params"],
-                                             a["defenses"], ws))
+    cfg = training_config(a["role"], a["train_cfg"], a["data_cfg"], a["arch_params"], a["defenses"], ws)
+    old = as_recorded_before(cfg)  # the same training stored before a knob was added records no key for it
+    rec = ws.find(a["role"], cfg) or (ws.find(a["role"], old) if old else None)
     return rec.id if rec else None
 
 
