@@ -1,6 +1,6 @@
 """Does the attack's objective keep a person it starts on? A DIAGNOSTIC that uses the private images.
 
-    python scripts/measure_oracle_start.py --workspace WS [--seeds 1,2,3] [--per-identity 5]
+    python scripts/measure_oracle_start.py --workspace WS [--seeds 1,2,3] [--per-identity 5] [--prior P] [--params JSON]
                                            [--out docs/measurements/oracle_start.json]
 
 The one-click attack (IF-GMI, classroom preset) normally starts from PPA's initial selection: the pool
@@ -67,6 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workspace", required=True)
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--per-identity", type=int, default=5, help="private training images (= restarts) per identity")
+    ap.add_argument("--prior", default="orl32-gmi", help="a shipped prior's name or a prior run id in the workspace")
+    ap.add_argument("--params", default="{}", help="IF-GMI parameters over the classroom preset, as JSON "
+                    "(a PCA prior has one feature block: e.g. {\"stage_steps\": [70, 10], \"radius\": [0, 0.1]})")
     ap.add_argument("--out", default="")
     a = ap.parse_args(argv)
     from mivis.attacks import attack_run
@@ -78,7 +81,7 @@ def main(argv=None) -> int:
     from mivis.runs import Workspace
     ws = Workspace(a.workspace)
     runs = import_classroom(ws)
-    prior_id = import_prior("orl32-gmi", ws).id
+    prior_id = a.prior if a.prior.startswith("prior-") else import_prior(a.prior, ws).id
     G = load_prior(ws, prior_id).G.eval().requires_grad_(False)
     split = load_split(ws.get(runs["target"]).config["data"])
     k = a.per_identity
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
 
         def oracle_init(self, yy, restarts, seed, z=z):  # candidate r of identity c starts on its r-th image
             return {"z": z[yy.cpu() * k + restarts.cpu()].clone()}
-        params = apply_preset("classroom", "ifgmi", {"seed": s, "restarts": k})
+        params = apply_preset("classroom", "ifgmi", {**json.loads(a.params), "seed": s, "restarts": k})
         try:
             PPA.init = oracle_init
             oracle = attack_run("ifgmi", runs["target"], prior_id, params=params, eval_run=runs["eval"], dlib=True,
@@ -114,7 +117,7 @@ def main(argv=None) -> int:
         per_seed.append({"seed": s, "oracle_run": oracle.id, "usual_run": usual.id,
                          "seconds": round(time.monotonic() - t0, 1)})
         print(f"seed {s} done in {per_seed[-1]['seconds']:.0f} s", flush=True)
-    result = {"machine": f"{cpu_model()}, {os.cpu_count()} cores",
+    result = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "prior": a.prior, "params": json.loads(a.params),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": seeds, "per_identity": k,
               "projection": {"steps": STEPS, "starts": STARTS, "lr": LR}, "per_seed": per_seed, "starts": {}}
     for name, r in rows.items():
