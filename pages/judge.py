@@ -187,32 +187,40 @@ def live_tally() -> None:
         st.caption("The class's score and the machine judges' come when the teacher reveals the round.")
 
 
+def unlock_early() -> None:
+    """A click on "Unlock" or "Create the teacher key" takes effect here, before the tally fragment draws,
+    in this same run: no st.rerun() from inside the Teacher expander (a rerun requested there while the 2 s
+    tally fragment refreshed lost the expander's content in the browser test under load)."""
+    if st.session_state.get(TEACHER):
+        return
+    try:
+        if st.session_state.get(f"{PAGE}:newkey") and V.teacher_key_source(ws) is None:
+            st.session_state[f"{PAGE}:shown_key"] = V.new_teacher_key(ws)
+            st.session_state[TEACHER] = True
+        elif st.session_state.get(f"{PAGE}:unlock"):
+            V.check_teacher(ws, st.session_state.get(f"{PAGE}:key") or "")
+            st.session_state[TEACHER] = True
+    except Exception as e:
+        st.session_state[f"{PAGE}:login_error"] = ui.one_line(e)
+
+
+unlock_early()
 live_tally()
 
 
 def teacher_panel() -> None:
     if not st.session_state.get(TEACHER):
-        src = V.teacher_key_source(ws)
-        if src is None:
+        if V.teacher_key_source(ws) is None:
             st.markdown("No teacher key yet. Create it here (it is shown once; keep it), or start the server with "
                         f"`{V.TEACHER_ENV}` set, or run `python -m mivis judge key --new`.")
-            if st.button("Create the teacher key", key=f"{PAGE}:newkey", icon=":material/key:"):
-                try:
-                    st.session_state[f"{PAGE}:shown_key"] = V.new_teacher_key(ws)
-                    st.session_state[TEACHER] = True
-                except Exception as e:
-                    st.error(ui.one_line(e))
-                st.rerun()
-            return
-        with st.form(f"{PAGE}:login", border=False):
-            typed = st.text_input("Teacher key", type="password", key=f"{PAGE}:key")
-            if st.form_submit_button("Unlock the teacher's controls", icon=":material/lock_open:"):
-                try:
-                    V.check_teacher(ws, typed)
-                    st.session_state[TEACHER] = True
-                    st.rerun()
-                except Exception as e:
-                    st.error(ui.one_line(e))
+            st.button("Create the teacher key", key=f"{PAGE}:newkey", icon=":material/key:")
+        else:
+            with st.form(f"{PAGE}:login", border=False):
+                st.text_input("Teacher key", type="password", key=f"{PAGE}:key")
+                st.form_submit_button("Unlock the teacher's controls", key=f"{PAGE}:unlock",
+                                      icon=":material/lock_open:")
+        if f"{PAGE}:login_error" in st.session_state:
+            st.error(st.session_state.pop(f"{PAGE}:login_error"))
         return
     shown = st.session_state.pop(f"{PAGE}:shown_key", None)
     if shown:
@@ -252,7 +260,7 @@ def teacher_panel() -> None:
                "`python -m mivis judge open|reveal|close|tally RUN`.")
 
 
-with st.expander("Teacher", icon=":material/school:", expanded=bool(st.session_state.get(TEACHER))):
+with st.expander("Teacher", icon=":material/school:", key=f"{PAGE}:teacher_box"):  # one identity: unlocking reruns inside it
     teacher_panel()
 with st.expander("What is this?", icon=":material/help:"):
     st.markdown("An evaluation model **E** decides whether an attack worked, but E learned from the same private "

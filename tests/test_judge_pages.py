@@ -197,3 +197,23 @@ def test_a_vote_after_the_teacher_reset_is_not_counted_in_the_new_round(at, ws):
     assert V.tally(ws, rid)["votes"] == 0 and V.votes(ws, rid, round=1) == []
     assert "who is this? (1 of 3)" in texts(at)
 
+
+
+def test_a_teacher_creates_the_key_on_the_page_and_gets_the_controls_in_the_same_run(at, ws, monkeypatch):
+    from mivis import votes as V
+    monkeypatch.delenv(V.TEACHER_ENV, raising=False)
+    rid, _ = fake_attack(ws)
+    open_page(at, "judge", run=rid)
+    assert V.teacher_key_source(ws) is None and not [x for x in at.button if x.key == "judge:open"]
+    at.button(key="judge:newkey").click().run()
+    assert_clean(at)
+    shown = [s.value for s in at.success if "Your teacher key" in s.value]
+    assert shown and V.teacher_key_source(ws) is not None
+    typed = shown[0].split("**")[1]
+    V.check_teacher(ws, typed)  # the key shown is the one stored (hashed)
+    assert [x for x in at.button if x.key == "judge:open"]  # the controls, without a second click
+    at.button(key="judge:open").click().run()
+    assert_clean(at)
+    assert V.round_info(ws, rid)["state"] == V.OPEN
+    at.run()  # shown only once
+    assert not [s for s in at.success if "Your teacher key" in s.value]
