@@ -42,6 +42,19 @@ def paired(a: list[dict], b: list[dict], key: str) -> dict:
                              np.array([float(r[key]) for r in b]), np.array([r["identity"] for r in b]))
 
 
+def paired_words(label: str, v: dict) -> str:
+    """One line: a paired difference under E and under dlib with their intervals."""
+    return (f"{label}: E {v['E']['value']:+.1%} [{v['E']['lo']:+.1%}, {v['E']['hi']:+.1%}], dlib "
+            f"{v['dlib']['value']:+.1%} [{v['dlib']['lo']:+.1%}, {v['dlib']['hi']:+.1%}]")
+
+
+def finish(result: dict, out: str) -> int:
+    print(f"machine: {result['machine']}")
+    if out:
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
 def mean_image_verdicts(rec, split) -> list[dict]:
     """dlib's verdict on each identity's average reconstruction of one run (the restarts' consensus image)."""
     import torch
@@ -114,12 +127,8 @@ def main(argv=None) -> int:
               f"[{r['dlib_mean_image']['lo']:.1%}, {r['dlib_mean_image']['hi']:.1%}]")
     for k, v in result.items():
         if " - " in k:
-            print(f"{k}: E {v['E']['value']:+.1%} [{v['E']['lo']:+.1%}, {v['E']['hi']:+.1%}], dlib "
-                  f"{v['dlib']['value']:+.1%} [{v['dlib']['lo']:+.1%}, {v['dlib']['hi']:+.1%}]")
-    print(f"machine: {result['machine']}")
-    if a.out:
-        Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-    return 0
+            print(paired_words(k, v))
+    return finish(result, a.out)
 
 
 if __name__ == "__main__":

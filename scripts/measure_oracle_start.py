@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import cpu_model  # noqa: E402
-from measure_leak import paired, per_reconstruction, pooled  # noqa: E402
+from measure_leak import finish, paired, paired_words, per_reconstruction, pooled  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -128,12 +128,8 @@ def main(argv=None) -> int:
     for a_, b_ in (("oracle-start IF-GMI", "projection"), ("oracle-start IF-GMI", "IF-GMI")):
         v = {"E": paired(rows[a_], rows[b_], "eval_top1"), "dlib": paired(rows[a_], rows[b_], "top1@dlib")}
         result[f"{a_} - {b_}"] = v
-        print(f"{a_} - {b_}: E {v['E']['value']:+.1%} [{v['E']['lo']:+.1%}, {v['E']['hi']:+.1%}], dlib "
-              f"{v['dlib']['value']:+.1%} [{v['dlib']['lo']:+.1%}, {v['dlib']['hi']:+.1%}]")
-    print(f"machine: {result['machine']}")
-    if a.out:
-        Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-    return 0
+        print(paired_words(f"{a_} - {b_}", v))
+    return finish(result, a.out)
 
 
 if __name__ == "__main__":
