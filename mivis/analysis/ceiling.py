@@ -27,9 +27,21 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..attacks.base import per_sample_normal
+from ..attacks.context import check_identities, check_prior
+from ..checks import check_run_weights
+from ..data import load_split
+from ..device import resolve_device
+from ..evaluation import dlib_judge
+from ..evaluation.bootstrap import _ci, _resamples, bootstrap_mean, metric
+from ..evaluation.judges import Judge
+from ..evaluation.metrics import judge_reconstructions
+from ..grid import grid_png
 from ..params import Param, ParamError, ParamSet
+from ..priors import store as prior_store  # by module: tests swap store.load_prior
 from ..progress import NULL, Reporter
-from ..runs import RunRecord, Workspace
+from ..runs import DamagedRun, RunRecord, Workspace
+from ..train import load_classifier
 
 METHOD_VERSION = 1
 KIND = "ceiling"
@@ -74,7 +86,6 @@ class CeilingPlan:
 def start_latents(n: int, z_dim: int, starts: int, seed: int, first: int = 0) -> torch.Tensor:
     """(starts * n, z_dim) standard normal starts, start-major: row s * n + i is start s of image first + i.
     Each (image, start) has its own seed, so a batch's starts do not depend on the batch size."""
-    from ..attacks.base import per_sample_normal
     img = torch.arange(first, first + n).repeat(starts)
     st = torch.arange(starts).repeat_interleave(n)
     return per_sample_normal((z_dim,), img, st, seed, salt="ceiling")
@@ -147,7 +158,6 @@ def prior_bound(prior, clip: float) -> float | None:
 
 # --- planning ----------------------------------------------------------------------------------------
 def _eval_fits(ws: Workspace, prior_id: str, rec: RunRecord) -> None:
-    from ..attacks.context import check_prior
     if rec.kind != "eval":
         raise ParamError(f"run {rec.id} is a {rec.kind} run; the ceiling is judged by an evaluation model "
                          "(a classifier trained on the private identities, --role eval) or by dlib alone (none)")
@@ -174,18 +184,10 @@ def plan_ceiling(ws: Workspace, prior_run: str, eval_run: str | None = None, par
 
     eval_run: an evaluation model, None = the newest that fits (dlib alone when none fits), "none" = dlib
     alone. dlib: None = when installed."""
-    from ..data import load_split
-    from ..device import resolve_device
-    from ..evaluation import dlib_judge
-    from ..priors.store import prior_info
     p = CEILING_PARAMS.validate(params, context="prior ceiling")
     resolve_device(p["device"])
-    prior = ws.get(prior_run)
-    if prior.kind != "prior":
-        raise ParamError(f"run {prior.id} is a {prior.kind} run, not a prior")
-    if prior.status != "done":
-        raise ParamError(f"prior run {prior.id} is {prior.status}; only finished priors have a ceiling")
-    info = prior_info(prior)
+    prior = prior_store.finished_prior(ws, prior_run, "have a ceiling")
+    info = prior_store.prior_info(prior)
     if dlib is None:
         dlib = dlib_judge.available()
     elif dlib:
@@ -214,7 +216,6 @@ def plan_ceiling(ws: Workspace, prior_run: str, eval_run: str | None = None, par
     if net.get("conditional") and net["num_classes"] != split.num_classes:
         raise ParamError(f"conditional prior {prior.id} has {net['num_classes']} classes, the data "
                          f"{split.num_classes} private identities")
-    from ..attacks.context import check_identities
     ids = check_identities(p["identities"], split.num_classes)
     p["identities"] = ids
     return CeilingPlan(p, prior, ev, bool(dlib), split.config, ids)
@@ -238,11 +239,8 @@ def ceiling_run(prior_run: str, eval_run: str | None = None, params: dict | None
                 workspace: Workspace | None = None, dlib: bool | None = None, reporter: Reporter = NULL,
                 name: str = "", n_boot: int = 2000) -> RunRecord:
     """Measure a prior's ceiling and store it as a run of kind "ceiling" (see the module's docstring)."""
-    from ..data import load_split
-    from ..device import resolve_device
     ws = workspace or Workspace()
     plan = plan_ceiling(ws, prior_run, eval_run, params, dlib)
-    from ..checks import check_run_weights
     for rid in (plan.prior.id, plan.eval.id if plan.eval else None):
         if rid:
             check_run_weights(ws, rid)  # unloadable weights: refused before the run exists
@@ -254,9 +252,8 @@ def ceiling_run(prior_run: str, eval_run: str | None = None, params: dict | None
     run = ws.create(KIND, config, parents=parents, seed=p["seed"], data_fingerprint=split.fingerprint,
                     name=name or f"ceiling of {plan.prior.name or plan.prior.id} (diagnostic)")
     try:
-        from ..priors.store import load_prior
         device = resolve_device(p["device"])
-        prior = load_prior(ws, plan.prior.id, device)
+        prior = prior_store.load_prior(ws, plan.prior.id, device)
         bound = prior_bound(prior, p["clip"])
         x_all, y_all = _images(split, plan.identities, p["per_identity"])
         n = len(x_all)
@@ -307,15 +304,11 @@ def judge_projections(ws: Workspace, plan: CeilingPlan, split, real: torch.Tenso
                       y: torch.Tensor, mse: torch.Tensor, device, n_boot: int, seed: int) -> dict:
     """Per image: E's and dlib's verdicts on the projection (and E's on the real image, its reference);
     summaries with 95% identity-bootstrap intervals."""
-    from ..evaluation.bootstrap import bootstrap_mean
     groups = y.numpy()
     rows = [{"identity": int(c), "mse": float(v)} for c, v in zip(y.tolist(), mse.tolist())]
     metrics = {"pixel_mse": bootstrap_mean(mse.numpy(), groups, n_boot, seed)}
     judges = {}
     if plan.eval is not None:
-        from ..evaluation.judges import Judge
-        from ..evaluation.metrics import judge_reconstructions
-        from ..train import load_classifier
         model, _ = load_classifier(ws, plan.eval.id, device)
         model.requires_grad_(False)
         j = Judge(f"{plan.eval.config['model']['arch']}:{plan.eval.id}", plan.eval, model,
@@ -329,8 +322,7 @@ def judge_projections(ws: Workspace, plan: CeilingPlan, split, real: torch.Tenso
         metrics["originals_acc_top1"] = bootstrap_mean((real_pred == y).numpy(), groups, n_boot, seed)
         judges["E"] = {"run": plan.eval.id, "arch": plan.eval.config["model"]["arch"]}
     if plan.dlib:
-        from ..evaluation.dlib_judge import dlib_verdicts
-        d = dlib_verdicts(proj, y, split)
+        d = dlib_judge.dlib_verdicts(proj, y, split)
         for r, ok in zip(rows, d["top1"]):
             r["top1@dlib"] = bool(ok)
         metrics["ceiling_acc_top1_dlib"] = bootstrap_mean(d["top1"], groups, n_boot, seed)
@@ -340,7 +332,6 @@ def judge_projections(ws: Workspace, plan: CeilingPlan, split, real: torch.Tenso
 
 def projection_grid(real: torch.Tensor, proj: torch.Tensor, y: torch.Tensor) -> bytes:
     """One row per identity (at most MAX_GRID_IDENTITIES): real, projection, real, projection, ..."""
-    from ..grid import grid_png
     ids = sorted(set(y.tolist()))[:MAX_GRID_IDENTITIES]
     blank = -torch.ones(real.shape[1:])
     cells = []
@@ -359,7 +350,6 @@ ATTACK_KEYS = {"E": "eval_top1", "dlib": "top1@dlib"}
 
 def read_ceiling(rec: RunRecord) -> dict:
     """A ceiling run's ceiling.json, checked (DamagedRun naming the run and what is wrong)."""
-    from ..runs import DamagedRun
     obj = rec.read_json("ceiling.json")
     rows = obj["rows"]
     if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("identity"), int)
@@ -392,7 +382,6 @@ def versus_ceiling(ceiling_rows: list[dict], attack_rows: list[dict], judge: str
     ceiling it reached (a ratio with a joint identity bootstrap). The ratio is left out, with the reason,
     when the ceiling's interval does not clear chance: a prior that shows the judge ~nothing leaves nothing
     to take a share of."""
-    from ..evaluation.bootstrap import _ci, _resamples, bootstrap_mean, metric
     ckey, akey = JUDGE_KEYS[judge][0], ATTACK_KEYS[judge]
     arows = [r for r in attack_rows if akey in r]
     ids = sorted({int(r["identity"]) for r in arows})

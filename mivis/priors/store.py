@@ -247,13 +247,19 @@ def check_prior_weights(ws: Workspace, run_id: str) -> None:
         load_prior(ws, rec.id, "cpu")
 
 
-def load_prior(ws: Workspace, run_id: str, device: str | torch.device = "cpu") -> Prior:
-    """Rebuild G and D from the stored config and load their safetensors (checked key by key)."""
+def finished_prior(ws: Workspace, run_id: str, use: str = "can be used") -> RunRecord:
+    """The run's record if it is a finished prior; else one ParamError ("only finished priors <use>")."""
     rec = ws.get(run_id)
     if rec.kind != "prior":
         raise ParamError(f"run {run_id} is a {rec.kind} run, not a prior")
     if rec.status != "done":
-        raise ParamError(f"prior run {run_id} is {rec.status}; only finished priors can be used")
+        raise ParamError(f"prior run {run_id} is {rec.status}; only finished priors {use}")
+    return rec
+
+
+def load_prior(ws: Workspace, run_id: str, device: str | torch.device = "cpu") -> Prior:
+    """Rebuild G and D from the stored config and load their safetensors (checked key by key)."""
+    rec = finished_prior(ws, run_id)
     info = prior_info(rec)
     ncfg = info["net"]
     G, D = build_nets(ncfg)
