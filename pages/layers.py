@@ -145,6 +145,8 @@ def show(target_id: str, key: str, axes: dict | None = None) -> None:
         txt += f", model inversion {mm['fi_mi_first_half']:.0%}"
     st.caption(txt + f". Analysis run `{rec.id}` (attack `{rec.config.get('attack_run')}`).")
     snaps = d.get("mi_snapshots") or []
+    if d.get("mi_snapshots_note"):
+        st.caption(f"**Over the attack's iterations:** none, {d['mi_snapshots_note']}.")
     if len(snaps) > 1:  # a heatmap of these read as identical rows: one sentence says how much they moved
         from mivis.figures import fisher_shares
         sh = [fisher_shares([r["normalised"] for r in s["rows"]]) for s in snaps]

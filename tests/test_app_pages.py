@@ -36,6 +36,18 @@ def test_attack_preset_is_applied_in_the_run_that_follows_the_change(world):
     assert "5 restarts = " in texts(at) and "100 iterations each" in texts(at)
 
 
+def test_posterior_mean_on_the_attack_page_says_what_it_does_and_its_classroom_pool(world):
+    """The gradient-free attack: its knobs, and in words a pool of samples averaged, not iterations optimised."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    open_page(at, "attack", target=world["full"], attack="pmean")
+    assert_clean(at)
+    assert _value(at, "attack:pmean.restarts") == 1 and _value(at, "attack:pmean.iterations") == 10
+    assert _value(at, "attack:pmean.top_k") == 100 and _value(at, "attack:pmean.samples_per_step") == 2000
+    words = texts(at)
+    assert "a pool of 20,000 prior samples" in words and "100 highest-scoring" in words
+    assert "iterations each, all optimised" not in words
+
+
 def test_architecture_presets_apply_in_the_run_of_the_click(app):
     open_page(app, "architecture", **TINY_URL)
     rolss = next(b for b in app.button if b.label.startswith("RoLSS"))

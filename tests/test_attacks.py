@@ -30,7 +30,7 @@ def world(tmp_path_factory):
 
 
 PRIOR_OF = {"whitebox": None, "gmi": "gmi", "kedmi": "kedmi", "lomma": "gmi", "plgmi": "plgmi", "ppa": "gmi",
-            "ifgmi": "gmi"}
+            "ifgmi": "gmi", "pmean": "gmi"}
 # a 40-step budget whose effect is far above the threshold: the paper's GMI/LOMMA step averages the loss over
 # 100 / 60 latents (1/100 of a latent's own gradient) and needs ~1500 steps; ref_batch 1 gives each latent the
 # GMI code's step at batch 1. KEDMI / PLG-MI / PPA (Adam) get larger learning rates; LOMMA a cheap student.
@@ -39,7 +39,8 @@ PRIOR_OF = {"whitebox": None, "gmi": "gmi", "kedmi": "kedmi", "lomma": "gmi", "p
 FAST = {"gmi": {"ref_batch": 1},
         "lomma": {"students": "mobilenetv2", "student_epochs": 1, "ref_batch": 1},
         "ppa": {"pool": 8, "candidates": 3, "lr": 0.2}, "ifgmi": {"pool": 8, "lr": 0.2},
-        "kedmi": {"lr": 0.2, "iterations": 120}, "plgmi": {"views": 1, "lr": 0.5}}
+        "kedmi": {"lr": 0.2, "iterations": 120}, "plgmi": {"views": 1, "lr": 0.5},
+        "pmean": {"samples_per_step": 20, "top_k": 3}}
 IDS, RESTARTS, ITERS = list(range(6)), 3, 40
 
 

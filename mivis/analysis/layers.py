@@ -15,6 +15,7 @@ from ..data import load_split
 from ..params import Param, ParamError, ParamSet
 from ..progress import NULL, Reporter
 from ..runs import RunRecord, Workspace
+from ..attacks.base import ATTACKS
 from ..attacks.snapshots import snapshot_iterations
 from ..surgery.layers import layer_groups
 from .fisher import concentration, cross_entropy, fisher_per_layer
@@ -102,6 +103,9 @@ def _mi_part(ws, model, layers, attack: RunRecord, p: dict, reporter: Reporter) 
            "mi_snapshots": [], "gradflow": []}
     out["gradflow_final"] = _flow(model, xr.to(device), yr.to(device), loss_fn)
     if not p["snapshots"]:
+        return out
+    if getattr(ATTACKS.get(attack.config["attack"]["name"]).obj, "gradient_free", False):
+        out["mi_snapshots_note"] = "a gradient-free attack (posterior mean): no optimisation to take snapshots of"
         return out
     if (attack.dir / "snapshots.safetensors").exists():
         return _from_snapshots(model, layers, attack, p, loss_fn, out, reporter)

@@ -1,10 +1,10 @@
-"""Model-inversion attacks: white-box, GMI, KEDMI, LOMMA, PLG-MI, PPA-style, IF-GMI.
+"""Model-inversion attacks: white-box, GMI, KEDMI, LOMMA, PLG-MI, PPA-style, IF-GMI, posterior mean.
 
 `invert(attack, target_run, prior_run, identities, restarts, params, reporter=..., on_step=...)`
 is the single entry point; `attack_run(...)` wraps it in a registry run with evaluation.
 `identity_loss(name, logits, y)` and each attack's `.identity_loss` are reusable.
 """
-from . import gmi, ifgmi, kedmi, lomma, plgmi, ppa, whitebox  # noqa: F401  (register the attacks)
+from . import gmi, ifgmi, kedmi, lomma, plgmi, posterior, ppa, whitebox  # noqa: F401  (register the attacks)
 from .base import ATTACKS, COMMON_PARAMS, Attack, Forward
 from .engine import StepEvent, Trace
 from .invert import InversionResult, estimate_seconds, invert, plan_attack

@@ -114,6 +114,8 @@ class Engine:
         a, dev = self.attack, self.device
         t0 = time.monotonic() if t0 is None else t0
         y = y.to(dev)
+        if getattr(a, "gradient_free", False):
+            return self._sample_chunk(y, restarts, iterations, chunk_no, chunks, keep, t0, checkpoints)
         lat = {k: v.to(dev).requires_grad_(True) for k, v in a.init(y, restarts, self.seed).items()}
         params = list(lat.values())
         opt = LatentOptimizer(a.optimizer(), params)
@@ -170,6 +172,33 @@ class Engine:
             v.requires_grad_(False)
         with autocast(dev, self.amp):
             x, src = a.finalize(lat, y, restarts, self.seed, keep if keep is not None else len(y))
+        return x.float().cpu(), src.cpu(), buf.cpu(), p_ck.cpu()
+
+    def _sample_chunk(self, y, restarts, iterations, chunk_no, chunks, keep, t0, checkpoints):
+        """A gradient-free attack (the posterior mean): `iterations` rounds of a.sample_step, each returning
+        per-latent statistics of what the latent keeps; the trace's gradient norm is 0 (no gradient)."""
+        a, dev = self.attack, self.device
+        state = a.init(y, restarts, self.seed)
+        buf = torch.zeros(iterations, len(TRACE_FIELDS), device=dev)
+        ck = {c: i for i, c in enumerate(checkpoints)}
+        p_ck = torch.zeros(len(checkpoints), len(y), device=dev)
+        report_every = max(1, iterations // 100)
+        for it in range(iterations):
+            self.reporter.check()
+            with autocast(dev, self.amp):
+                st = a.sample_step(state, y)
+            loss = st["loss"].float()
+            buf[it] = torch.stack([loss.sum(), loss.sum(), st["p_target"].float().sum(), st["acc"].float().sum(),
+                                   torch.zeros((), device=dev)])
+            if it in ck:
+                p_ck[ck[it]] = st["p_target"].float()
+            if it % report_every == 0 or it == iterations - 1:
+                row = buf[it].tolist()
+                self.reporter.report(phase="attack", iteration=it + 1, iterations=iterations, chunk=chunk_no + 1,
+                                     chunks=chunks, loss=row[0] / len(y), p_target=row[2] / len(y),
+                                     elapsed=round(time.monotonic() - t0, 2))
+        with autocast(dev, self.amp):
+            x, src = a.finalize(state, y, restarts, self.seed, keep if keep is not None else len(y))
         return x.float().cpu(), src.cpu(), buf.cpu(), p_ck.cpu()
 
     # --- the whole run ---------------------------------------------------------------------

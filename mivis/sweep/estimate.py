@@ -40,14 +40,31 @@ def _train_step_seconds(arch: str, shape: tuple, batch: int, classes: int, devic
     return _time(step)
 
 
-@lru_cache(maxsize=64)
-def _attack_step_seconds(arch: str, shape: tuple, n: int, classes: int, device: str) -> float:
+def _scoring_nets(arch: str, shape: tuple, classes: int, dev):
     from ..models import build_classifier
     from ..priors.base import build_nets, net_config, PRIORS
-    dev = resolve_device(device)
     T = build_classifier(arch, classes, shape[0], shape[1]).to(dev).eval()
     G, D = build_nets(net_config("gmi", PRIORS.get("gmi").params.defaults(), shape[1], shape[0], 0))
-    G, D = G.to(dev).eval(), D.to(dev).eval()
+    return T, G.to(dev).eval(), D.to(dev).eval()
+
+
+@lru_cache(maxsize=64)
+def _sample_step_seconds(arch: str, shape: tuple, n: int, classes: int, device: str) -> float:
+    """One round of a gradient-free attack: n prior samples generated and scored by the target."""
+    dev = resolve_device(device)
+    T, G, _ = _scoring_nets(arch, shape, classes, dev)
+    z = torch.randn(n, G.z_dim if hasattr(G, "z_dim") else 100, device=dev)
+
+    def step():
+        with torch.no_grad():
+            T(G(z))
+    return _time(step)
+
+
+@lru_cache(maxsize=64)
+def _attack_step_seconds(arch: str, shape: tuple, n: int, classes: int, device: str) -> float:
+    dev = resolve_device(device)
+    T, G, D = _scoring_nets(arch, shape, classes, dev)
     z = torch.randn(n, G.z_dim if hasattr(G, "z_dim") else 100, device=dev, requires_grad=True)
     y = torch.randint(0, classes, (n,), device=dev)
 
@@ -87,9 +104,13 @@ def estimate_step(step, steps: dict, device: str = "auto") -> float:
     if step.kind in ("attack", "layers"):
         from ..attacks import ATTACKS
         attack = step if step.kind == "attack" else steps[s["attack"]]
-        p = ATTACKS.get(attack.spec["name"]).params.validate(attack.spec["params"])
+        entry = ATTACKS.get(attack.spec["name"])
+        p = entry.params.validate(attack.spec["params"])
         n = len(p["identities"] or range(split.num_classes)) * p["restarts"]
         arch = (target.spec.get("train") or target.meta).get("arch") or "resnet18"
+        if getattr(entry.obj, "gradient_free", False):  # the posterior mean: forward passes over its pools
+            per = _sample_step_seconds(arch, shape, p["samples_per_step"], split.num_classes, dev)
+            return per * p["restarts"] * p["iterations"]
         per = _attack_step_seconds(arch, shape, n, split.num_classes, dev)
         # a layers analysis replays the attack and adds per-sample Fisher passes
         return per * p["iterations"] * (1.0 if step.kind == "attack" else 1.5)

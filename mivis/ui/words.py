@@ -143,7 +143,7 @@ def run_short(r: RunRecord, width: int = 40) -> str:
 
 
 ATTACK_WORDS = {"gmi": "GMI", "kedmi": "KEDMI", "lomma": "LOMMA", "plgmi": "PLG-MI", "ppa": "PPA-style", "ifgmi": "IF-GMI",
-                "whitebox": "white-box pixels"}
+                "pmean": "posterior mean", "whitebox": "white-box pixels"}
 DEFENSE_ABBR = {"bido": "BiDO", "calor": "CALoR", "mid": "MID", "negls": "NegLS", "tts": "TTS", "tldmi": "TL-DMI"}
 
 
