@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..params import Param, ParamSet
+from ..data import sequential
+from ..params import Param, ParamError, ParamSet
 
 PCA_PARAMS = ParamSet([
     Param("components", int, 0, "principal components kept (0 = every component the public images support: "
@@ -85,7 +86,6 @@ class PCADiscriminator(_Linear):
 
 
 def pca_net_config(p: dict, n_public: int, img_size: int, channels: int) -> dict:
-    from ..params import ParamError
     if channels * img_size * img_size > MAX_PIXELS:
         raise ParamError(f"a pca prior supports up to {MAX_PIXELS} values per image, not "
                          f"{channels} x {img_size} x {img_size}")
@@ -106,7 +106,6 @@ def build_pca_nets(cfg: dict) -> tuple[PCAGenerator, PCADiscriminator]:
 @torch.no_grad()
 def fit_pca(G: PCAGenerator, D: PCADiscriminator, images, flip: bool, device, reporter) -> dict:
     """Fit both from the public images (read in batches); returns what the run records."""
-    from ..data import sequential
     xs = [xb.float().to(device).flatten(1) for xb in sequential(images, 256, device)]
     reporter.check()
     x = torch.cat(xs)
