@@ -174,6 +174,23 @@ def test_estimate_is_a_positive_number_of_seconds(world):
     assert isinstance(s, float) and 0 < s < 600
 
 
+def test_posterior_mean_estimate_times_small_rounds_not_the_pool(world, monkeypatch):
+    """The estimate of the gradient-free attack draws a few probe rounds (at most 256 samples each), never a
+    share of its 200,000-sample pool, and says a positive number of seconds."""
+    from mivis.attacks.posterior import PosteriorMean
+    drawn = []
+    real = PosteriorMean.sample_step
+
+    def counting(self, state, y):
+        drawn.append(self.p["samples_per_step"])
+        return real(self, state, y)
+    monkeypatch.setattr(PosteriorMean, "sample_step", counting)
+    s = estimate_seconds("pmean", world["target"].id, world["priors"]["gmi"], [0, 1], 2,
+                         {"iterations": 100, "samples_per_step": 1000, "device": "cpu"}, workspace=world["ws"])
+    assert isinstance(s, float) and 0 < s < 3600
+    assert drawn == [256, 256, 256]
+
+
 def test_cli_prior_attack_evaluate(world, capsys):
     from mivis.cli import main
     ws = str(world["ws"].path)

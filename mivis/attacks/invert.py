@@ -205,6 +205,8 @@ def estimate_seconds(attack: str, target_run: str, prior_run: str | None = None,
     p = plan.params
     a = build_attack(plan, ws)
     y_all, r_all, per = _layout(a, plan.identities, p["restarts"])
+    if getattr(a, "gradient_free", False):
+        return sampling_seconds(a, y_all, r_all)
     eng = Engine(a, steps, seed=p["seed"], amp=p["amp"], compile_mode=p["compile"])
     batch = choose_batch(a, eng, y_all, r_all, per, p["batch_size"])
     ids_per_chunk = max(1, batch // per)
@@ -224,3 +226,29 @@ def estimate_seconds(attack: str, target_run: str, prior_run: str | None = None,
     per_step = max(1e-9, (t1 - t0 - overhead) / steps) if t1 - t0 > overhead else (t1 - t0) / (steps + 1)
     chunks = -(-len(y_all) // len(idx))
     return chunks * (per_step * p["iterations"] + overhead)
+
+
+def sampling_seconds(a: Attack, y: torch.Tensor, r: torch.Tensor, probe: int = 256) -> float:
+    """Seconds of a gradient-free attack (the posterior mean): a round's cost grows with its samples, so two
+    rounds of at most `probe` samples are timed (after one warm-up round) and scaled to the run's pool, plus
+    the final averaging timed as it will run. Costs a few probe rounds, not a share of the pool."""
+    p, dev = dict(a.p), a.ctx.device
+    n = min(probe, p["samples_per_step"])
+    a.p = {**p, "samples_per_step": n}  # this throwaway attack object draws probe-sized rounds
+    y = y.to(dev)
+
+    def timed(fn) -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.monotonic()
+        fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return time.monotonic() - t0
+    with autocast(dev, p["amp"]):
+        state = a.init(y, r, p["seed"])
+        a.sample_step(state, y)  # warm-up
+        per_round = timed(lambda: (a.sample_step(state, y), a.sample_step(state, y))) / 2
+        final = timed(lambda: a.finalize(state, y, r, p["seed"], len(y)))
+    kept = max(1, len(state["score"]))  # the final averaging scales with the kept samples (top_k when full)
+    return per_round * p["samples_per_step"] / n * p["iterations"] + final * p["top_k"] / kept
