@@ -487,6 +487,10 @@ STUDY_REPORTS = {"v2 CPU: ResNet-18, each stage's skips, SSF, TTS": "docs/v2/r18
                  "v2 CPU: TL-DMI, CALoR, BiDO": "docs/v2/tl-calor-bido/findings.json",
                  "v2 CPU: ResNet-50, DenseNet-121, layers": "docs/v2/wide-layers/findings.json",
                  "v2 CPU: regimes (PPA, 64 px, public init, fewer iterations)": "docs/v2/findings.json",
+                 "v2 CPU: IF-GMI, ResNet-18 full vs RoLSS": "docs/v2/leak/findings.json",
+                 "v2 CPU: posterior mean (no gradient), full vs RoLSS": "docs/v2/pmean/findings.json",
+                 "v2 CPU: posterior mean, replication with new pools": "docs/v2/pmean-rep/findings.json",
+                 "v3 CPU: LOMMA vs GMI, full vs RoLSS": "docs/v3/lomma/findings.json",
                  "v1 CPU": "docs/findings.json", "v1 GPU": "docs/gpu/findings.json"}
 
 
