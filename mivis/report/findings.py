@@ -490,6 +490,7 @@ STUDY_REPORTS = {"v2 CPU: ResNet-18, each stage's skips, SSF, TTS": "docs/v2/r18
                  "v2 CPU: IF-GMI, ResNet-18 full vs RoLSS": "docs/v2/leak/findings.json",
                  "v2 CPU: posterior mean (no gradient), full vs RoLSS": "docs/v2/pmean/findings.json",
                  "v2 CPU: posterior mean, replication with new pools": "docs/v2/pmean-rep/findings.json",
+                 "v2 CPU: posterior mean, replication with new trained models": "docs/v2/pmean-seeds/findings.json",
                  "v3 CPU: LOMMA vs GMI, full vs RoLSS": "docs/v3/lomma/findings.json",
                  "v1 CPU": "docs/findings.json", "v1 GPU": "docs/gpu/findings.json"}
 
