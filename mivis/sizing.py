@@ -13,13 +13,12 @@ far more parameters than the data has pixels.
 from __future__ import annotations
 
 import os
-import time
 
 import torch
 import torch.nn.functional as F
 
 from . import defenses as _defenses  # noqa: F401  (registers the structural defenses that model_from_config applies)
-from .device import resolve_device
+from .device import resolve_device, timed
 
 PROBE_BATCH = 2
 LONG_EPOCH_S = 600.0
@@ -62,13 +61,7 @@ def estimate(model_cfg: dict, n_train: int, batch_size: int, device: str = "auto
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         step()  # warm-up; counts the saved activations once
     act_per_image = saved[0] / b
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    t0 = time.perf_counter()
-    step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    step_s = time.perf_counter() - t0
+    step_s = timed(step, dev)
     bs = max(1, min(batch_size, n_train))
     steps = max(1, n_train // bs)
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())

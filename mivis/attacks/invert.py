@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..device import autocast
+from ..device import autocast, timed
 from ..params import ParamError
 from ..progress import NULL, Reporter
 from ..runs import RunRecord, Workspace
@@ -236,19 +236,10 @@ def sampling_seconds(a: Attack, y: torch.Tensor, r: torch.Tensor, probe: int = 2
     n = min(probe, p["samples_per_step"])
     a.p = {**p, "samples_per_step": n}  # this throwaway attack object draws probe-sized rounds
     y = y.to(dev)
-
-    def timed(fn) -> float:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.monotonic()
-        fn()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        return time.monotonic() - t0
     with autocast(dev, p["amp"]):
         state = a.init(y, r, p["seed"])
         a.sample_step(state, y)  # warm-up
-        per_round = timed(lambda: (a.sample_step(state, y), a.sample_step(state, y))) / 2
-        final = timed(lambda: a.finalize(state, y, r, p["seed"], len(y)))
+        per_round = timed(lambda: (a.sample_step(state, y), a.sample_step(state, y)), dev) / 2
+        final = timed(lambda: a.finalize(state, y, r, p["seed"], len(y)), dev)
     kept = max(1, len(state["score"]))  # the final averaging scales with the kept samples (top_k when full)
     return per_round * p["samples_per_step"] / n * p["iterations"] + final * p["top_k"] / kept
