@@ -245,7 +245,7 @@ with st.expander("Advanced: device and speed", icon=":material/speed:"):
     values.update(knobs.widgets(adv, prefix=f"{attack}.", columns=4))
 ids = values.get("identities") or list(range(n_classes))
 restarts = values.get("restarts", 1)
-if getattr(entry.obj, "gradient_free", False):  # the posterior mean draws and scores samples; nothing is optimised
+if entry.obj.gradient_free:  # the posterior mean draws and scores samples; nothing is optimised
     pool = values.get("iterations", 0) * values.get("samples_per_step", 0)
     st.caption(f"{len(ids)} identit{'y' if len(ids) == 1 else 'ies'} x {restarts} restarts = {len(ids) * restarts} "
                f"reconstructions; each restart scores a pool of {pool:,} prior samples with the target, and each "

@@ -104,7 +104,7 @@ def _mi_part(ws, model, layers, attack: RunRecord, p: dict, reporter: Reporter) 
     out["gradflow_final"] = _flow(model, xr.to(device), yr.to(device), loss_fn)
     if not p["snapshots"]:
         return out
-    if getattr(ATTACKS.get(attack.config["attack"]["name"]).obj, "gradient_free", False):
+    if ATTACKS.get(attack.config["attack"]["name"]).obj.gradient_free:
         out["mi_snapshots_note"] = "a gradient-free attack (posterior mean): no optimisation to take snapshots of"
         return out
     if (attack.dir / "snapshots.safetensors").exists():

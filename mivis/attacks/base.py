@@ -91,6 +91,7 @@ class Attack:
     name = ""
     prior = "none"
     default_iterations = 300
+    gradient_free = False  # True: the engine runs sample_step rounds instead of optimiser steps (pmean)
 
     def __init__(self, p: dict, ctx: AttackContext):
         self.p, self.ctx = p, ctx

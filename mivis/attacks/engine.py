@@ -114,7 +114,7 @@ class Engine:
         a, dev = self.attack, self.device
         t0 = time.monotonic() if t0 is None else t0
         y = y.to(dev)
-        if getattr(a, "gradient_free", False):
+        if a.gradient_free:
             return self._sample_chunk(y, restarts, iterations, chunk_no, chunks, keep, t0, checkpoints)
         lat = {k: v.to(dev).requires_grad_(True) for k, v in a.init(y, restarts, self.seed).items()}
         params = list(lat.values())
@@ -164,15 +164,18 @@ class Engine:
                 opt.step(list(grads))
                 a.project(lat)
             if it % report_every == 0 or it == iterations - 1:
-                row = buf[it].tolist()
-                self.reporter.report(phase="attack", iteration=it + 1, iterations=iterations, chunk=chunk_no + 1,
-                                     chunks=chunks, loss=row[0] / len(y), p_target=row[2] / len(y),
-                                     elapsed=round(time.monotonic() - t0, 2))
+                self._report(buf[it], len(y), it, iterations, chunk_no, chunks, t0)
         for v in params:
             v.requires_grad_(False)
         with autocast(dev, self.amp):
             x, src = a.finalize(lat, y, restarts, self.seed, keep if keep is not None else len(y))
         return x.float().cpu(), src.cpu(), buf.cpu(), p_ck.cpu()
+
+    def _report(self, row: torch.Tensor, n: int, it: int, iterations: int, chunk_no: int, chunks: int, t0: float):
+        """Progress of one step (or round): the trace row's means over the chunk's n latents."""
+        r = row.tolist()
+        self.reporter.report(phase="attack", iteration=it + 1, iterations=iterations, chunk=chunk_no + 1, chunks=chunks,
+                             loss=r[0] / n, p_target=r[2] / n, elapsed=round(time.monotonic() - t0, 2))
 
     def _sample_chunk(self, y, restarts, iterations, chunk_no, chunks, keep, t0, checkpoints):
         """A gradient-free attack (the posterior mean): `iterations` rounds of a.sample_step, each returning
@@ -193,10 +196,7 @@ class Engine:
             if it in ck:
                 p_ck[ck[it]] = st["p_target"].float()
             if it % report_every == 0 or it == iterations - 1:
-                row = buf[it].tolist()
-                self.reporter.report(phase="attack", iteration=it + 1, iterations=iterations, chunk=chunk_no + 1,
-                                     chunks=chunks, loss=row[0] / len(y), p_target=row[2] / len(y),
-                                     elapsed=round(time.monotonic() - t0, 2))
+                self._report(buf[it], len(y), it, iterations, chunk_no, chunks, t0)
         with autocast(dev, self.amp):
             x, src = a.finalize(state, y, restarts, self.seed, keep if keep is not None else len(y))
         return x.float().cpu(), src.cpu(), buf.cpu(), p_ck.cpu()

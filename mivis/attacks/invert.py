@@ -205,7 +205,7 @@ def estimate_seconds(attack: str, target_run: str, prior_run: str | None = None,
     p = plan.params
     a = build_attack(plan, ws)
     y_all, r_all, per = _layout(a, plan.identities, p["restarts"])
-    if getattr(a, "gradient_free", False):
+    if a.gradient_free:
         return sampling_seconds(a, y_all, r_all)
     eng = Engine(a, steps, seed=p["seed"], amp=p["amp"], compile_mode=p["compile"])
     batch = choose_batch(a, eng, y_all, r_all, per, p["batch_size"])

@@ -27,7 +27,7 @@ from .base import Attack, latent_seed, register_attack
 class PosteriorMean(Attack):
     name = "pmean"
     prior = "unconditional"
-    gradient_free = True  # the engine runs sample_step rounds instead of optimiser steps
+    gradient_free = True
 
     def __init__(self, p, ctx):
         super().__init__(p, ctx)
@@ -66,13 +66,14 @@ class PosteriorMean(Attack):
             z_new[:, j] = z
             col[mine] = j
         kept = len(state["score"])
-        idx = torch.cat([state["score"], score]).topk(min(k, kept + s), 0).indices  # (k, n)
+        all_score = torch.cat([state["score"], score])
+        idx = all_score.topk(min(k, kept + s), 0).indices  # (k, n)
         old = idx < kept
         z_old = state["z"].gather(0, idx.clamp_max(max(kept - 1, 0))[..., None].expand(-1, -1, z_new.shape[-1])) \
             if kept else torch.zeros(len(idx), len(y), z_new.shape[-1], device=dev)
         z_fresh = z_new[(idx - kept).clamp_min(0), col[None].expand_as(idx)]  # (k, n, z_dim)
         state["z"] = torch.where(old[..., None], z_old, z_fresh)
-        state["score"] = torch.cat([state["score"], score]).gather(0, idx)
+        state["score"] = all_score.gather(0, idx)
         state["hit"] = torch.cat([state["hit"], hit]).gather(0, idx)
         return {"loss": -state["score"].mean(0), "p_target": state["score"].exp().mean(0),
                 "acc": state["hit"].float().mean(0)}

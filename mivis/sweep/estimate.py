@@ -108,7 +108,7 @@ def estimate_step(step, steps: dict, device: str = "auto") -> float:
         p = entry.params.validate(attack.spec["params"])
         n = len(p["identities"] or range(split.num_classes)) * p["restarts"]
         arch = (target.spec.get("train") or target.meta).get("arch") or "resnet18"
-        if getattr(entry.obj, "gradient_free", False):  # the posterior mean: forward passes over its pools
+        if entry.obj.gradient_free:  # the posterior mean: forward passes over its pools
             per = _sample_step_seconds(arch, shape, p["samples_per_step"], split.num_classes, dev)
             return per * p["restarts"] * p["iterations"]
         per = _attack_step_seconds(arch, shape, n, split.num_classes, dev)
