@@ -337,7 +337,9 @@ def live(rec):
             if prev.exists():
                 try:
                     meta = json.loads((rec.dir / "preview.json").read_text())
-                    cap = f"current reconstructions, iteration {meta['iteration']}/{meta['iterations']}."
+                    cap = (f"each identity's average of the samples it keeps so far, after sampling round "
+                           f"(iteration) {meta['iteration']}/{meta['iterations']}." if meta.get("sampling") else
+                           f"current reconstructions, iteration {meta['iteration']}/{meta['iterations']}.")
                     n_ids = len(meta.get("identities") or []) or 10
                 except (OSError, ValueError, KeyError):
                     cap, n_ids = "current reconstructions.", 10

@@ -171,6 +171,19 @@ def test_attack_run_stores_reconstructions_trace_and_evaluation(world):
         "selected", "selected_prob"}
 
 
+def test_posterior_mean_run_passes_its_rounds_to_the_hook_and_keeps_no_snapshots(world):
+    """attack_run hands the caller's hook every round of the gradient-free attack (the job's live preview
+    shows the averages so far), with the final averages last; it stores no optimisation snapshots."""
+    seen = []
+    rec = attack_run("pmean", world["target"].id, world["priors"]["gmi"], [0, 1], 1,
+                     {"iterations": 3, "samples_per_step": 20, "top_k": 4, "device": "cpu"},
+                     workspace=world["ws"], n_boot=50, dlib=False, on_step=lambda ev: seen.append(ev.x.clone()))
+    assert rec.status == "done" and len(seen) == 3
+    final = rec.read_tensors("reconstructions.safetensors", ("x",))["x"]
+    assert seen[0].shape == final.shape and torch.equal(seen[-1].to(final.dtype), final)  # stored as float16
+    assert not torch.allclose(seen[0], final.float(), atol=1e-2)
+    assert not rec.file("snapshots.safetensors").exists()
+
 def test_estimate_is_a_positive_number_of_seconds(world):
     s = estimate_seconds("gmi", world["target"].id, world["priors"]["gmi"], [0, 1], 1,
                          {"iterations": 100, "device": "cpu"}, workspace=world["ws"], steps=2)

@@ -1,6 +1,8 @@
 """The posterior-mean attack (mivis/attacks/posterior.py) beside a reference written from its definition: per
 restart one seeded pool of prior latents; per identity c the pixel mean of G over the top_k latents by
 log p_T(c | G(z)). Plus a toy whose answer is known, the refusal, cancel and progress."""
+import io
+import json
 import threading
 import types
 
@@ -11,9 +13,12 @@ from torch import nn
 
 from mivis.attacks.base import AttackContext, latent_seed
 from mivis.attacks.engine import Engine
+from mivis.attacks import posterior
 from mivis.attacks.posterior import PosteriorMean
+from mivis.jobs.kinds import JobContext
+from mivis.jobs.previews import _Preview
 from mivis.params import ParamError
-from mivis.progress import Cancelled, Reporter
+from mivis.progress import NULL, Cancelled, Reporter
 
 
 def make(G, T, z_dim, classes, **p):
@@ -110,3 +115,45 @@ def test_cancel_stops_between_rounds_and_progress_is_reported():
         eng.run(torch.arange(4), torch.zeros(4, dtype=torch.long), 1, 1, 0)
     assert [e["iteration"] for e in events if e.get("phase") == "attack"] == [1, 2]
     assert all(0 <= e["p_target"] <= 1 for e in events)
+
+
+def test_the_step_hook_sees_each_rounds_average_for_the_live_view(tmp_path):
+    """After round j the hook's images are exactly the posterior mean of the first j rounds' pool (the
+    reference on a pool j rounds long), with the target's logits on them; the job's live preview writes
+    them as a round of a sampling attack."""
+    torch.manual_seed(1)
+    G = LinearG().eval()
+    T = nn.Sequential(nn.Conv2d(1, 3, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 16 * 16, 4)).eval()
+    T.requires_grad_(False)
+    attack, p = make(G, T, 16, 4, iterations=4, samples_per_step=30, top_k=12)
+    y, r = torch.arange(4), torch.zeros(4, dtype=torch.long)
+    seen = []
+    preview = _Preview(JobContext("j", None, NULL, "cpu", tmp_path), every=0)
+
+    def hook(ev):
+        seen.append(ev)
+        preview(ev)
+    out = Engine(attack, 4, seed=3, amp=False, on_step=hook).run(y, r, 1, 1, 0)
+    assert [ev.iteration for ev in seen] == [0, 1, 2, 3]
+    for ev in seen:
+        ref = reference(G, T, 3, 0, 4, ev.iteration + 1, 30, 12)
+        assert torch.allclose(ev.x, ref, atol=1e-5), ev.iteration
+        assert torch.allclose(ev.logits, T(ev.x), atol=1e-5)
+        assert ev.latents == {} and (ev.grad_norm == 0).all()
+    assert not torch.allclose(seen[0].x, seen[-1].x, atol=1e-3)  # the averages change as the pool grows
+    assert torch.equal(seen[-1].x, out.x)
+    meta = json.loads((tmp_path / "preview.json").read_text())
+    assert meta == {"iteration": 4, "iterations": 4, "identities": [0, 1, 2, 3], "sampling": True}
+    from PIL import Image
+    with Image.open(io.BytesIO((tmp_path / "preview.png").read_bytes())) as im:
+        assert im.size[0] > 4 * 32  # four faces in a row (at twice their size)
+
+
+def test_kept_images_beyond_the_memory_limit_are_refused_before_a_round(monkeypatch):
+    monkeypatch.setattr(posterior, "MAX_KEPT_BYTES", 7 * 4 * 32 * 32 * 4 - 1)  # one byte short of 7 x 4 images
+    attack, _ = make(LinearG(), QuadrantT(), 16, 4)
+    with pytest.raises(ParamError, match=r"pmean keeps top_k images.*7 x 4 reconstructions x 1x32x32.*lower top_k"):
+        Engine(attack, 3, seed=0, amp=False).run(torch.arange(4), torch.zeros(4, dtype=torch.long), 1, 1, 0)
+    monkeypatch.setattr(posterior, "MAX_KEPT_BYTES", 7 * 4 * 32 * 32 * 4)
+    assert Engine(attack, 3, seed=0, amp=False).run(torch.arange(4), torch.zeros(4, dtype=torch.long), 1, 1, 0).x.shape \
+        == (4, 1, 32, 32)

@@ -10,7 +10,9 @@ Hook: `on_step(event: StepEvent)` is called every `hook_every` iterations with d
 of the current chunk (latents, images, target logits, per-sample losses and latent gradient
 norms) and the attack itself (`event.attack.identity_loss(logits, y)` is the identity loss).
 With compile="reduce-overhead" (CUDA graphs) these tensors are reused by the next step: clone what
-you keep beyond the callback.
+you keep beyond the callback. A gradient-free attack (the posterior mean) calls it after its rounds: x is
+each latent's reconstruction so far, logits the target's on x, loss and id_loss the kept samples' mean
+cross-entropy, no latents and a zero gradient norm.
 """
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ class Engine:
         t0 = time.monotonic() if t0 is None else t0
         y = y.to(dev)
         if a.gradient_free:
-            return self._sample_chunk(y, restarts, iterations, chunk_no, chunks, keep, t0, checkpoints)
+            return self._sample_chunk(y, restarts, iterations, chunk_no, chunks, index, keep, t0, checkpoints)
         lat = {k: v.to(dev).requires_grad_(True) for k, v in a.init(y, restarts, self.seed).items()}
         params = list(lat.values())
         opt = LatentOptimizer(a.optimizer(), params)
@@ -177,9 +179,10 @@ class Engine:
         self.reporter.report(phase="attack", iteration=it + 1, iterations=iterations, chunk=chunk_no + 1, chunks=chunks,
                              loss=r[0] / n, p_target=r[2] / n, elapsed=round(time.monotonic() - t0, 2))
 
-    def _sample_chunk(self, y, restarts, iterations, chunk_no, chunks, keep, t0, checkpoints):
+    def _sample_chunk(self, y, restarts, iterations, chunk_no, chunks, index, keep, t0, checkpoints):
         """A gradient-free attack (the posterior mean): `iterations` rounds of a.sample_step, each returning
-        per-latent statistics of what the latent keeps; the trace's gradient norm is 0 (no gradient)."""
+        per-latent statistics of what the latent keeps; the trace's gradient norm is 0 (no gradient). The
+        step hook sees each latent's reconstruction so far (a.render of the state)."""
         a, dev = self.attack, self.device
         state = a.init(y, restarts, self.seed)
         buf = torch.zeros(iterations, len(TRACE_FIELDS), device=dev)
@@ -195,6 +198,12 @@ class Engine:
                                    torch.zeros((), device=dev)])
             if it in ck:
                 p_ck[ck[it]] = st["p_target"].float()
+            if self.on_step is not None and (it % self.hook_every == 0 or it == iterations - 1):
+                with torch.no_grad(), autocast(dev, self.amp):
+                    x = a.render(state, y)
+                    logits = a.T(x)
+                self.on_step(StepEvent(it, iterations, index if index is not None else torch.arange(len(y)), y, {},
+                                       x.float(), logits.float(), loss, loss, torch.zeros_like(loss), a))
             if it % report_every == 0 or it == iterations - 1:
                 self._report(buf[it], len(y), it, iterations, chunk_no, chunks, t0)
         with autocast(dev, self.amp):

@@ -5,12 +5,15 @@ independent judges name few of them (docs/measurements/leak.md); averaging many 
 they share and washes out the arbitrary details. For each restart r, `iterations` rounds each draw
 `samples_per_step` latents z ~ N(0, I) of the prior (one pool per restart, seeded by the run's seed and r
 only, shared by every identity: the target scores every class of a sample at once); each (identity c,
-restart r) keeps the `top_k` samples with the highest log p_T(c | G(z)) seen so far. The reconstruction
-is the pixel mean of G over the kept latents: a hard-thresholded self-normalised importance-sampling
+restart r) keeps the images of the `top_k` samples with the highest log p_T(c | G(z)) seen so far. The
+reconstruction is their pixel mean: a hard-thresholded self-normalised importance-sampling
 estimate of the posterior mean E[x | c] under the prior (weights p_T(c|x)^tau with tau -> large, truncated
 to the top k). No gradient flows: the target's output probabilities are all it uses (a black-box attack
 would do the same), and it runs on any unconditional prior (GAN or principal components).
 
+The kept images (not latents) are what each round merges: the current average is then free to show in the
+live view every round, and the end needs no second pass through G. They cost top_k x reconstructions x
+C x H x W floats (8 MB for the classroom preset), checked against MAX_KEPT_BYTES before the first round.
 The trace per round: the kept samples' mean identity loss (cross-entropy), mean p_T(c|x), and the
 fraction the target classifies as c; the gradient norm is 0 (nothing is differentiated) and no
 optimisation snapshots exist for the layers analysis.
@@ -22,6 +25,8 @@ import torch.nn.functional as F
 
 from ..params import Param, ParamError, ParamSet
 from .base import Attack, latent_seed, register_attack
+
+MAX_KEPT_BYTES = 4 << 30  # the kept images of one chunk of reconstructions
 
 
 class PosteriorMean(Attack):
@@ -41,12 +46,17 @@ class PosteriorMean(Attack):
     def init(self, y, restarts, seed):
         """Per latent (identity, restart): no kept samples yet; one seeded generator per restart."""
         n, k, dev = len(y), self.p["top_k"], self.ctx.device
+        need = k * n * torch.Size(self.ctx.image_shape).numel() * 4
+        if need > MAX_KEPT_BYTES:
+            raise ParamError(f"pmean keeps top_k images per reconstruction: {k} x {n} reconstructions x "
+                             f"{'x'.join(map(str, self.ctx.image_shape))} pixels = {need / 2**30:.1f} GiB, over "
+                             f"{MAX_KEPT_BYTES / 2**30:.0f} GiB; lower top_k, restarts or batch_size")
         self.pools = {int(r): torch.Generator().manual_seed(latent_seed(seed, -1, int(r), "pmean-pool"))
                       for r in restarts.unique()}
         self.restarts = restarts.to(dev)
         return {"score": torch.full((0, n), -float("inf"), device=dev),
                 "hit": torch.zeros(0, n, dtype=torch.bool, device=dev),
-                "z": torch.zeros(0, n, self.ctx.prior.z_dim, device=dev)}
+                "x": torch.zeros(0, n, *self.ctx.image_shape, device=dev)}
 
     @torch.no_grad()
     def sample_step(self, state: dict, y: torch.Tensor) -> dict:
@@ -55,35 +65,33 @@ class PosteriorMean(Attack):
         G, dev, k, s = self.ctx.prior.G, self.ctx.device, self.p["top_k"], self.p["samples_per_step"]
         score = torch.full((s, len(y)), -float("inf"), device=dev)
         hit = torch.zeros(s, len(y), dtype=torch.bool, device=dev)
-        z_new = torch.empty(s, len(self.pools), self.ctx.prior.z_dim, device=dev)
-        col = torch.empty(len(y), dtype=torch.long, device=dev)  # each latent's restart's column in z_new
+        x_new = torch.empty(s, len(self.pools), *self.ctx.image_shape, device=dev)
+        col = torch.empty(len(y), dtype=torch.long, device=dev)  # each latent's restart's column in x_new
         for j, (r, gen) in enumerate(self.pools.items()):
-            z = torch.randn(s, self.ctx.prior.z_dim, generator=gen).to(dev)
-            logp = F.log_softmax(self.T(G(z)).float(), 1)
+            x = G(torch.randn(s, self.ctx.prior.z_dim, generator=gen).to(dev))
+            logp = F.log_softmax(self.T(x).float(), 1)
             mine = self.restarts == r
             score[:, mine] = logp[:, y[mine]]
             hit[:, mine] = logp.argmax(1, keepdim=True) == y[mine][None]
-            z_new[:, j] = z
+            x_new[:, j] = x.float()
             col[mine] = j
         kept = len(state["score"])
         all_score = torch.cat([state["score"], score])
         idx = all_score.topk(min(k, kept + s), 0).indices  # (k, n)
-        old = idx < kept
-        z_old = state["z"].gather(0, idx.clamp_max(max(kept - 1, 0))[..., None].expand(-1, -1, z_new.shape[-1])) \
-            if kept else torch.zeros(len(idx), len(y), z_new.shape[-1], device=dev)
-        z_fresh = z_new[(idx - kept).clamp_min(0), col[None].expand_as(idx)]  # (k, n, z_dim)
-        state["z"] = torch.where(old[..., None], z_old, z_fresh)
+        old = (idx < kept).view(*idx.shape, *[1] * len(self.ctx.image_shape))
+        x_old = state["x"][idx.clamp_max(max(kept - 1, 0)), torch.arange(len(y), device=dev)[None]] \
+            if kept else torch.zeros(len(idx), len(y), *self.ctx.image_shape, device=dev)
+        x_fresh = x_new[(idx - kept).clamp_min(0), col[None].expand_as(idx)]  # (k, n, C, H, W)
+        state["x"] = torch.where(old, x_old, x_fresh)
         state["score"] = all_score.gather(0, idx)
         state["hit"] = torch.cat([state["hit"], hit]).gather(0, idx)
         return {"loss": -state["score"].mean(0), "p_target": state["score"].exp().mean(0),
                 "acc": state["hit"].float().mean(0)}
 
-    @torch.no_grad()
-    def finalize(self, lat, y, restarts, seed, keep):
-        """Each latent's reconstruction: the pixel mean of the prior's images of its kept samples."""
-        G = self.ctx.prior.G
-        x = torch.stack([G(lat["z"][:, i]).float().mean(0) for i in range(len(y))])
-        return x, torch.arange(len(y), device=x.device)
+    def render(self, lat: dict, y: torch.Tensor) -> torch.Tensor:
+        """Each latent's reconstruction so far (the final one after the last round): the pixel mean of its
+        kept images, (n, C, H, W)."""
+        return lat["x"].mean(0)
 
 
 register_attack(PosteriorMean, ParamSet([

@@ -14,6 +14,7 @@ from ..data import load_split
 from ..params import ParamError
 from ..progress import NULL, Reporter
 from ..runs import Run, RunRecord, Workspace
+from .base import ATTACKS
 from .invert import InversionResult, invert, plan_attack
 
 MAX_GRID_IDENTITIES = 50
@@ -62,9 +63,13 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
                     name=name or f"{attack} on {plan.target.config['model']['arch']}")
     try:
         from .snapshots import SnapshotRecorder
-        snaps = SnapshotRecorder(plan.params["iterations"], on_step, hook_every)  # for the layers analysis
-        res = invert(attack, plan.target.id, config["prior_run"], workspace=ws, reporter=reporter, on_step=snaps,
-                     hook_every=1, plan=plan)
+        if ATTACKS.get(attack).obj.gradient_free:  # no optimisation steps for the layers analysis to replay
+            snaps, hook, every = None, on_step, hook_every
+        else:
+            snaps = hook = SnapshotRecorder(plan.params["iterations"], on_step, hook_every)
+            every = 1
+        res = invert(attack, plan.target.id, config["prior_run"], workspace=ws, reporter=reporter, on_step=hook,
+                     hook_every=every, plan=plan)
         t0 = time.monotonic()
         store_result(run, res, plan.target)  # faces first: the final reconstructions are on disk before any judge
         steps = 1 + bool(dlib)  # E (with any extra evaluation models), then dlib
@@ -80,7 +85,7 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
         for row, lg in zip(evaluation["per_reconstruction"], res.target_logit.tolist()):
             row["target_logit"] = lg
         add_selection(evaluation, attack, plan.params, n_boot, plan.params["seed"])
-        if snaps.tensors() is not None:
+        if snaps is not None and snaps.tensors() is not None:
             run.save_weights(snaps.tensors(), {"run": run.id}, name="snapshots.safetensors")
         run.write_json("evaluation.json", evaluation)
         m = dict(evaluation["metrics"])

@@ -9,7 +9,8 @@ from .kinds import JobContext
 
 class _Preview:
     """An attack's step hook: about once a second, the current image of every attacked identity
-    (its first latent) goes to the job folder as preview.png (+ preview.json), for the live view."""
+    (its first latent) goes to the job folder as preview.png (+ preview.json), for the live view. For the
+    posterior mean ("sampling") the image is the average of what the identity keeps after that round."""
 
     def __init__(self, ctx: JobContext, every: float = 1.0, max_identities: int = 1000):  # the live view pages them
         self.ctx, self.every, self.max_ids = ctx, every, max_identities
@@ -33,4 +34,5 @@ class _Preview:
         scale = 2 if x.shape[-1] <= 32 else 1
         self.ctx.write_bytes("preview.png", grid_png(x, min(10, len(ids)), scale=scale))
         self.ctx.write_bytes("preview.json", json.dumps({"iteration": ev.iteration + 1, "iterations": ev.iterations,
-                                                         "identities": ids}).encode())
+                                                         "identities": ids,
+                                                         "sampling": ev.attack.gradient_free}).encode())
