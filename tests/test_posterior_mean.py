@@ -81,6 +81,24 @@ def test_posterior_mean_matches_the_reference_and_does_not_depend_on_chunking():
     assert whole.trace.means["grad_norm"] == [0.0] * p["iterations"]
 
 
+def test_a_round_scored_in_parts_keeps_the_same_samples(monkeypatch):
+    """SCORE_BATCH bounds the samples through G and the target at once: rounds of 30 scored 7 at a time
+    (parts of 7, 7, 7, 7 and 2, each merged into the top k) give the reference's averages."""
+    torch.manual_seed(2)
+    G = LinearG().eval()
+    T = nn.Sequential(nn.Conv2d(1, 3, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 16 * 16, 4)).eval()
+    T.requires_grad_(False)
+    monkeypatch.setattr(posterior, "SCORE_BATCH", 7)
+    parts = []
+    real = PosteriorMean._merge
+    monkeypatch.setattr(PosteriorMean, "_merge", lambda self, st, y, z: (parts.append(len(z[0])), real(self, st, y, z)))
+    attack, p = make(G, T, 16, 4, iterations=3, samples_per_step=30, top_k=12)
+    y, r = torch.arange(4).repeat_interleave(2), torch.tensor([0, 1]).repeat(4)
+    out = Engine(attack, 3, seed=4, amp=False).run(y, r, 2, 2, 0)
+    assert parts == [7, 7, 7, 7, 2] * 3
+    for restart in (0, 1):
+        assert torch.allclose(out.x[r == restart], reference(G, T, 4, restart, 4, 3, 30, 12), atol=1e-5)
+
 def test_posterior_mean_finds_the_bright_quadrant_the_toy_target_wants():
     """A target that names the bright quadrant: each identity's posterior mean is bright exactly there (the
     answer is known), while averaging the whole pool (top_k = pool) gives the prior mean, with no such

@@ -27,6 +27,7 @@ from ..params import Param, ParamError, ParamSet
 from .base import Attack, latent_seed, register_attack
 
 MAX_KEPT_BYTES = 4 << 30  # the kept images of one chunk of reconstructions
+SCORE_BATCH = 4096  # prior samples through G and the target at once (a round of any size in bounded memory)
 
 
 class PosteriorMean(Attack):
@@ -60,15 +61,27 @@ class PosteriorMean(Attack):
 
     @torch.no_grad()
     def sample_step(self, state: dict, y: torch.Tensor) -> dict:
-        """One round: a fresh batch from each restart's pool, scored by the target, merged into every
-        latent's top k. Returns per-latent statistics of its kept samples (loss, p_target, acc)."""
-        G, dev, k, s = self.ctx.prior.G, self.ctx.device, self.p["top_k"], self.p["samples_per_step"]
+        """One round: a fresh batch from each restart's pool, scored by the target SCORE_BATCH samples at a
+        time (memory does not grow with samples_per_step), each part merged into every latent's top k (the
+        top k of a union is the top k of the parts' top ks). Returns per-latent statistics of its kept
+        samples (loss, p_target, acc)."""
+        s = self.p["samples_per_step"]
+        z = [torch.randn(s, self.ctx.prior.z_dim, generator=gen) for gen in self.pools.values()]  # the whole round
+        for a in range(0, s, SCORE_BATCH):
+            self._merge(state, y, [zr[a:a + SCORE_BATCH] for zr in z])
+        return {"loss": -state["score"].mean(0), "p_target": state["score"].exp().mean(0),
+                "acc": state["hit"].float().mean(0)}
+
+    def _merge(self, state: dict, y: torch.Tensor, z: list[torch.Tensor]) -> None:
+        """Scores z[j] (restart j's samples, all the same count) for the latents of restart j and keeps each
+        latent's top k of what it kept and these samples."""
+        G, dev, k, s = self.ctx.prior.G, self.ctx.device, self.p["top_k"], len(z[0])
         score = torch.full((s, len(y)), -float("inf"), device=dev)
         hit = torch.zeros(s, len(y), dtype=torch.bool, device=dev)
-        x_new = torch.empty(s, len(self.pools), *self.ctx.image_shape, device=dev)
+        x_new = torch.empty(s, len(z), *self.ctx.image_shape, device=dev)
         col = torch.empty(len(y), dtype=torch.long, device=dev)  # each latent's restart's column in x_new
-        for j, (r, gen) in enumerate(self.pools.items()):
-            x = G(torch.randn(s, self.ctx.prior.z_dim, generator=gen).to(dev))
+        for j, r in enumerate(self.pools):
+            x = G(z[j].to(dev))
             logp = F.log_softmax(self.T(x).float(), 1)
             mine = self.restarts == r
             score[:, mine] = logp[:, y[mine]]
@@ -85,8 +98,6 @@ class PosteriorMean(Attack):
         state["x"] = torch.where(old, x_old, x_fresh)
         state["score"] = all_score.gather(0, idx)
         state["hit"] = torch.cat([state["hit"], hit]).gather(0, idx)
-        return {"loss": -state["score"].mean(0), "p_target": state["score"].exp().mean(0),
-                "acc": state["hit"].float().mean(0)}
 
     def render(self, lat: dict, y: torch.Tensor) -> torch.Tensor:
         """Each latent's reconstruction so far (the final one after the last round): the pixel mean of its
