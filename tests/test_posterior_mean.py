@@ -21,10 +21,10 @@ from mivis.params import ParamError
 from mivis.progress import NULL, Cancelled, Reporter
 
 
-def make(G, T, z_dim, classes, **p):
+def make(G, T, z_dim, classes, shape=(1, 32, 32), **p):
     prior = types.SimpleNamespace(G=G, D=None, z_dim=z_dim, config={"type": "gmi"})
-    ctx = AttackContext(T, None, prior, torch.device("cpu"), classes, (1, 32, 32))
-    params = {"iterations": 3, "samples_per_step": 40, "top_k": 7, **p}
+    ctx = AttackContext(T, None, prior, torch.device("cpu"), classes, shape)
+    params = {"iterations": 3, "samples_per_step": 40, "top_k": 7, "restarts": 2, **p}
     return PosteriorMean(params, ctx), params
 
 
@@ -167,11 +167,45 @@ def test_the_step_hook_sees_each_rounds_average_for_the_live_view(tmp_path):
         assert im.size[0] > 4 * 32  # four faces in a row (at twice their size)
 
 
-def test_kept_images_beyond_the_memory_limit_are_refused_before_a_round(monkeypatch):
-    monkeypatch.setattr(posterior, "MAX_KEPT_BYTES", 7 * 4 * 32 * 32 * 4 - 1)  # one byte short of 7 x 4 images
+def test_memory_caps_the_chunk_and_refuses_what_one_identity_cannot_fit(monkeypatch):
+    """A round's peak for a chunk of L latents is (4 x top_k x L + SCORE_BATCH x restarts) images (the merge
+    holds four stacks of kept images, plus one part of every restart's samples): choose_batch keeps a chunk
+    under MAX_CHUNK_BYTES (results unchanged), and an identity's restarts that alone exceed it are refused
+    when the attack is built, with every factor named."""
+    from mivis.attacks.invert import choose_batch
+    px = 3 * 32 * 32 * 4  # colour images: the channels count
+    one_identity = (4 * 12 * 2 + posterior.SCORE_BATCH * 2) * px
+    monkeypatch.setattr(posterior, "MAX_CHUNK_BYTES", one_identity - 1)
+    with pytest.raises(ParamError, match=r"pmean keeps top_k images.*12 x 2 restarts x 3x32x32.*lower top_k or restarts"):
+        make(LinearG(), QuadrantT(), 16, 4, shape=(3, 32, 32), top_k=12)
+    monkeypatch.setattr(posterior, "MAX_CHUNK_BYTES", one_identity)
+    assert make(LinearG(), QuadrantT(), 16, 4, shape=(3, 32, 32), top_k=12)[0].max_chunk() == 2
+
+    torch.manual_seed(1)
+    G = LinearG().eval()
+    T = nn.Sequential(nn.Conv2d(1, 3, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 16 * 16, 4)).eval()
+    T.requires_grad_(False)
+    monkeypatch.setattr(posterior, "MAX_CHUNK_BYTES", (4 * 12 * 4 + posterior.SCORE_BATCH * 2) * 32 * 32 * 4)
+    attack, p = make(G, T, 16, 4, iterations=3, samples_per_step=30, top_k=12)
+    y, r = torch.arange(4).repeat_interleave(2), torch.tensor([0, 1]).repeat(4)
+    eng = Engine(attack, 3, seed=6, amp=False)
+    batch = choose_batch(attack, eng, y, r, 2, 0)  # CPU: all 8 latents, but the cap is 4 (two identities)
+    assert batch == 4 and choose_batch(attack, eng, y, r, 2, 100) == 4
+    out = eng.run(y, r, 2, 2, batch)
+    assert out.chunks == 2
+    for restart in (0, 1):
+        assert torch.allclose(out.x[r == restart], reference(G, T, 6, restart, 4, 3, 30, 12), atol=1e-5)
+
+
+def test_a_quiet_engine_calls_no_hook_and_reports_nothing():
+    """choose_batch's memory probe on CUDA runs two steps of the attack itself: inside Engine.quiet they
+    reach neither the live preview nor the progress."""
+    calls, reports = [], []
     attack, _ = make(LinearG(), QuadrantT(), 16, 4)
-    with pytest.raises(ParamError, match=r"pmean keeps top_k images.*7 x 4 reconstructions x 1x32x32.*lower top_k"):
-        Engine(attack, 3, seed=0, amp=False).run(torch.arange(4), torch.zeros(4, dtype=torch.long), 1, 1, 0)
-    monkeypatch.setattr(posterior, "MAX_KEPT_BYTES", 7 * 4 * 32 * 32 * 4)
-    assert Engine(attack, 3, seed=0, amp=False).run(torch.arange(4), torch.zeros(4, dtype=torch.long), 1, 1, 0).x.shape \
-        == (4, 1, 32, 32)
+    eng = Engine(attack, 3, seed=0, amp=False, on_step=calls.append, reporter=Reporter(reports.append))
+    y, r = torch.arange(4), torch.zeros(4, dtype=torch.long)
+    with eng.quiet():
+        eng.run_chunk(y, r, 2)
+    assert calls == [] and reports == []
+    eng.run_chunk(y, r, 2)
+    assert len(calls) == 2 and len(reports) == 2

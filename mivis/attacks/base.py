@@ -114,6 +114,11 @@ class Attack:
         """Latents optimised per identity (PPA optimises more candidates than it keeps)."""
         return restarts
 
+    def max_chunk(self) -> int | None:
+        """Most latents one chunk may hold, for memory the attack keeps outside the networks (the posterior
+        mean's kept images); None: only the device's free memory limits a chunk."""
+        return None
+
     def final_draws(self, restarts: int) -> int:
         """Reconstructions finalize() reads out per optimised latent (KEDMI: several draws of one Gaussian)."""
         return 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -93,6 +94,16 @@ class Engine:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes every step: let cuDNN pick its fastest kernels
         self._fwd = self._compiled() if compile_mode != "off" else attack.forward
+
+    @contextmanager
+    def quiet(self):
+        """No step hook and no progress inside (a probe run that is not part of the attack)."""
+        hook, reporter = self.on_step, self.reporter
+        self.on_step, self.reporter = None, NULL
+        try:
+            yield self
+        finally:
+            self.on_step, self.reporter = hook, reporter
 
     def _compiled(self):
         fwd = self.attack.forward

@@ -122,7 +122,13 @@ def _layout(attack: Attack, ids: list[int], restarts: int):
 
 
 def choose_batch(attack: Attack, engine: Engine, y_all, r_all, per: int, requested: int) -> int:
-    """Latents per chunk: as requested; all of them on CPU; from free memory on CUDA."""
+    """Latents per chunk: as requested; all of them on CPU; from free memory on CUDA (a quiet two-step
+    probe: no hook, no progress); never more than the attack's own cap (max_chunk)."""
+    cap = attack.max_chunk() or len(y_all)
+    return max(per, min(cap, _batch(attack, engine, y_all, r_all, per, requested)))
+
+
+def _batch(attack: Attack, engine: Engine, y_all, r_all, per: int, requested: int) -> int:
     n = len(y_all)
     if requested > 0:
         return max(per, min(requested, n))
@@ -134,7 +140,8 @@ def choose_batch(attack: Attack, engine: Engine, y_all, r_all, per: int, request
     torch.cuda.synchronize(dev)
     torch.cuda.reset_peak_memory_stats(dev)
     base = torch.cuda.memory_allocated(dev)
-    engine.run_chunk(y_all[idx], r_all[idx], 2, keep=per)
+    with engine.quiet():
+        engine.run_chunk(y_all[idx], r_all[idx], 2, keep=per)
     torch.cuda.synchronize(dev)
     per_latent = max(1, (torch.cuda.max_memory_allocated(dev) - base) / len(idx))
     free, _ = torch.cuda.mem_get_info(dev)
@@ -206,7 +213,9 @@ def estimate_seconds(attack: str, target_run: str, prior_run: str | None = None,
     a = build_attack(plan, ws)
     y_all, r_all, per = _layout(a, plan.identities, p["restarts"])
     if a.gradient_free:
-        return sampling_seconds(a, y_all, r_all)
+        chunk = choose_batch(a, None, y_all, r_all, per, p["batch_size"] or len(y_all))  # no probe: the cap only
+        ids = max(1, chunk // per)
+        return -(-len(y_all) // (ids * per)) * sampling_seconds(a, y_all[:ids * per], r_all[:ids * per])
     eng = Engine(a, steps, seed=p["seed"], amp=p["amp"], compile_mode=p["compile"])
     batch = choose_batch(a, eng, y_all, r_all, per, p["batch_size"])
     ids_per_chunk = max(1, batch // per)
@@ -229,9 +238,10 @@ def estimate_seconds(attack: str, target_run: str, prior_run: str | None = None,
 
 
 def sampling_seconds(a: Attack, y: torch.Tensor, r: torch.Tensor, probe: int = 256) -> float:
-    """Seconds of a gradient-free attack (the posterior mean): a round's cost grows with its samples, so two
-    rounds of at most `probe` samples are timed (after one warm-up round) and scaled to the run's pool, plus
-    the final averaging timed as it will run. Costs a few probe rounds, not a share of the pool."""
+    """Seconds of one chunk (y, r) of a gradient-free attack (the posterior mean): a round's cost grows with
+    its samples, so two rounds of at most `probe` samples are timed (after one warm-up round) and scaled to
+    the run's pool, plus the final averaging timed as it will run. Costs a few probe rounds, not a share of
+    the pool."""
     p, dev = dict(a.p), a.ctx.device
     n = min(probe, p["samples_per_step"])
     a.p = {**p, "samples_per_step": n}  # this throwaway attack object draws probe-sized rounds

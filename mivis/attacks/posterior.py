@@ -13,7 +13,8 @@ would do the same), and it runs on any unconditional prior (GAN or principal com
 
 The kept images (not latents) are what each round merges: the current average is then free to show in the
 live view every round, and the end needs no second pass through G. They cost top_k x reconstructions x
-C x H x W floats (8 MB for the classroom preset), checked against MAX_KEPT_BYTES before the first round.
+C x H x W floats (8 MB for the classroom preset); max_chunk caps the latents of a chunk so that a round's
+peak (chunk_bytes) stays under MAX_CHUNK_BYTES.
 The trace per round: the kept samples' mean identity loss (cross-entropy), mean p_T(c|x), and the
 fraction the target classifies as c; the gradient norm is 0 (nothing is differentiated) and no
 optimisation snapshots exist for the layers analysis.
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from ..params import Param, ParamError, ParamSet
 from .base import Attack, latent_seed, register_attack
 
-MAX_KEPT_BYTES = 4 << 30  # the kept images of one chunk of reconstructions
+MAX_CHUNK_BYTES = 4 << 30  # what one chunk of reconstructions may hold outside the networks (chunk_bytes)
 SCORE_BATCH = 4096  # prior samples through G and the target at once (a round of any size in bounded memory)
 
 
@@ -40,18 +41,29 @@ class PosteriorMean(Attack):
         if p["top_k"] > p["iterations"] * p["samples_per_step"]:
             raise ParamError(f"pmean: top_k ({p['top_k']}) must be at most the samples drawn per restart "
                              f"(iterations x samples_per_step = {p['iterations'] * p['samples_per_step']})")
+        need = self.chunk_bytes(p["restarts"])  # the smallest chunk: one identity's restarts
+        if need > MAX_CHUNK_BYTES:
+            raise ParamError(f"pmean keeps top_k images per reconstruction: {p['top_k']} x {p['restarts']} restarts x "
+                             f"{'x'.join(map(str, ctx.image_shape))} pixels needs {need / 2**30:.1f} GiB while "
+                             f"merging, over {MAX_CHUNK_BYTES / 2**30:.0f} GiB; lower top_k or restarts")
+
+    def chunk_bytes(self, latents: int) -> int:
+        """Peak bytes of a round for a chunk of `latents`: while a part is merged, four (top_k, latents)
+        stacks of images are alive (the kept, the survivors, the entrants, the result), plus the part's
+        images of every restart."""
+        px = torch.Size(self.ctx.image_shape).numel() * 4
+        return (4 * self.p["top_k"] * latents + SCORE_BATCH * self.p["restarts"]) * px
+
+    def max_chunk(self) -> int:
+        per = torch.Size(self.ctx.image_shape).numel() * 4 * 4 * self.p["top_k"]
+        return max(1, (MAX_CHUNK_BYTES - self.chunk_bytes(0)) // per)
 
     def optimizer(self) -> dict:  # never used: nothing is optimised
         raise ParamError("pmean optimises nothing; the engine runs its sampling rounds")
 
     def init(self, y, restarts, seed):
         """Per latent (identity, restart): no kept samples yet; one seeded generator per restart."""
-        n, k, dev = len(y), self.p["top_k"], self.ctx.device
-        need = k * n * torch.Size(self.ctx.image_shape).numel() * 4
-        if need > MAX_KEPT_BYTES:
-            raise ParamError(f"pmean keeps top_k images per reconstruction: {k} x {n} reconstructions x "
-                             f"{'x'.join(map(str, self.ctx.image_shape))} pixels = {need / 2**30:.1f} GiB, over "
-                             f"{MAX_KEPT_BYTES / 2**30:.0f} GiB; lower top_k, restarts or batch_size")
+        n, dev = len(y), self.ctx.device
         self.pools = {int(r): torch.Generator().manual_seed(latent_seed(seed, -1, int(r), "pmean-pool"))
                       for r in restarts.unique()}
         self.restarts = restarts.to(dev)

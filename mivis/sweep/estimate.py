@@ -12,6 +12,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from ..attacks.posterior import SCORE_BATCH
 from ..data import load_split
 from ..device import resolve_device, to_device
 
@@ -50,15 +51,17 @@ def _scoring_nets(arch: str, shape: tuple, classes: int, dev):
 
 @lru_cache(maxsize=64)
 def _sample_step_seconds(arch: str, shape: tuple, n: int, classes: int, device: str) -> float:
-    """One round of a gradient-free attack: n prior samples generated and scored by the target."""
+    """One round of a gradient-free attack: n prior samples generated and scored by the target, as the attack
+    does it, SCORE_BATCH at a time (one part timed and scaled)."""
     dev = resolve_device(device)
     T, G, _ = _scoring_nets(arch, shape, classes, dev)
-    z = torch.randn(n, G.z_dim if hasattr(G, "z_dim") else 100, device=dev)
+    part = min(n, SCORE_BATCH)
+    z = torch.randn(part, G.z_dim if hasattr(G, "z_dim") else 100, device=dev)
 
     def step():
         with torch.no_grad():
             T(G(z))
-    return _time(step)
+    return _time(step) * n / part
 
 
 @lru_cache(maxsize=64)
