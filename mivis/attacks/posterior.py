@@ -123,5 +123,6 @@ register_attack(PosteriorMean, ParamSet([
     Param("samples_per_step", int, 2000, "prior samples drawn and scored by the target per round and restart",
           min=1, max=1_000_000),
     Param("top_k", int, 100, "highest-scoring samples averaged per identity and restart (1 = the single "
-          "highest-scoring sample itself)", min=1, max=1_000_000),
+          "highest-scoring sample itself); their images are kept in memory, identities are batched to keep "
+          f"that under {MAX_CHUNK_BYTES >> 30} GiB", min=1, max=1_000_000),
 ]), "posterior mean (mivis): the average of the prior samples the target rates highest per identity, no gradient")
