@@ -550,11 +550,25 @@ def judges(ws: Workspace, key: str, evaluation: dict | None = None, n_boot: int 
     try:
         rows = evaluation["per_reconstruction"]
         items = item_rows([r["identity"] for r in rows], [r["p_target"] for r in rows])
-        return judge_table(rows, v, item_rows=items, n_boot=n_boot)
+        table = judge_table(rows, v, item_rows=items, n_boot=n_boot)
+        _headline_intervals(table, evaluation)
+        return table
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ParamError(f"attack run {key}: its evaluation.json has malformed per-reconstruction rows "
                          f"({type(e).__name__}: {e}); judge it again with `python -m mivis evaluate rejudge "
                          f"{key}`") from None
+
+
+def _headline_intervals(table: dict, evaluation: dict) -> None:
+    """A machine judge's accuracy over the run's reconstructions is the run's own headline metric: show the
+    interval stored with it (the run's bootstrap), not a second draw that differs in its last digit."""
+    stored = {"E": evaluation.get("metrics", {}).get("attack_acc_top1")}
+    stored.update({name: ex.get("attack_acc_top1") for name, ex in (evaluation.get("extra_judges") or {}).items()})
+    for name, m in stored.items():
+        a = table["accuracy"].get(name)
+        if a and isinstance(m, dict) and a.get("unit") == "reconstruction" and m.get("n") == a["n"] \
+                and m.get("value") is not None and abs(m["value"] - a["value"]) < 1e-9:
+            a.update(lo=m["lo"], hi=m["hi"])
 
 
 def lineup(ws: Workspace, ballot: Ballot, n_boot: int = 2000, compute: bool = False) -> dict:

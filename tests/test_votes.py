@@ -144,6 +144,16 @@ def test_attack_run_ballot_and_the_judges_agreement_table(ws):
     assert j["accuracy"]["E"]["value"] == pytest.approx(4 / 6)
     assert j["accuracy"]["dlib"]["value"] == pytest.approx(1 / 6)
     assert j["accuracy"]["humans"]["value"] == pytest.approx(8 / 12)
+    # the machines' accuracies over the run's reconstructions carry the run's stored headline intervals (the
+    # Results page shows both side by side); the humans' is bootstrapped here
+    ev = json.loads(ws.get(rid).file("evaluation.json").read_text())
+    ev["metrics"]["attack_acc_top1"].update(lo=0.55, hi=0.77)  # no bootstrap over 3 identities gives these
+    ev["extra_judges"]["dlib"]["attack_acc_top1"].update(lo=0.01, hi=0.33)
+    stored = V.judges(ws, rid, ev, n_boot=300)["accuracy"]
+    assert (stored["E"]["lo"], stored["E"]["hi"]) == (0.55, 0.77)
+    assert (stored["dlib"]["lo"], stored["dlib"]["hi"]) == (0.01, 0.33)
+    ev["metrics"]["attack_acc_top1"]["value"] = 0.5  # another number than the verdicts give: not borrowed
+    assert V.judges(ws, rid, ev, n_boot=300)["accuracy"]["E"]["lo"] != 0.55
     fp = e_false_positive(j)
     # E calls rows 0, 1, 2, 5 right; dlib agrees only on row 2: 3 of 4 of E's hits are false positives for dlib
     assert fp["dlib"]["value"] == pytest.approx(3 / 4) and fp["dlib"]["unit"] == "reconstruction"
