@@ -218,6 +218,11 @@ def test_attack_live_then_results_with_histograms(server, browser, world):
     expect(page.get_by_text("finished in")).to_be_visible(timeout=300_000)
     expect(page.get_by_text("Attack accuracy top-1")).to_be_visible()
     shot(page, "07_attack_finished")
+    # no face grid is blown up past its own pixels: a long caption inside st.image once stretched a narrow
+    # grid to the column's width
+    sizes = page.locator('[data-testid="stImage"] img').evaluate_all(
+        "imgs => imgs.map(i => [i.clientWidth, i.naturalWidth])")
+    assert sizes and all(shown <= natural + 1 for shown, natural in sizes), sizes
     page.get_by_role("link", name="Open in Results").click()
     expect(page).to_have_url(re.compile(r"/results\?run=attack-"))
     idle(page)

@@ -249,9 +249,9 @@ def test_a_tall_reconstruction_grid_is_paged(tmp_path):
     at.run()
     assert not at.exception
     assert at.number_input(key="rows").max == 10
-    assert "Rows 1-10 of 100" in at.get("image")[0].proto.imgs[0].caption
+    assert "Rows 1-10 of 100" in at.caption[0].value and not at.get("image")[0].proto.imgs[0].caption
     at.number_input(key="rows").set_value(10).run()
-    assert "Rows 91-100 of 100" in at.get("image")[0].proto.imgs[0].caption
+    assert "Rows 91-100 of 100" in at.caption[0].value
 
 
 # --- stage diagram -----------------------------------------------------------------------------------------

@@ -44,9 +44,13 @@ def png_row_pages(path, row_height: int, *, per_page: int = 10, key: str, pad: i
         bottom = min(h, top + per_page * row_height + pad)
         crop = im.crop((0, top, w, bottom))
     f = 2 if w * 2 <= 1000 else 1
-    st.image(crop.resize((w * f, crop.size[1] * f), Image.NEAREST) if f > 1 else crop,
-             caption=caption + (f" Rows {(page - 1) * per_page + 1}-{min(n_rows, page * per_page)} of {n_rows}."
-                                if pages > 1 else ""), width="content")
+    # the caption goes below, not into st.image: a caption wider than a narrow grid (one reconstruction per
+    # identity) widened the element, and the image was stretched with it (four times the width, in pixels)
+    st.image(crop.resize((w * f, crop.size[1] * f), Image.NEAREST) if f > 1 else crop, width="content")
+    text = caption + (f" Rows {(page - 1) * per_page + 1}-{min(n_rows, page * per_page)} of {n_rows}."
+                      if pages > 1 else "")
+    if text.strip():
+        st.caption(text)
 
 
 def png_crisp(path_or_bytes, size: int = 128):
