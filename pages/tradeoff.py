@@ -57,7 +57,7 @@ for r in ws.list(kind="attack", status="done"):
                    "identities": tuple(sorted(r.config["attack"]["params"].get("identities") or [])),
                    "name": t.name or t.config["model"]["arch"], "px": t.config["model"]["img_size"], "record": r})
 if points:  # runs are comparable only with the same attack settings and image size
-    for p, label in zip(points, attack_labels(ws, [p["record"] for p in points])):
+    for p, label in zip(points, attack_labels(ws, [p["record"] for p in points], pool_seeds=True)):
         p["attack"] = f"{label}, {p['px']} px"
 
 def measured_table(rows: list[dict]) -> str:
@@ -251,7 +251,7 @@ with left:
         try:
             d = compare_runs(ws, a, b, JUDGE_METRIC[judge])
             # the runs by name, never "A" and "B"
-            short = {p["run"]: f"{' '.join(p['name'].split())[:40]} ({p['run'][-6:]})" for p in pts}
+            short = {p["run"]: f"{ui.clip(' '.join(p['name'].split()), 48)} ({p['run'][-6:]})" for p in pts}
             na, nb = ui.plain(short[a]), ui.plain(short[b])
             st.markdown(ui.paired_words(d, na, nb, judge=judge) +
                         ("" if d.get("same_starting_latents") else " (Different seeds/restarts: the starting latents "

@@ -215,6 +215,8 @@ def test_words_plain_first_symbol_after():
     assert ui.choice_words("ce") == "cross-entropy (ce)"
     assert ui.settings_differ(1) == "1 setting differs" and ui.settings_differ(2) == "2 settings differ"
     assert ui.progress_text({"phase": "epoch", "epoch": 1, "epochs": 30}) == "epoch 1/30"
+    name = "ResNet-18 ORL 32 px (classroom) (shipped)"
+    assert ui.clip(name, 48) == name and ui.clip(name, 20) == "ResNet-18 ORL 32 px…"  # cut, and said to be
 
 
 def test_target_success_is_a_percentage_on_every_page():

@@ -46,6 +46,11 @@ def test_attacks_with_other_settings_are_not_pooled():
     ids = [attack(0, "gmi", 100), attack(1, "gmi", 100), attack(2, "gmi", 50), attack(3, "kedmi", 100)]
     ws = SimpleNamespace(get=runs.__getitem__, exists=runs.__contains__)
     assert attack_labels(ws, ids) == ["gmi", "gmi", "gmi[iterations=50]", "kedmi"]
+    ids[1].config["attack"]["params"]["seed"] = 7  # another seed: a row of its own in a study ...
+    ids[0].config["attack"]["params"]["seed"] = ids[2].config["attack"]["params"]["seed"] = 0
+    assert attack_labels(ws, ids)[:2] == ["gmi", "gmi[seed=7]"]
+    # ... and a replicate of the same attack on the Trade-off page
+    assert attack_labels(ws, ids, pool_seeds=True) == ["gmi", "gmi", "gmi[iterations=50]", "kedmi"]
 
 
 def test_paper_side_by_side_states_direction():

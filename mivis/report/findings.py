@@ -57,13 +57,16 @@ def _t95(n: int) -> float:
 _RUN_SETTINGS = {"identities", "device", "batch_size", "amp", "compile", "channels_last"}
 
 
-def attack_labels(ws: Workspace, attacks: list) -> list[str]:
+def attack_labels(ws: Workspace, attacks: list, pool_seeds: bool = False) -> list[str]:
     """Each attack run's (RunRecord's) name, plus the settings in which it differs from the most common
-    setting of that attack among these runs: GMI with 50 iterations must not be pooled with GMI with 100."""
+    setting of that attack among these runs: GMI with 50 iterations must not be pooled with GMI with 100.
+    pool_seeds: runs that differ only in their seed are replicates of one attack (the Trade-off page's
+    points); a study keeps them apart (a replication with new pools is its own row)."""
     prior_types: dict[str, str | None] = {}  # a few priors serve many attacks: look each up once
+    skip = _RUN_SETTINGS | ({"seed"} if pool_seeds else set())
 
     def settings(rec) -> dict:
-        out = {k: v for k, v in rec.config["attack"]["params"].items() if k not in _RUN_SETTINGS}
+        out = {k: v for k, v in rec.config["attack"]["params"].items() if k not in skip}
         pid = rec.config.get("prior_run")
         if pid:
             if pid not in prior_types:

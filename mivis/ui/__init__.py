@@ -32,11 +32,11 @@ from .session import (ASSETS, ORL_CREDIT, ROOT, ensure_router, job_manager, load
                       shutdown_managers, workspace)
 from .voter import remember_voter, voter_id
 from .words import (ATTACK_WORDS, CHOICE_WORDS, DEFENSE_WORDS, FRACTION_METRICS, METRIC_WORDS, PARAM_WORDS,
-                    attack_words, choice_words, defense_words, metric_is_fraction, metric_text, metric_words,
+                    attack_words, choice_words, clip, defense_words, metric_is_fraction, metric_text, metric_words,
                     paired_words, plain, run_label, run_short, settings_differ, skips_words, study_defense_words)
 
 __all__ = [
-    "ASSETS", "ATTACK_WORDS", "CHOICE_WORDS", "DEFENSE_WORDS", "FRACTION_METRICS", "JOB_KEY", "JOB_KEY_URL",
+    "ASSETS", "ATTACK_WORDS", "clip", "CHOICE_WORDS", "DEFENSE_WORDS", "FRACTION_METRICS", "JOB_KEY", "JOB_KEY_URL",
     "METRIC_NAMES", "METRIC_WORDS", "MODEL_NAMES", "ORL_CREDIT", "PARAM_WORDS", "POLL_SECONDS",
     "QUEUE_IDLE_SECONDS", "ROOT", "attack_curves", "attack_words", "choice_words", "crisp", "current_job",
     "damaged", "defense_words", "demo_result", "download_json", "ensure_router", "error", "face_pairs",

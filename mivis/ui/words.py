@@ -19,6 +19,11 @@ def plain(text: Any) -> str:
     return "".join("\\" + c if c in _MD_SPECIAL else c for c in s)
 
 
+def clip(text: str, n: int) -> str:
+    """At most n characters, with an ellipsis where it was cut (a bare cut once dropped a closing bracket)."""
+    return text if len(text) <= n else text[:n - 1].rstrip() + "…"
+
+
 # plain words first, the symbol (the parameter's name) after
 PARAM_WORDS = {
     "id_weight": "Weight of the identity loss (λ, id_weight)", "clip": "Keep the latent code within ± this (clip)",
