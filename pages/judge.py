@@ -136,15 +136,23 @@ def comparison() -> None:
     """The class, E and dlib on the same line-up (chance 1/k), then E and dlib on all N identities, apart."""
     line = V.lineup(ws, b, n_boot=1000)
     names = {"humans": "the class (per vote)", "E": "E, the evaluation model", "dlib": "dlib face embedding"}
+
+    def judged(r: dict) -> str:
+        on = f"{r['items']} reconstruction{'s' if r['items'] != 1 else ''}"
+        if r["judge"] == "humans":
+            return f"{r['votes']} vote{'s' if r['votes'] != 1 else ''} on {on}"
+        return on + (" (those the class voted on)" if r["subset"] == "voted" else " (all)")
     rows = [{"judge": names.get(r["judge"], r["judge"]), f"top-1 of {line['k']}": ui.metric_text(
         r if r["n"] >= V.MIN_IDENTITIES_FOR_INTERVAL else r | {"lo": None, "hi": None}),
-        "chance": f"{100 * line['chance']:.0f}%"} for r in line["rows"]]
+        "judged": judged(r), "chance": f"{100 * line['chance']:.0f}%"} for r in line["rows"]]
     st.markdown(f"**Same line-up: {line['k']} faces, chance {100 * line['chance']:.0f}%**")
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
     st.caption("Every judge picks among the same k faces for the same reconstructions: E the candidate it rates "
-               "likeliest, dlib the face nearest in its embedding (neither may say 'none of them'). A machine far "
-               "above the class here recognises the person where people do not." + missing_words(line["missing"]))
+               "likeliest, dlib the face nearest in its embedding (neither may say 'none of them'). The class is "
+               "scored on the reconstructions it voted on; when that is not all of them, E and dlib are also "
+               "scored on those alone, the rows to set beside the class. A machine far above the class there "
+               "recognises the person where people do not." + missing_words(line["missing"]))
     if key != V.DEMO and b.n_classes:
         try:
             j = V.judges(ws, key, n_boot=1000)

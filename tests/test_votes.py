@@ -308,7 +308,8 @@ def test_deleting_a_run_with_votes_needs_the_cascade(ws, capsys):
 
 def test_machine_judges_on_the_same_lineup(ws):
     """E and dlib pick among the round's k faces from stored scores: E always the attacked identity, dlib the
-    first candidate that is not; the class beside them on the same items, chance 1/k."""
+    attacked identity on items 0 and 1 and another candidate on item 2; the class beside them on the items it
+    voted on, chance 1/k."""
     from mivis.evaluation import lineup as L
     rid, _ = fake_attack(ws)
     b = V.load_ballot(ws, rid)
@@ -316,14 +317,20 @@ def test_machine_judges_on_the_same_lineup(ws):
     e = [[1.0 if c == b.identity[i] else 0.0 for c in gallery] for i in range(len(b))]
     V.open_round(ws, b, 4, V.Teacher.owner())
     wrong = [next(c for c in b.candidates(i, 4, 1) if c != b.identity[i]) for i in range(len(b))]
-    d = [[1.0 if c == wrong[i] else 0.0 for c in gallery] for i in range(len(b))]
+    # dlib: right on items 0 and 1, wrong on item 2 (which the class will not vote on)
+    d = [[1.0 if c == (b.identity[i] if i < 2 else wrong[i]) else 0.0 for c in gallery] for i in range(len(b))]
     L.store(ws, {"run": rid, "items": b.rows, "identity": b.identity, "gallery": gallery,
                  "scores": {"E": e, "dlib": d}, "missing": {}})
     V.cast_vote(ws, b, 0, "v-a", 4, b.identity[0])
     V.cast_vote(ws, b, 1, "v-a", 4, V.NONE)
     line = V.lineup(ws, b, n_boot=200)
-    got = {r["judge"]: (r["value"], r["n"], r["unit"]) for r in line["rows"]}
-    assert got == {"humans": (0.5, 2, "vote"), "E": (1.0, 3, "reconstruction"), "dlib": (0.0, 3, "reconstruction")}
+    got = {(r["judge"], r["subset"]): (r["value"], r["n"], r["unit"], r["items"]) for r in line["rows"]}
+    # the class voted on items 0 and 1 only: each machine also on those two, the rows to compare with the class
+    assert got == {("humans", "voted"): (0.5, 2, "vote", 2),
+                   ("E", "all"): (1.0, 3, "reconstruction", 3), ("E", "voted"): (1.0, 2, "reconstruction", 2),
+                   ("dlib", "all"): (pytest.approx(2 / 3), 3, "reconstruction", 3),
+                   ("dlib", "voted"): (1.0, 2, "reconstruction", 2)}
+    assert next(r for r in line["rows"] if r["judge"] == "humans")["votes"] == 2
     assert line["k"] == 4 and line["chance"] == 0.25 and line["missing"] == {}
     # another round draws other line-ups: the picks follow them (dlib's 'wrong' face may not be in them)
     V.reset_round(ws, rid, V.Teacher.owner(), k=2)

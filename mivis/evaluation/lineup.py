@@ -112,18 +112,27 @@ def picks(scores: dict, ballot, k: int, rnd: int) -> dict[str, list[int]]:
 def comparison(scores: dict | None, ballot, k: int, rnd: int, human_votes: list[dict], n_boot: int = 2000,
                seed: int = 0) -> dict:
     """Top-1 on the round's line-up (chance 1/k): the class per vote, each machine judge per item; 95%
-    bootstrap over identities. Returns {"k", "chance", "rows": [{"judge", "value", "lo", "hi", "n", "unit"}],
+    bootstrap over identities. When the class voted on only some items, each machine is also scored on
+    those items alone (subset "voted"): the rows to set beside the class. Returns {"k", "chance", "rows":
+    [{"judge", "value", "lo", "hi", "n", "unit", "items", "votes" (the class), "subset" ("all" | "voted")}],
     "missing": {judge: reason}}."""
     rows, missing = [], dict((scores or {}).get("missing", {}))
+    voted = sorted({v["item"] for v in human_votes})
     if human_votes:
         m = bootstrap_mean([bool(v["correct"]) for v in human_votes], [v["identity"] for v in human_votes],
                            n_boot, seed)
-        rows.append({"judge": "humans", **m, "unit": "vote"})
+        rows.append({"judge": "humans", **m, "unit": "vote", "items": len(voted), "votes": len(human_votes),
+                     "subset": "voted"})
     if scores is not None:
         if scores.get("identity") != list(ballot.identity):
             missing = {j: "the stored line-up scores are for another ballot of this run" for j in JUDGES}
         else:
             for j, p in picks(scores, ballot, k, rnd).items():
                 ok = [p[i] == ballot.identity[i] for i in range(len(ballot))]
-                rows.append({"judge": j, **bootstrap_mean(ok, ballot.identity, n_boot, seed), "unit": "reconstruction"})
+                rows.append({"judge": j, **bootstrap_mean(ok, ballot.identity, n_boot, seed), "unit": "reconstruction",
+                             "items": len(ok), "subset": "all"})
+                if voted and len(voted) < len(ballot):
+                    rows.append({"judge": j, **bootstrap_mean([ok[i] for i in voted],
+                                                              [ballot.identity[i] for i in voted], n_boot, seed),
+                                 "unit": "reconstruction", "items": len(voted), "subset": "voted"})
     return {"k": k, "chance": 1 / k, "rows": rows, "missing": missing}
