@@ -245,15 +245,15 @@ with st.expander("Advanced: device and speed", icon=":material/speed:"):
     values.update(knobs.widgets(adv, prefix=f"{attack}.", columns=4))
 ids = values.get("identities") or list(range(n_classes))
 restarts = values.get("restarts", 1)
+what = (f"{len(ids)} identit{'y' if len(ids) == 1 else 'ies'} x {restarts} restart{'' if restarts == 1 else 's'} "
+        f"= {len(ids) * restarts} reconstructions")
 if entry.obj.gradient_free:  # the posterior mean draws and scores samples; nothing is optimised
     pool = values.get("iterations", 0) * values.get("samples_per_step", 0)
-    st.caption(f"{len(ids)} identit{'y' if len(ids) == 1 else 'ies'} x {restarts} restarts = {len(ids) * restarts} "
-               f"reconstructions; each restart scores a pool of {pool:,} prior samples with the target, and each "
+    st.caption(f"{what}; each restart scores a pool of {pool:,} prior samples with the target, and each "
                f"reconstruction is the average of its identity's {values.get('top_k', '?')} highest-scoring "
                f"samples (no gradient). Chance level: {1 / n_classes:.0%} top-1.")
 else:
-    st.caption(f"{len(ids)} identit{'y' if len(ids) == 1 else 'ies'} x {restarts} restarts = {len(ids) * restarts} "
-               f"reconstructions, {values.get('iterations', '?')} iterations each, all optimised in one batch. "
+    st.caption(f"{what}, {values.get('iterations', '?')} iterations each, all optimised in one batch. "
                f"Chance level: {1 / n_classes:.0%} top-1.")
 
 
@@ -374,11 +374,14 @@ def done(rec):
         st.success(f"{run.name or run.kind} ({run.id}) is ready and selectable above.", icon=":material/check:")
         return
     m = run.metrics
-    ui.metric_row([
-        {"label": "Attack accuracy top-1", "value": m.get("attack_acc_top1"), "help": "95% identity bootstrap"},
+    ui.metric_row([  # the independent judge first, as on Home and Results
         *([{"label": "Top-1 under dlib", "value": m["extra_judges"]["dlib"].get("attack_acc_top1"),
-            "help": "the independent face judge, which never trained on the private images"}]
+            "help": "the independent face judge, which never trained on the private images; 95% identity "
+                    "bootstrap"}]
           if isinstance((m.get("extra_judges") or {}).get("dlib"), dict) else []),
+        {"label": "Attack accuracy top-1 (E)", "value": m.get("attack_acc_top1"),
+         "help": "the evaluation model E, trained on the same private images as the target; 95% identity "
+                 "bootstrap"},
         {"label": "Attack accuracy top-5", "value": m.get("attack_acc_top5")},
         {"label": "Target likelihood p_T", "value": m.get("target_likelihood"), "pct": False},
         {"label": "Time: attack + judging", "value": f"{m.get('attack_seconds', 0):.0f} s + "

@@ -201,7 +201,7 @@ def test_attack_page_estimate_launch_and_result(world):
     at.button(key="attack:launch").click().run()
     assert_clean(at)
     poll(at, lambda a: any("finished" in s.value for s in a.success))
-    assert any(m.label == "Attack accuracy top-1" for m in at.metric)
+    assert any(m.label == "Attack accuracy top-1 (E)" for m in at.metric)
     assert len(at.get("image")) >= 1  # the reconstruction grid
     assert len(world_runs(world, "attack")) == 3
 

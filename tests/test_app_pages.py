@@ -45,6 +45,7 @@ def test_posterior_mean_on_the_attack_page_says_what_it_does_and_its_classroom_p
     assert _value(at, "attack:pmean.top_k") == 100 and _value(at, "attack:pmean.samples_per_step") == 2000
     words = texts(at)
     assert "a pool of 20,000 prior samples" in words and "100 highest-scoring" in words
+    assert "x 1 restart = " in words  # one restart, not "1 restarts"
     assert "iterations each, all optimised" not in words
 
 
