@@ -60,11 +60,13 @@ if not runs:
     st.info("The workspace has no runs yet. Train one on the **Architecture** page.", icon=":material/info:")
     st.stop()
 
-st.dataframe(
-    [{"id": r.id, "kind": r.kind, "name": r.name, "status": r.status,
-      "created": dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"), "metrics": headline(r)}
+st.dataframe(  # the headline numbers before the long names: at 1400 px they were scrolled out of sight
+    [{"id": r.id, "kind": r.kind, "status": r.status, "metrics": headline(r), "name": r.name,
+      "created": dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M")}
      for r in shown],
-    hide_index=True, width="stretch", height=min(400, 38 + 35 * max(1, len(shown))))
+    hide_index=True, width="stretch", height=min(400, 38 + 35 * max(1, len(shown))),
+    column_config={"metrics": st.column_config.TextColumn(width="large"),
+                   "name": st.column_config.TextColumn(width="medium")})
 st.caption(f"{len(shown)} of {len(runs)} runs")
 
 ids = [r.id for r in runs]
