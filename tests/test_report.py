@@ -48,9 +48,12 @@ def test_attacks_with_other_settings_are_not_pooled():
     assert attack_labels(ws, ids) == ["gmi", "gmi", "gmi[iterations=50]", "kedmi"]
     ids[1].config["attack"]["params"]["seed"] = 7  # another seed: a row of its own in a study ...
     ids[0].config["attack"]["params"]["seed"] = ids[2].config["attack"]["params"]["seed"] = 0
-    assert attack_labels(ws, ids)[:2] == ["gmi", "gmi[seed=7]"]
+    assert attack_labels(ws, ids)[:2] == ["gmi", "gmi[seed=7]"]  # a tie: the setting seen first is the usual one
+    ids.append(attack(4, "gmi", 100))
+    ids[4].config["attack"]["params"]["seed"] = 7  # now seed 7 is the most common setting
+    assert attack_labels(ws, ids)[:2] == ["gmi[seed=0]", "gmi"]
     # ... and a replicate of the same attack on the Trade-off page
-    assert attack_labels(ws, ids, pool_seeds=True) == ["gmi", "gmi", "gmi[iterations=50]", "kedmi"]
+    assert attack_labels(ws, ids, pool_seeds=True) == ["gmi", "gmi", "gmi[iterations=50]", "kedmi", "gmi"]
 
 
 def test_paper_side_by_side_states_direction():

@@ -80,7 +80,9 @@ def attack_labels(ws: Workspace, attacks: list, pool_seeds: bool = False) -> lis
     by_name: dict[str, list[str]] = defaultdict(list)
     for n, k in zip(names, keyed):
         by_name[n].append(k)
-    usual = {n: json.loads(max(set(v), key=v.count)) for n, v in by_name.items()}
+    # the most common setting; a tie goes to the one seen first (max over a set depended on string hashing,
+    # so the labels changed from one process to the next)
+    usual = {n: json.loads(max(v, key=lambda k: (v.count(k), -v.index(k)))) for n, v in by_name.items()}
     labels = []
     for n, k in zip(names, keyed):
         st, base = json.loads(k), usual[n]
