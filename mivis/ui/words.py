@@ -21,7 +21,7 @@ def plain(text: Any) -> str:
 
 def clip(text: str, n: int) -> str:
     """At most n characters, with an ellipsis where it was cut (a bare cut once dropped a closing bracket)."""
-    return text if len(text) <= n else text[:n - 1].rstrip() + "…"
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 # plain words first, the symbol (the parameter's name) after
@@ -142,9 +142,7 @@ def paired_words(d: dict, a: str = "A", b: str = "B", judge: str | None = None) 
 def run_short(r: RunRecord, width: int = 40) -> str:
     """A run's name and the end of its id, short enough for a column header or a sentence:
     'tiny RoLSS (46f26c)' (two runs of the same name stay apart)."""
-    name = " ".join((r.name or r.kind).split())
-    name = name if len(name) <= width else name[:width - 1] + "…"
-    return f"{name} ({r.id[-6:]})"
+    return f"{clip(' '.join((r.name or r.kind).split()), width)} ({r.id[-6:]})"
 
 
 ATTACK_WORDS = {"gmi": "GMI", "kedmi": "KEDMI", "lomma": "LOMMA", "plgmi": "PLG-MI", "ppa": "PPA-style", "ifgmi": "IF-GMI",
