@@ -55,8 +55,8 @@ class PosteriorMean(Attack):
         return (4 * self.p["top_k"] * latents + SCORE_BATCH * self.p["restarts"]) * px
 
     def max_chunk(self) -> int:
-        per = torch.Size(self.ctx.image_shape).numel() * 4 * 4 * self.p["top_k"]
-        return max(1, (MAX_CHUNK_BYTES - self.chunk_bytes(0)) // per)
+        base = self.chunk_bytes(0)  # the part's images, whatever the chunk
+        return max(1, (MAX_CHUNK_BYTES - base) // (self.chunk_bytes(1) - base))
 
     def optimizer(self) -> dict:  # never used: nothing is optimised
         raise ParamError("pmean optimises nothing; the engine runs its sampling rounds")
