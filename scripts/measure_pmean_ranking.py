@@ -1,4 +1,4 @@
-"""How far is the posterior mean's ranking from the best ranking there is? A DIAGNOSTIC that uses the judges.
+"""How far is the posterior mean's ranking from the judge's own ranking of its pool? A DIAGNOSTIC using the judges.
 
     python scripts/measure_pmean_ranking.py --workspace WS [--seeds 1,2,3] [--pool 20000] [--top 10,100]
                                             [--out docs/measurements/pmean_ranking.json]
