@@ -251,7 +251,7 @@ with left:
         try:
             d = compare_runs(ws, a, b, JUDGE_METRIC[judge])
             # the runs by name, never "A" and "B"
-            short = {p["run"]: f"{ui.clip(' '.join(p['name'].split()), 48)} ({p['run'][-6:]})" for p in pts}
+            short = {p["run"]: ui.name_and_id(p["name"], p["run"], 48) for p in pts}
             na, nb = ui.plain(short[a]), ui.plain(short[b])
             st.markdown(ui.paired_words(d, na, nb, judge=judge) +
                         ("" if d.get("same_starting_latents") else " (Different seeds/restarts: the starting latents "

@@ -52,11 +52,10 @@ def project_latents(G, x: torch.Tensor, seed: int) -> torch.Tensor:
         return z.detach().view(STARTS, len(x), -1)[best, torch.arange(len(x))]
 
 
-def judged_rows(ws, eval_run: str, target_run: str, split, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
-    """E's and dlib's verdict per image, in the attack evaluation's row format."""
+def judged_rows(judge, split, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    """E's (a loaded judge, mivis.evaluation.judges.load_judge) and dlib's verdict per image, in the attack
+    evaluation's row format."""
     from mivis.evaluation import dlib_judge
-    from mivis.evaluation.judges import load_judge
-    judge = load_judge(ws, eval_run, ws.get(target_run), torch.device("cpu"))
     e = (judge.score(x)[0].argmax(1) == y).tolist()
     d = dlib_judge.dlib_verdicts(x, y, split)["top1"].tolist()
     return [{"identity": int(c), "eval_top1": bool(a), "top1@dlib": bool(b)} for c, a, b in zip(y.tolist(), e, d)]
@@ -77,6 +76,7 @@ def main(argv=None) -> int:
     from mivis.attacks.presets import apply_preset
     from mivis.classroom import import_classroom
     from mivis.data import load_split
+    from mivis.evaluation.judges import load_judge
     from mivis.priors import import_prior, load_prior
     from mivis.runs import Workspace
     ws = Workspace(a.workspace)
@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     prior_id = a.prior if a.prior.startswith("prior-") else import_prior(a.prior, ws).id
     G = load_prior(ws, prior_id).G.eval().requires_grad_(False)
     split = load_split(ws.get(runs["target"]).config["data"])
+    judge = load_judge(ws, runs["eval"], ws.get(runs["target"]), torch.device("cpu"))
     k = a.per_identity
     ids = list(range(split.num_classes))
     x = torch.cat([split.private_images(c)[:k] for c in ids])
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
         with torch.no_grad():
             proj = G(z)
         y = torch.tensor(ids).repeat_interleave(k)
-        rows["projection"] += judged_rows(ws, runs["eval"], runs["target"], split, proj, y)
+        rows["projection"] += judged_rows(judge, split, proj, y)
 
         def oracle_init(self, yy, restarts, seed, z=z):  # candidate r of identity c starts on its r-th image
             return {"z": z[yy.cpu() * k + restarts.cpu()].clone()}

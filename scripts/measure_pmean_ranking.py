@@ -95,10 +95,10 @@ def main(argv=None) -> int:
             for k in ks:
                 avg = torch.stack([x[top[:k, c]].mean(0) for c in ids.tolist()])
                 rows.setdefault(f"{name}, top {k} average", []).extend(
-                    judged_rows(ws, runs["eval"], runs["target"], split, avg, ids))
+                    judged_rows(judge, split, avg, ids))
         best = scores["dlib (oracle)"].argmax(0)
         rows.setdefault("dlib (oracle), its single best sample", []).extend(
-            judged_rows(ws, runs["eval"], runs["target"], split, x[best], ids))
+            judged_rows(judge, split, x[best], ids))
         per_seed.append({"seed": s, "seconds": round(time.monotonic() - t0, 1)})
         print(f"pool {s} done in {per_seed[-1]['seconds']:.0f} s", flush=True)
     result = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "pool": a.pool, "top": ks,

@@ -33,16 +33,18 @@ from .session import (ASSETS, ORL_CREDIT, ROOT, ensure_router, job_manager, load
 from .voter import remember_voter, voter_id
 from .words import (ATTACK_WORDS, CHOICE_WORDS, DEFENSE_WORDS, FRACTION_METRICS, METRIC_WORDS, PARAM_WORDS,
                     attack_words, choice_words, clip, defense_words, metric_is_fraction, metric_text, metric_words,
-                    paired_words, plain, run_label, run_short, settings_differ, skips_words, study_defense_words)
+                    name_and_id, paired_words, plain, run_label, run_short, settings_differ, skips_words,
+                    study_defense_words)
 
 __all__ = [
-    "ASSETS", "ATTACK_WORDS", "clip", "CHOICE_WORDS", "DEFENSE_WORDS", "FRACTION_METRICS", "JOB_KEY", "JOB_KEY_URL",
+    "ASSETS", "ATTACK_WORDS", "CHOICE_WORDS", "DEFENSE_WORDS", "FRACTION_METRICS", "JOB_KEY", "JOB_KEY_URL",
     "METRIC_NAMES", "METRIC_WORDS", "MODEL_NAMES", "ORL_CREDIT", "PARAM_WORDS", "POLL_SECONDS",
-    "QUEUE_IDLE_SECONDS", "ROOT", "attack_curves", "attack_words", "choice_words", "crisp", "current_job",
+    "QUEUE_IDLE_SECONDS", "ROOT", "attack_curves", "attack_words", "choice_words", "clip", "crisp", "current_job",
     "damaged", "defense_words", "demo_result", "download_json", "ensure_router", "error", "face_pairs",
     "fisher_bars", "forget_job", "guard", "job_banner", "job_manager", "job_panel", "job_status", "Knobs",
     "likelihood_histogram", "load_split_on_click", "metric_is_fraction", "metric_row", "metric_text",
-    "metric_words", "metrics_table", "one_line", "overlay", "paired_words", "param_input", "plain", "plot",
+    "metric_words", "metrics_table", "name_and_id", "one_line", "overlay", "paired_words", "param_input", "plain",
+    "plot",
     "png_crisp", "png_row_pages", "png_scaled", "progress_text", "queue_rows", "read_url_value", "run_label",
     "run_page", "run_short", "session_id", "settings_differ", "shutdown_managers", "sidebar_jobs", "skips_words",
     "stage_diagram", "stage_dot", "study_defense_words", "submit_job", "to_display", "to_url", "url_choice",

@@ -139,10 +139,15 @@ def paired_words(d: dict, a: str = "A", b: str = "B", judge: str | None = None) 
     return head + f"**resolved: {less} leaks {abs(v):.0f} pp less than {more}**."
 
 
+def name_and_id(name: str, run_id: str, width: int = 40) -> str:
+    """A name, cut to `width`, and the end of a run id: 'tiny RoLSS (46f26c)' (two runs of the same name stay
+    apart)."""
+    return f"{clip(' '.join(name.split()), width)} ({run_id[-6:]})"
+
+
 def run_short(r: RunRecord, width: int = 40) -> str:
-    """A run's name and the end of its id, short enough for a column header or a sentence:
-    'tiny RoLSS (46f26c)' (two runs of the same name stay apart)."""
-    return f"{clip(' '.join((r.name or r.kind).split()), width)} ({r.id[-6:]})"
+    """A run's name and the end of its id, short enough for a column header or a sentence."""
+    return name_and_id(r.name or r.kind, r.id, width)
 
 
 ATTACK_WORDS = {"gmi": "GMI", "kedmi": "KEDMI", "lomma": "LOMMA", "plgmi": "PLG-MI", "ppa": "PPA-style", "ifgmi": "IF-GMI",
