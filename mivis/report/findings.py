@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +80,9 @@ def attack_labels(ws: Workspace, attacks: list, pool_seeds: bool = False) -> lis
     by_name: dict[str, list[str]] = defaultdict(list)
     for n, k in zip(names, keyed):
         by_name[n].append(k)
-    # the most common setting; a tie goes to the one seen first (max over a set depended on string hashing,
-    # so the labels changed from one process to the next)
-    usual = {n: json.loads(max(v, key=lambda k: (v.count(k), -v.index(k)))) for n, v in by_name.items()}
+    # the most common setting; a tie goes to the one seen first (Counter keeps insertion order; max over a set
+    # depended on string hashing, so the labels changed from one process to the next)
+    usual = {n: json.loads(Counter(v).most_common(1)[0][0]) for n, v in by_name.items()}
     labels = []
     for n, k in zip(names, keyed):
         st, base = json.loads(k), usual[n]
