@@ -153,3 +153,21 @@ def test_lighting_normalised_judge_scores_equalised_images(judged):
     a, _ = j.score(levels / 127.5 - 1)
     b, _ = j.score((levels + 80) / 127.5 - 1)  # the same face under brighter light: identical once equalised
     assert j.preprocess == "histeq" and torch.allclose(a, b, atol=1e-5)
+
+
+def test_an_attacks_intervals_depend_on_its_verdicts_not_on_its_seed(ws, tiny_data, tiny_train, trained_target):
+    """Two attack seeds: each stored interval is the bootstrap of that run's own verdicts with the one fixed
+    bootstrap seed, so runs whose verdicts agree show the same interval (not intervals one step apart)."""
+    from mivis.attacks import attack_run
+    from mivis.evaluation.bootstrap import BOOTSTRAP_SEED
+    from mivis.train import train_run
+    ev = train_run("eval", {**tiny_train, "arch": "vgg11", "epochs": 1}, tiny_data, workspace=ws)
+    for seed in (3, 11):
+        rec = attack_run("whitebox", trained_target.id, None, identities=[0, 1, 2], restarts=2,
+                         params={"iterations": 2, "device": "cpu", "seed": seed}, eval_run=ev.id, dlib=False,
+                         workspace=ws, n_boot=200)
+        stored = rec.read_json("evaluation.json")
+        rows = stored["per_reconstruction"]
+        again = bootstrap_mean([r["eval_top1"] for r in rows], [r["identity"] for r in rows], 200, BOOTSTRAP_SEED)
+        assert stored["bootstrap_seed"] == BOOTSTRAP_SEED
+        assert stored["metrics"]["attack_acc_top1"] == again

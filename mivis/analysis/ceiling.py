@@ -33,7 +33,7 @@ from ..checks import check_run_weights
 from ..data import load_split
 from ..device import resolve_device
 from ..evaluation import dlib_judge
-from ..evaluation.bootstrap import _ci, _resamples, bootstrap_mean, metric
+from ..evaluation.bootstrap import BOOTSTRAP_SEED, _ci, _resamples, bootstrap_mean, metric
 from ..evaluation.judges import Judge
 from ..evaluation.metrics import judge_reconstructions
 from ..grid import grid_png
@@ -276,7 +276,7 @@ def ceiling_run(prior_run: str, eval_run: str | None = None, params: dict | None
         seconds = time.monotonic() - t0
         reporter.report(force=True, phase="judge", fraction=1.0)
         t1 = time.monotonic()
-        result = judge_projections(ws, plan, split, x_all, out, y_all, mse, device, n_boot, p["seed"])
+        result = judge_projections(ws, plan, split, x_all, out, y_all, mse, device, n_boot, BOOTSTRAP_SEED)
         judge_seconds = time.monotonic() - t1
         rows = result.pop("rows")
         for r, s in zip(rows, start.tolist()):
@@ -289,7 +289,7 @@ def ceiling_run(prior_run: str, eval_run: str | None = None, params: dict | None
                                         "prior_run": plan.prior.id, "eval_run": config["eval_run"],
                                         "params": p, "judges": result["judges"], "metrics": m, "rows": rows,
                                         "interval": "95% percentile bootstrap over identities",
-                                        "n_boot": n_boot, "bootstrap_seed": p["seed"]})
+                                        "n_boot": n_boot, "bootstrap_seed": BOOTSTRAP_SEED})
         run.save_weights({"x": out.half(), "y": y_all, "mse": mse}, {"run": run.id, "kind": KIND},
                          name="projections.safetensors")
         run.write_bytes("projections.png", projection_grid(x_all, out, y_all))

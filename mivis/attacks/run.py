@@ -11,6 +11,7 @@ import time
 import torch
 
 from ..data import load_split
+from ..evaluation.bootstrap import BOOTSTRAP_SEED
 from ..params import ParamError
 from ..progress import NULL, Reporter
 from ..runs import Run, RunRecord, Workspace
@@ -80,11 +81,11 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
             reporter.report(force=True, phase="judging", run=run.id, done=len(verdicts), total=steps,
                             judging="dlib" if len(verdicts) < steps else "", **verdicts)
         reporter.report(force=True, phase="judging", run=run.id, done=0, total=steps, judging="E")
-        evaluation = evaluate_result(ws, res, plan.target, make_judges(), dlib, n_boot, plan.params["seed"],
+        evaluation = evaluate_result(ws, res, plan.target, make_judges(), dlib, n_boot, BOOTSTRAP_SEED,
                                      on_judged=judged)
         for row, lg in zip(evaluation["per_reconstruction"], res.target_logit.tolist()):
             row["target_logit"] = lg
-        add_selection(evaluation, attack, plan.params, n_boot, plan.params["seed"])
+        add_selection(evaluation, attack, plan.params, n_boot, BOOTSTRAP_SEED)
         if snaps is not None and snaps.tensors() is not None:
             run.save_weights(snaps.tensors(), {"run": run.id}, name="snapshots.safetensors")
         run.write_json("evaluation.json", evaluation)
@@ -262,12 +263,11 @@ def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, e
         from ..evaluation.dlib_judge import dlib_verdicts
         extra["dlib"] = dlib_verdicts(t["x"].float(), t["y"], split)
     ev = evaluate(t["x"].float(), t["y"], t["restart"], t["p_target"], t["target_pred"], make_judges(), split,
-                  n_boot, rec.config["attack"]["params"]["seed"], extra)
+                  n_boot, BOOTSTRAP_SEED, extra)
     if "target_logit" in t and t["target_logit"].shape == t["y"].shape:  # stored since method version 3
         for row, lg in zip(ev["per_reconstruction"], t["target_logit"].tolist()):
             row["target_logit"] = lg
-    add_selection(ev, rec.config["attack"]["name"], rec.config["attack"]["params"], n_boot,
-                  rec.config["attack"]["params"]["seed"])
+    add_selection(ev, rec.config["attack"]["name"], rec.config["attack"]["params"], n_boot, BOOTSTRAP_SEED)
     run = Run(ws, rec.id)
     old = rec.read_json("evaluation.json")
     run.write_json(f"evaluation-{old['judge']['run']}.json", old)
