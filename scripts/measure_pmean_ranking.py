@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import cpu_model  # noqa: E402
 from measure_leak import finish, paired, paired_words, pooled  # noqa: E402
 from measure_oracle_start import judged_rows  # noqa: E402
+from measure_posterior_mean import dlib_closeness  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -49,15 +49,6 @@ def draw_pool(G, n: int, seed: int) -> torch.Tensor:
 def log_probs(score, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([F.log_softmax(score(x[i:i + CHUNK]), 1) for i in range(0, len(x), CHUNK)])
-
-
-def dlib_closeness(x: torch.Tensor, split) -> torch.Tensor:
-    """(N, classes): minus the squared embedding distance to each identity's nearest private training image."""
-    from mivis.evaluation import dlib_judge
-    ref, ref_y = dlib_judge.gallery(split), split.train.y.numpy()
-    e = dlib_judge.embed(x)
-    d = ((e[:, None, :] - ref[None]) ** 2).sum(-1)
-    return -torch.from_numpy(np.stack([d[:, ref_y == c].min(1) for c in range(split.num_classes)], 1))
 
 
 def main(argv=None) -> int:

@@ -35,14 +35,19 @@ import torch  # noqa: E402
 DEFAULTS = {"restarts": 1, "iterations": 50, "samples_per_step": 2000, "top_k": 100}
 
 
+def dlib_closeness(x: torch.Tensor, split) -> torch.Tensor:
+    """(N, classes): minus the squared embedding distance to each identity's nearest private training image."""
+    from mivis.evaluation import dlib_judge
+    ref, ref_y = dlib_judge.gallery(split), split.train.y.numpy()
+    d = ((dlib_judge.embed(x)[:, None, :] - ref[None]) ** 2).sum(-1)
+    return -torch.from_numpy(np.stack([d[:, ref_y == c].min(1) for c in range(split.num_classes)], 1))
+
+
 def dlib_ranks(x: torch.Tensor, y: torch.Tensor, split) -> np.ndarray:
     """Rank of the true identity among all private identities by dlib distance (1 = named)."""
-    from mivis.evaluation import dlib_judge
-    ref, ry = dlib_judge.gallery(split), split.train.y.numpy()
-    d = ((dlib_judge.embed(x)[:, None, :] - ref[None]) ** 2).sum(-1)
-    per = np.stack([d[:, ry == c].min(1) for c in range(split.num_classes)], 1)
+    near = dlib_closeness(x, split).numpy()
     yy = y.numpy()
-    return (per < per[np.arange(len(yy)), yy][:, None]).sum(1) + 1
+    return (near > near[np.arange(len(yy)), yy][:, None]).sum(1) + 1
 
 
 def with_ranks(rows: list[dict], ranks: np.ndarray, y: torch.Tensor) -> list[dict]:

@@ -81,11 +81,10 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
             reporter.report(force=True, phase="judging", run=run.id, done=len(verdicts), total=steps,
                             judging="dlib" if len(verdicts) < steps else "", **verdicts)
         reporter.report(force=True, phase="judging", run=run.id, done=0, total=steps, judging="E")
-        evaluation = evaluate_result(ws, res, plan.target, make_judges(), dlib, n_boot, BOOTSTRAP_SEED,
-                                     on_judged=judged)
+        evaluation = evaluate_result(ws, res, plan.target, make_judges(), dlib, n_boot, on_judged=judged)
         for row, lg in zip(evaluation["per_reconstruction"], res.target_logit.tolist()):
             row["target_logit"] = lg
-        add_selection(evaluation, attack, plan.params, n_boot, BOOTSTRAP_SEED)
+        add_selection(evaluation, attack, plan.params, n_boot)
         if snaps is not None and snaps.tensors() is not None:
             run.save_weights(snaps.tensors(), {"run": run.id}, name="snapshots.safetensors")
         run.write_json("evaluation.json", evaluation)
@@ -103,18 +102,18 @@ def attack_run(attack: str, target_run: str, prior_run: str | None = None, ident
     return run.record()
 
 
-def evaluate_result(ws, res: InversionResult, target: RunRecord, judges, dlib: bool, n_boot: int, seed: int,
+def evaluate_result(ws, res: InversionResult, target: RunRecord, judges, dlib: bool, n_boot: int,
                     on_judged=None) -> dict:
     """E (and any extra evaluation models), then dlib; on_judged(name, top-1 metric) after each, so a live view
     adds each verdict as its judge finishes. The same evaluation as judging all at once."""
     from ..evaluation import evaluate
     split = load_split(target.config["data"])
-    ev = evaluate(res.x, res.y, res.restart, res.p_target, res.target_pred, judges, split, n_boot, seed)
+    ev = evaluate(res.x, res.y, res.restart, res.p_target, res.target_pred, judges, split, n_boot, BOOTSTRAP_SEED)
     if on_judged is not None:
         on_judged("E", ev["metrics"]["attack_acc_top1"])
     if dlib:
         from ..evaluation.dlib_judge import dlib_verdicts
-        add_verdicts(ev, "dlib", dlib_verdicts(res.x, res.y, split), res.y.numpy(), n_boot, seed)
+        add_verdicts(ev, "dlib", dlib_verdicts(res.x, res.y, split), res.y.numpy(), n_boot, BOOTSTRAP_SEED)
         if on_judged is not None:
             on_judged("dlib", ev["extra_judges"]["dlib"]["attack_acc_top1"])
     return ev
@@ -183,7 +182,7 @@ def _selected_metrics(best: dict[int, dict | None], n_boot: int, seed: int) -> d
     return out
 
 
-def add_selection(evaluation: dict, attack: str, params: dict, n_boot: int, seed: int) -> None:
+def add_selection(evaluation: dict, attack: str, params: dict, n_boot: int, seed: int = BOOTSTRAP_SEED) -> None:
     """Add the best-restart-per-identity metrics beside the all-restarts ones, and say which the paper uses:
     *_selected by GMI's code's rule (the target's raw logit, running best from 0; needs each row's
     target_logit) and *_selected_prob by the highest p_T(y|x) (method version 2's rule, labelled)."""
@@ -267,7 +266,7 @@ def reevaluate(ws: Workspace, attack_run_id: str, eval_run: str | None = None, e
     if "target_logit" in t and t["target_logit"].shape == t["y"].shape:  # stored since method version 3
         for row, lg in zip(ev["per_reconstruction"], t["target_logit"].tolist()):
             row["target_logit"] = lg
-    add_selection(ev, rec.config["attack"]["name"], rec.config["attack"]["params"], n_boot, BOOTSTRAP_SEED)
+    add_selection(ev, rec.config["attack"]["name"], rec.config["attack"]["params"], n_boot)
     run = Run(ws, rec.id)
     old = rec.read_json("evaluation.json")
     run.write_json(f"evaluation-{old['judge']['run']}.json", old)
