@@ -37,6 +37,15 @@ def judge_run(ws):
 
 
 @pytest.fixture
+def strong_judge(ws):
+    """A judge right on about 90% of held-out images (6 epochs give 40-60%, too close to what a judge reads
+    off one grey level, since the synthetic identities differ in brightness)."""
+    from mivis.train import train_run
+    return train_run("eval", {"arch": "vgg11", "epochs": 20, "lr": 3e-4, "batch_size": 8, "augment": "none",
+                              "device": "cpu"}, DATA, workspace=ws, name="strong judge")
+
+
+@pytest.fixture
 def gmi_prior(ws):
     from mivis.priors import train_prior
     return train_prior("gmi", SMOKE, DATA, workspace=ws)
@@ -100,8 +109,8 @@ class _FakePrior:
         self.G, self.z_dim = G, z_dim
 
 
-def test_ceiling_is_high_for_a_prior_that_expresses_the_images_and_low_for_one_that_cannot(ws, judge_run, gmi_prior,
-                                                                                        monkeypatch):
+def test_ceiling_is_high_for_a_prior_that_expresses_the_images_and_low_for_one_that_cannot(ws, strong_judge,
+                                                                                        gmi_prior, monkeypatch):
     """The whole run through the generic prior interface (G, z_dim): the loaded prior is swapped for a
     pixel-space 'prior' (exact) and a one-grey-level 'prior' (cannot express faces)."""
     from mivis.analysis import ceiling as C
@@ -110,22 +119,23 @@ def test_ceiling_is_high_for_a_prior_that_expresses_the_images_and_low_for_one_t
     results = {}
     for name, prior in (("exact", _FakePrior(_Pixels(shape), 32 * 32)), ("flat", _FakePrior(_Flat(shape), 2))):
         monkeypatch.setattr(store, "load_prior", lambda ws, rid, device, p=prior: p)
-        rec = C.ceiling_run(gmi_prior.id, judge_run.id, {"steps": 150, "starts": 2, "lr": 0.1, "per_identity": 3,
+        rec = C.ceiling_run(gmi_prior.id, strong_judge.id, {"steps": 150, "starts": 2, "lr": 0.1, "per_identity": 3,
                                                          "device": "cpu"}, workspace=ws, n_boot=300)
         results[name] = rec
     ex, fl = results["exact"].metrics, results["flat"].metrics
     assert ex["pixel_mse"]["value"] < 1e-3 < 0.05 < fl["pixel_mse"]["value"]
-    # E judges the exact projections as it judges the real images, image by image (the tiny judge itself is
-    # right on about 40-60% of its own training images), and names the one-grey-level ones at most ~chance
+    # E judges the exact projections as it judges the real images, image by image, and names the one-grey-level
+    # ones far less often
     rows = results["exact"].read_json("ceiling.json")["rows"]
     assert np.mean([r["eval_top1"] == r["eval_top1_real"] for r in rows]) >= 0.9
-    assert ex["originals_acc_top1"]["value"] - fl["ceiling_acc_top1"]["value"] >= 0.15
+    assert ex["originals_acc_top1"]["value"] >= 0.8  # measured 100% in 3 runs (17 s of training on the 2-core VM)
+    assert ex["ceiling_acc_top1"]["value"] - fl["ceiling_acc_top1"]["value"] >= 0.5  # measured 100% vs 17% (chance)
     assert fl["ceiling_acc_top1"]["value"] <= 0.34
     if _dlib():  # the independent judge: ~100% against a low ceiling (it needs no training)
         assert ex["ceiling_acc_top1_dlib"]["value"] >= 0.9 and fl["ceiling_acc_top1_dlib"]["value"] <= 0.4
     for rec in results.values():  # stored as a run the pages can find, with its projections grid
         obj = rec.read_json("ceiling.json")
-        assert rec.kind == "ceiling" and rec.parents == [gmi_prior.id, judge_run.id]
+        assert rec.kind == "ceiling" and rec.parents == [gmi_prior.id, strong_judge.id]
         assert len(obj["rows"]) == rec.metrics["n_images"] == 18 and "not an attack" in obj["diagnostic"]
         assert rec.read_image("projections.png")[:4] == b"\x89PNG"
         t = rec.read_tensors("projections.safetensors")
