@@ -91,14 +91,15 @@ class _Pixels(torch.nn.Module):
 
 
 class _Flat(torch.nn.Module):
-    """A 'prior' that makes one grey level per z (z_dim = 2): it cannot express a face."""
+    """A 'prior' that makes the same mid-grey image whatever z (z_dim = 2): it cannot express a face, nor even an
+    image's brightness (which a judge of the synthetic identities can read: a grey per z got 5 of 18 right)."""
 
     def __init__(self, shape):
         super().__init__()
         self.shape = shape
 
     def forward(self, z, y=None):
-        return torch.tanh(z[:, :1, None, None]).expand(-1, *self.shape)
+        return (0 * z[:, :1, None, None]).expand(-1, *self.shape)  # through z, so the projection's step runs
 
 
 class _FakePrior:
@@ -112,7 +113,7 @@ class _FakePrior:
 def test_ceiling_is_high_for_a_prior_that_expresses_the_images_and_low_for_one_that_cannot(ws, strong_judge,
                                                                                         gmi_prior, monkeypatch):
     """The whole run through the generic prior interface (G, z_dim): the loaded prior is swapped for a
-    pixel-space 'prior' (exact) and a one-grey-level 'prior' (cannot express faces)."""
+    pixel-space 'prior' (exact) and a one-grey-image 'prior' (cannot express faces)."""
     from mivis.analysis import ceiling as C
     from mivis.priors import store
     shape = (1, 32, 32)
@@ -124,13 +125,13 @@ def test_ceiling_is_high_for_a_prior_that_expresses_the_images_and_low_for_one_t
         results[name] = rec
     ex, fl = results["exact"].metrics, results["flat"].metrics
     assert ex["pixel_mse"]["value"] < 1e-3 < 0.05 < fl["pixel_mse"]["value"]
-    # E judges the exact projections as it judges the real images, image by image, and names the one-grey-level
-    # ones far less often
+    # E judges the exact projections as it judges the real images, image by image, and names the grey ones at
+    # chance: one verdict for every image, right on one identity's 3 of 18
     rows = results["exact"].read_json("ceiling.json")["rows"]
     assert np.mean([r["eval_top1"] == r["eval_top1_real"] for r in rows]) >= 0.9
     assert ex["originals_acc_top1"]["value"] >= 0.8  # measured 100% in 3 runs (17 s of training on the 2-core VM)
     assert ex["ceiling_acc_top1"]["value"] - fl["ceiling_acc_top1"]["value"] >= 0.5  # measured 100% vs 17% (chance)
-    assert fl["ceiling_acc_top1"]["value"] <= 0.34
+    assert fl["ceiling_acc_top1"]["value"] <= 3 / 18 + 1e-9
     if _dlib():  # the independent judge: ~100% against a low ceiling (it needs no training)
         assert ex["ceiling_acc_top1_dlib"]["value"] >= 0.9 and fl["ceiling_acc_top1_dlib"]["value"] <= 0.4
     for rec in results.values():  # stored as a run the pages can find, with its projections grid

@@ -66,7 +66,9 @@ def judged(tmp_path_factory):
     ws = Workspace(tmp_path_factory.mktemp("ws"))
     cpu = {"device": "cpu", "batch_size": 8, "augment": "light"}
     target = train_run("target", {**cpu, "epochs": 1}, DATA, workspace=ws)
-    ev = train_run("eval", {**cpu, "arch": "vgg11", "epochs": 6, "lr": 1e-3}, DATA, workspace=ws)
+    # a judge right on nearly all training images (6 epochs at lr 1e-3 gave one answer for every image: chance)
+    ev = train_run("eval", {"device": "cpu", "batch_size": 8, "augment": "none", "arch": "vgg11", "epochs": 20,
+                            "lr": 3e-4}, DATA, workspace=ws)
     return ws, target, ev
 
 
@@ -78,7 +80,7 @@ def test_private_image_as_reconstruction_has_knn_zero_and_is_judged_correct(judg
     judge = load_judge(ws, ev.id, ws.get(target.id), "cpu")
     logits, _ = judge.score(split.train.x)
     ok = (logits.argmax(1) == split.train.y).nonzero().flatten()
-    assert len(ok) >= 6, "the judge should classify some training images"
+    assert len(ok) >= 2 * len(split.train.y) // 3, "the judge should know most training images"
     x, y = split.train.x[ok], split.train.y[ok]
     out = evaluate(x, y, torch.zeros_like(y), torch.full((len(y),), 0.5), y.clone(), [judge], split, n_boot=200)
     rows = out["per_reconstruction"]
