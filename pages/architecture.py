@@ -367,7 +367,9 @@ with st.expander("Import a classifier trained elsewhere (safetensors, any timm a
                "imported until its class order is right. **Class order**: output *c* must mean the split's "
                "private identity *c*, in the order `python -m mivis data` lists them (the private list's "
                "order); a model trained with torchvision's ImageFolder has the names sorted instead: choose "
-               "*sorted names*.")
+               "*sorted names*. **Preprocessing**: mivis gives it each face cut to the centred square of its "
+               "shorter side, resized (bicubic) to the input size, then normalised as set below; a model trained "
+               "on faces prepared otherwise measures lower here (README, Your own model).")
     up = st.file_uploader("Weights (.safetensors)", type=["safetensors"], key=f"{PAGE}:imp_file")
     ic = st.columns(4)
     imp_arch = ic[0].text_input("timm architecture", key=f"{PAGE}:imp_arch",

@@ -10,7 +10,9 @@ from mivis.params import ParamError
 from mivis.weights import WeightsError, load_tensors, save_weights
 
 DATA = {"dataset": "synthetic", "n_private": 6, "image_size": 32, "test_per_identity": 2}
-ARCH = "timm:convnext_atto"  # any timm name, trained by mivis (LayerNorm: learns this toy data in 6 epochs)
+ARCH = "timm:convnext_atto"  # any timm name, trained by mivis (LayerNorm learns this toy data)
+# 12 epochs with flips: 92-96% held-out over training seeds (6 without: 67-83%, 8 of 12 images against the tests' 50%)
+EPOCHS = 12
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +20,7 @@ def world(tmp_path_factory):
     from mivis.runs import Workspace
     from mivis.train import train_run
     ws = Workspace(tmp_path_factory.mktemp("ws"))
-    target = train_run("target", {"arch": ARCH, "device": "cpu", "batch_size": 8, "epochs": 6, "augment": "none"},
+    target = train_run("target", {"arch": ARCH, "device": "cpu", "batch_size": 8, "epochs": EPOCHS, "augment": "light"},
                        DATA, workspace=ws)
     out = tmp_path_factory.mktemp("files") / "model.safetensors"
     export_timm(ws, target.id, out)
@@ -168,9 +170,12 @@ def test_a_model_trained_outside_mivis_with_its_own_normalisation(world, tmp_pat
     torch.manual_seed(0)
     m = timm.create_model("convnext_atto", pretrained=False, num_classes=split.num_classes, in_chans=3)
     opt = torch.optim.AdamW(m.parameters(), lr=2e-3)
-    for _ in range(6):
+    flips = torch.Generator().manual_seed(1)
+    for _ in range(EPOCHS):
         for idx in torch.randperm(len(split.train), generator=torch.Generator().manual_seed(0)).split(8):
-            loss = F.cross_entropy(m(norm(split.train.x[idx])), split.train.y[idx])
+            x = split.train.x[idx]
+            x = torch.where(torch.rand(len(x), 1, 1, 1, generator=flips) < 0.5, x.flip(-1), x)
+            loss = F.cross_entropy(m(norm(x)), split.train.y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -38,8 +38,10 @@ def _faces(folder: Path) -> list[str]:
 
 
 def _train_outside(lists: Path, classes: list[str], epochs: int = 6):
-    """What the README's step 1 does, with timm and torch only: an ImageFolder-style training set (classes =
-    the private names sorted) read from the exported training list, ImageNet normalisation, 64 px RGB."""
+    """What the README's step 2 does, with timm and torch only: an ImageFolder-style training set (classes =
+    the private names sorted) read from the exported training list, cut and resized as mivis feeds its models
+    (centred square, bicubic to 64 px; a plain resize of the whole image got 37-47% held-out in mivis), ImageNet
+    normalisation, RGB."""
     import timm
     from PIL import Image
     lines = (lists / "private_train.txt").read_text().splitlines()
@@ -50,7 +52,10 @@ def _train_outside(lists: Path, classes: list[str], epochs: int = 6):
     xs, ys = [], []
     for f in files:
         with Image.open(root / f) as im:
-            a = torch.tensor(list(im.convert("RGB").resize((64, 64), Image.BILINEAR).tobytes()), dtype=torch.float32)
+            side = min(im.size)
+            left, top = (im.width - side) // 2, (im.height - side) // 2
+            im = im.convert("RGB").crop((left, top, left + side, top + side)).resize((64, 64), Image.BICUBIC)
+            a = torch.tensor(list(im.tobytes()), dtype=torch.float32)
         xs.append((a.view(64, 64, 3).permute(2, 0, 1) / 255 - mean) / std)
         ys.append(order.index(f.split("/")[0]))
     x, y = torch.stack(xs), torch.tensor(ys)
@@ -104,7 +109,8 @@ def test_readme_own_model_walk(tmp_path, monkeypatch, capsys):
     assert Workspace(ws).list() == []
     assert main(w + imp + ["--class-order", "sorted"]) == 0
     (target,) = Workspace(ws).list(kind="target")
-    assert target.status == "done" and target.metrics["order_check"] == "ok" and target.metrics["natural_acc"] > 0.3
+    assert target.status == "done" and target.metrics["order_check"] == "ok"
+    assert target.metrics["natural_acc"] > 0.6  # 87% measured: the faces prepared as mivis prepares them
     assert target.config["imported"]["class_order_rule"] == "sorted"
 
     # a judge trained here on the same split at 32 px grayscale: adapted to the 64 px RGB target, and said so

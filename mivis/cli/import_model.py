@@ -18,7 +18,8 @@ def register(sub) -> None:
                    help="target: attacked; eval: judges attacks on targets of another architecture")
     p.add_argument("--num-classes", type=int, default=None, help="the model's outputs (checked against the data)")
     p.add_argument("--input-size", type=int, default=None,
-                   help="image side the model takes (sets the data's image_size)")
+                   help="image side the model takes (sets the data's image_size); mivis gives it each face cut to "
+                   "the centred square of its shorter side, resized (bicubic) to this side: train on the same")
     p.add_argument("--in-chans", type=int, default=None, help="1 or 3 (sets the data's channels)")
     p.add_argument("--norm-mean", default=None, help="the model's input normalisation mean, comma-separated "
                    "(default: timm's for this architecture, ImageNet's for most)")
