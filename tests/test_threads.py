@@ -10,8 +10,9 @@ import pytest
 from mivis import threads
 
 
-def _spin(stop_at: float) -> None:
-    while time.time() < stop_at:
+def _spin(started, stop) -> None:
+    started.set()
+    while not stop.is_set():
         pass
 
 
@@ -44,14 +45,16 @@ def test_busy_cores_take_threads_away(monkeypatch):
     """With every usable core spun by other processes, one thread is left; with them gone, more."""
     monkeypatch.delenv(threads.ENV, raising=False)
     cores = threads.usable_cores()
-    stop = time.time() + 4.0
-    procs = [mp.get_context("spawn").Process(target=_spin, args=(stop,)) for _ in range(cores)]
+    ctx = mp.get_context("spawn")
+    stop, started = ctx.Event(), [ctx.Event() for _ in range(cores)]
+    procs = [ctx.Process(target=_spin, args=(e, stop)) for e in started]
     for p in procs:
         p.start()
-    try:
-        time.sleep(0.8)  # spawned interpreters start spinning
+    try:  # measured once every spawned interpreter spins, however long a busy machine takes to start them
+        assert all(e.wait(60) for e in started), "the spinning processes did not start within 60 s"
         busy = threads.measure_load(0.5)
     finally:
+        stop.set()
         for p in procs:
             p.join()
     assert busy.source == "measured"
