@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import LEARNED_TARGET
 from mivis.attacks import ATTACKS, attack_run, estimate_seconds, identity_loss, invert
 from mivis.params import ParamError
 
@@ -15,12 +16,11 @@ def world(tmp_path_factory):
     from mivis.train import train_run
     ws = Workspace(tmp_path_factory.mktemp("ws"))
     cpu = {"device": "cpu", "batch_size": 16}
-    # small batches + light augmentation, 24 epochs: 92-100% held-out accuracy over training seeds and
-    # confident logits, so the target's likelihood of a class can be raised far (8 epochs left near-uniform
+    # small batches + light augmentation, 24 epochs (conftest): 92-100% held-out accuracy over training seeds
+    # and confident logits, so the target's likelihood of a class can be raised far (8 epochs left near-uniform
     # logits on the priors' images: +0.02 of p_T; 12 epochs, 33-67% held-out, let pmean and LOMMA rise by
     # only 0-0.02 on some training seeds)
-    target = train_run("target", {"device": "cpu", "batch_size": 8, "epochs": 24, "augment": "light"}, DATA,
-                       workspace=ws)
+    target = train_run("target", LEARNED_TARGET, DATA, workspace=ws)
     judge = train_run("eval", {**cpu, "arch": "vgg11", "epochs": 3, "lr": 1e-3}, DATA, workspace=ws)
     # 100 GAN steps: images that depend on z enough for a 40-step latent search to move p_T (10 were blobs;
     # after 30, on some training seeds, the samples barely depended on z)

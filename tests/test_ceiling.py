@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import KNOWING_JUDGE
 from mivis.params import ParamError
 
 pytest.importorskip("streamlit")
@@ -41,8 +42,7 @@ def strong_judge(ws):
     """A judge right on about 90% of held-out images (6 epochs give 40-60%, too close to what a judge reads
     off one grey level, since the synthetic identities differ in brightness)."""
     from mivis.train import train_run
-    return train_run("eval", {"arch": "vgg11", "epochs": 20, "lr": 3e-4, "batch_size": 8, "augment": "none",
-                              "device": "cpu"}, DATA, workspace=ws, name="strong judge")
+    return train_run("eval", KNOWING_JUDGE, DATA, workspace=ws, name="strong judge")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import KNOWING_JUDGE
 from mivis.evaluation import bootstrap_mean, frechet_distance, histeq, paired_difference
 from mivis.params import ParamError
 
@@ -67,8 +68,7 @@ def judged(tmp_path_factory):
     cpu = {"device": "cpu", "batch_size": 8, "augment": "light"}
     target = train_run("target", {**cpu, "epochs": 1}, DATA, workspace=ws)
     # a judge right on nearly all training images (6 epochs at lr 1e-3 gave one answer for every image: chance)
-    ev = train_run("eval", {"device": "cpu", "batch_size": 8, "augment": "none", "arch": "vgg11", "epochs": 20,
-                            "lr": 3e-4}, DATA, workspace=ws)
+    ev = train_run("eval", KNOWING_JUDGE, DATA, workspace=ws)
     return ws, target, ev
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import LEARNED_TARGET
 from mivis.cli import main
 from mivis.data import load_split
 from mivis.runs import Workspace
@@ -238,8 +239,7 @@ def test_comparison_names_both_runs_and_warns_when_a_target_did_not_learn(ws, ti
     from mivis.evaluation import compare_runs, delta
     from mivis.train import train_run
     # 24 epochs: 92-100% held-out over training seeds (2 epochs stayed at chance, so both sides were warned about)
-    good = train_run("target", {"arch": "resnet18", "epochs": 24, "batch_size": 8, "augment": "light",
-                                "device": "cpu"}, tiny_data, workspace=ws)
+    good = train_run("target", LEARNED_TARGET, tiny_data, workspace=ws)
     bad = train_run("target", {"arch": "resnet18", "epochs": 1, "batch_size": 16, "device": "cpu", "lr": 1e-6},
                     tiny_data, workspace=ws)  # does not learn
     judge = train_run("eval", {"arch": "timm:test_convnext", "epochs": 2, "batch_size": 16, "device": "cpu"},
