@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import cpu_model  # noqa: E402
-from measure_leak import finish, paired, pooled  # noqa: E402
+from measure_leak import classroom_setup, finish, paired, pooled  # noqa: E402
 from measure_oracle_start import judged_rows  # noqa: E402
 from measure_posterior_mean import dlib_ranks  # noqa: E402
 
@@ -63,15 +63,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from mivis.attacks import attack_run
     from mivis.attacks.presets import apply_preset
-    from mivis.classroom import import_classroom
-    from mivis.data import load_split
     from mivis.evaluation.judges import load_judge
-    from mivis.priors import import_prior
     from mivis.runs import Workspace
     ws = Workspace(a.workspace)
-    runs = import_classroom(ws)
-    prior_id = import_prior("orl32-gmi", ws).id
-    split = load_split(ws.get(runs["target"]).config["data"])
+    runs, prior_id, split = classroom_setup(ws)
     judge = load_judge(ws, runs["eval"], ws.get(runs["target"]), torch.device("cpu"))
     ids = torch.arange(split.num_classes)
     weights = [float(w) for w in a.weights.split(",")]

@@ -55,6 +55,16 @@ def finish(result: dict, out: str) -> int:
     return 0
 
 
+def classroom_setup(ws):
+    """The shipped classroom target and judge (registered, no training), the shipped 32 px GMI prior's run id
+    and the target's data split: what every measurement on the classroom target starts from."""
+    from mivis.classroom import import_classroom
+    from mivis.data import load_split
+    from mivis.priors import import_prior
+    runs = import_classroom(ws)
+    return runs, import_prior("orl32-gmi", ws).id, load_split(ws.get(runs["target"]).config["data"])
+
+
 def mean_image_verdicts(rec, split) -> list[dict]:
     """dlib's verdict on each identity's average reconstruction of one run (the restarts' consensus image)."""
     import torch

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import cpu_model  # noqa: E402
-from measure_leak import finish, paired, paired_words, per_reconstruction, pooled  # noqa: E402
+from measure_leak import classroom_setup, finish, paired, paired_words, per_reconstruction, pooled  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -66,14 +66,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from mivis.attacks import attack_run
     from mivis.attacks.presets import apply_preset
-    from mivis.classroom import import_classroom
-    from mivis.data import load_split
-    from mivis.priors import import_prior
     from mivis.runs import Workspace
     ws = Workspace(a.workspace)
-    runs = import_classroom(ws)
-    prior_id = import_prior("orl32-gmi", ws).id
-    split = load_split(ws.get(runs["target"]).config["data"])
+    runs, prior_id, split = classroom_setup(ws)
     params = {**DEFAULTS, **json.loads(a.params)}
     rows = {"posterior mean": [], "IF-GMI": []}
     per_seed = []
