@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import cpu_model  # noqa: E402
-from measure_leak import classroom_setup, finish, paired, pooled  # noqa: E402
+from measure_leak import classroom_setup, finish, mean_per_identity, paired, pooled  # noqa: E402
 from measure_oracle_start import judged_rows  # noqa: E402
 from measure_posterior_mean import dlib_ranks  # noqa: E402
 
@@ -39,12 +39,6 @@ import torch  # noqa: E402
 
 PMEAN = "posterior mean"
 IFGMI = "IF-GMI mean of restarts"
-
-
-def mean_per_identity(rec, ids: torch.Tensor) -> torch.Tensor:
-    """Each identity's average reconstruction of one attack run, in the order of ids."""
-    t = rec.read_tensors("reconstructions.safetensors", ("x", "y"))
-    return torch.stack([t["x"].float()[t["y"] == c].mean(0) for c in ids])
 
 
 def blend(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:
@@ -79,7 +73,9 @@ def main(argv=None) -> int:
                         eval_run=runs["eval"], workspace=ws, name=f"pmean seed {s}")
         ig = attack_run("ifgmi", runs["target"], prior_id, params=apply_preset("classroom", "ifgmi", {"seed": s}),
                         eval_run=runs["eval"], workspace=ws, name=f"ifgmi classroom seed {s}")
-        pmx, igx = mean_per_identity(pm, ids), mean_per_identity(ig, ids)
+        (pm_ids, pmx), (ig_ids, igx) = mean_per_identity(pm), mean_per_identity(ig)
+        if not (torch.equal(pm_ids, ids) and torch.equal(ig_ids, ids)):
+            raise SystemExit("both attacks must reconstruct every private identity")
         images = {PMEAN: pmx, IFGMI: igx, **{f"blend {w}": blend(pmx, igx, w) for w in weights}}
         for name, im in images.items():
             judged = judged_rows(judge, split, im, ids)

@@ -65,14 +65,19 @@ def classroom_setup(ws):
     return runs, import_prior("orl32-gmi", ws).id, load_split(ws.get(runs["target"]).config["data"])
 
 
-def mean_image_verdicts(rec, split) -> list[dict]:
-    """dlib's verdict on each identity's average reconstruction of one run (the restarts' consensus image)."""
+def mean_per_identity(rec):
+    """(identities attacked, sorted; each one's average reconstruction of one run: the restarts' consensus image)."""
     import torch
-    from mivis.evaluation.dlib_judge import dlib_verdicts
-    t = rec.read_tensors("reconstructions.safetensors")
+    t = rec.read_tensors("reconstructions.safetensors", ("x", "y"))
     x, y = t["x"].float(), t["y"]
     ids = y.unique()
-    mean = torch.stack([x[y == c].mean(0) for c in ids])
+    return ids, torch.stack([x[y == c].mean(0) for c in ids])
+
+
+def mean_image_verdicts(rec, split) -> list[dict]:
+    """dlib's verdict on each identity's average reconstruction of one run."""
+    from mivis.evaluation.dlib_judge import dlib_verdicts
+    ids, mean = mean_per_identity(rec)
     v = dlib_verdicts(mean, ids, split)["top1"]
     return [{"identity": int(c), "top1@dlib": bool(b)} for c, b in zip(ids.tolist(), v.tolist())]
 
